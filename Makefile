@@ -1,0 +1,33 @@
+# Two set-up commands: `make demo` (the main job) and `make test`. Each creates .venv when absent and
+# installs the project (editable) with the extras it needs; running them again installs nothing new.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_OUT ?= demo-output
+
+.PHONY: demo test bench install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# One stamp per set of extras, remade when pyproject.toml changes.
+$(VENV)/.installed-%: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[$(subst +,$(comma),$*)]"
+	touch $@
+
+comma := ,
+
+install: $(VENV)/.installed-train+dev+dicom
+
+test: $(VENV)/.installed-train+dev+dicom
+	$(BIN)/python -m pytest
+
+demo: $(VENV)/.installed-train+dicom
+	OUT=$(DEMO_OUT) BIN=$(BIN) bash scripts/demo.sh
+
+bench: $(VENV)/.installed-train+dev+dicom
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(DEMO_OUT) bench-output build dist

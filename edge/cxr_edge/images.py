@@ -1,0 +1,123 @@
+"""The image contract, written once and used by training, conversion and the box.
+
+decode -> grayscale uint8 (`load_image`) -> square resize with a fixed filter (`to_model_input`).
+Models take these raw uint8 pixels; scaling to floats happens inside the model graph, so the TFLite model
+carries it and the box does no float preprocessing. Change anything here and bump IMAGE_CONTRACT_VERSION:
+bundles record the version they were converted with.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_CONTRACT_VERSION = 1
+RESIZE_FILTER = "bilinear"  # Pillow's bilinear, antialiased when shrinking; integer arithmetic for mode L
+_RESIZE = Image.Resampling.BILINEAR
+SUPPORTED_FORMATS = ("PNG", "JPEG", "BMP", "TIFF")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+MAX_FILE_BYTES = 256 * 1024 * 1024  # far above any radiograph; guards a box with little memory
+_HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+class ImageError(ValueError):
+    """An image file that cannot be used; the message names the file and what was wrong."""
+
+    def __init__(self, path: os.PathLike | str, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+def load_image(path: os.PathLike | str) -> np.ndarray:
+    """Decode an image file to a 2-D uint8 grayscale array.
+
+    8-bit data keeps its values; 16-bit and 32-bit data are scaled linearly from the image's own
+    minimum..maximum to 0..255 (not clipped at 255). JPEG/TIFF EXIF orientation is applied, multi-frame
+    files give their first frame, and Pillow's decompression-bomb guard stays on.
+    """
+    path = Path(path)
+    _check_file(path)
+    try:
+        with Image.open(path, formats=SUPPORTED_FORMATS) as img:
+            _check_pixels(path, img)
+            img.seek(0)
+            img.load()
+            gray = _to_gray(path, ImageOps.exif_transpose(img))
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageError(path, f"too large: {exc}") from None
+    except UnidentifiedImageError:
+        raise ImageError(path, "not an image in a supported format (PNG, JPEG, BMP or TIFF)") from None
+    except MemoryError:
+        raise ImageError(path, "too large to decode in the memory available") from None
+    except Exception as exc:  # Pillow's decoders raise many types on malformed data: all mean "corrupt"
+        raise ImageError(path, f"truncated or corrupt image data ({type(exc).__name__}: {exc})") from None
+    if gray.ndim != 2 or gray.size == 0:
+        raise ImageError(path, f"decoded to an unusable array of shape {gray.shape}")
+    return gray
+
+
+def to_model_input(gray: np.ndarray, size: int) -> np.ndarray:
+    """Resize a 2-D uint8 grayscale image to the model's (size, size, 1) uint8 input."""
+    if gray.ndim != 2 or gray.dtype != np.uint8:
+        raise ValueError(f"expected a 2-D uint8 grayscale image, got shape {gray.shape} dtype {gray.dtype}")
+    if size < 1:
+        raise ValueError(f"model input size must be positive, got {size}")
+    resized = Image.fromarray(gray, mode="L").resize((size, size), _RESIZE)
+    return np.asarray(resized, dtype=np.uint8)[:, :, np.newaxis]
+
+
+def prepare(path: os.PathLike | str, size: int) -> np.ndarray:
+    """load_image then to_model_input: a file straight to the model's uint8 input."""
+    return to_model_input(load_image(path), size)
+
+
+def _check_file(path: Path) -> None:
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise ImageError(path, "file not found") from None
+    except OSError as exc:
+        raise ImageError(path, f"cannot be read ({exc.strerror or exc})") from None
+    if path.is_dir():
+        raise ImageError(path, "is a folder, not an image file")
+    if size == 0:
+        raise ImageError(path, "empty file (0 bytes)")
+    if size > MAX_FILE_BYTES:
+        raise ImageError(path, f"too large: {size} bytes, the limit is {MAX_FILE_BYTES} bytes")
+
+
+def _check_pixels(path: Path, img: Image.Image) -> None:
+    width, height = img.size
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and width * height > limit:
+        raise ImageError(path, f"too large: {width}x{height} pixels, the limit is {limit} pixels")
+
+
+def _to_gray(path: Path, img: Image.Image) -> np.ndarray:
+    if img.mode in _HIGH_DEPTH_MODES:
+        return _scale_to_uint8(np.asarray(img))
+    if img.mode == "L":
+        return np.array(img, dtype=np.uint8)
+    if img.mode in ("PA", "P"):
+        img = img.convert("RGBA")
+    if img.mode not in ("1", "LA", "La", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr"):
+        raise ImageError(path, f"unsupported image mode {img.mode!r}: save it as 8- or 16-bit grayscale or RGB")
+    if img.mode == "CMYK":
+        img = img.convert("RGB")
+    return np.array(img.convert("L"), dtype=np.uint8)
+
+
+def _scale_to_uint8(values: np.ndarray) -> np.ndarray:
+    values = values.astype(np.float64)
+    if not np.isfinite(values).all():
+        values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+    lo, hi = float(values.min()), float(values.max())
+    if hi <= lo:
+        return np.zeros(values.shape, dtype=np.uint8)
+    return np.rint((values - lo) * (255.0 / (hi - lo))).astype(np.uint8)

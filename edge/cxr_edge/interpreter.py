@@ -1,0 +1,124 @@
+"""The TFLite interpreter the box runs, and a small model wrapper around it.
+
+Interpreters are tried in a fixed order: LiteRT (`ai_edge_litert`, fastest here and works with numpy 2),
+then `tflite_runtime` (for boxes with no LiteRT wheel), then `tensorflow.lite` (a training machine).
+The last is imported only when nothing else is installed, so the box never loads TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
+
+import numpy as np
+
+# (module to import, attribute path to the Interpreter class, distribution that carries the version)
+_BACKENDS = (
+    ("ai_edge_litert.interpreter", "Interpreter", "ai-edge-litert"),
+    ("tflite_runtime.interpreter", "Interpreter", "tflite-runtime"),
+    ("tensorflow", "lite.Interpreter", "tensorflow"),
+)
+
+
+class NoInterpreterError(RuntimeError):
+    """No TFLite interpreter is installed."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str  # the distribution: ai-edge-litert, tflite-runtime or tensorflow
+    version: str
+    interpreter_class: type
+
+
+@lru_cache(maxsize=1)
+def backend() -> Backend:
+    """The first interpreter that imports, in the order above."""
+    for module_name, attr_path, dist in _BACKENDS:
+        try:
+            obj = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        for attr in attr_path.split("."):
+            obj = getattr(obj, attr)
+        try:
+            dist_version = version(dist)
+        except PackageNotFoundError:
+            dist_version = "unknown"
+        return Backend(dist, dist_version, obj)
+    raise NoInterpreterError(
+        "no TFLite interpreter is installed: run `pip install ai-edge-litert` "
+        "(or, where LiteRT has no wheel, `pip install 'cxr-edge[tflite]'`)"
+    )
+
+
+def default_threads() -> int:
+    return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    index: int
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    scale: float  # 0.0 when the tensor is not quantized
+    zero_point: int
+
+
+def _spec(detail: dict) -> TensorSpec:
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    return TensorSpec(detail["index"], tuple(int(d) for d in detail["shape"]), np.dtype(detail["dtype"]),
+                      float(scale), int(zero_point))
+
+
+class TFLiteModel:
+    """One .tflite model: uint8 pixels in, float probabilities out, whatever its quantization.
+
+    Quantization parameters come from the interpreter's own tensor details; nothing is hard-coded.
+    """
+
+    def __init__(self, model_content: bytes, threads: int | None = None):
+        interpreter_class = backend().interpreter_class
+        self._interpreter = interpreter_class(model_content=model_content, num_threads=threads or default_threads())
+        self._interpreter.allocate_tensors()
+        self.input = _spec(self._interpreter.get_input_details()[0])
+        self.outputs = [_spec(d) for d in self._interpreter.get_output_details()]
+        self._batch = self.input.shape[0]
+
+    @property
+    def input_size(self) -> int:
+        return self.input.shape[1]
+
+    def predict(self, pixels: np.ndarray) -> list[np.ndarray]:
+        """Run a batch of uint8 images (N, size, size, 1); returns each output as float32 (N, ...)."""
+        if pixels.dtype != np.uint8 or pixels.shape[1:] != self.input.shape[1:]:
+            raise ValueError(f"model expects uint8 images of shape {self.input.shape[1:]}, "
+                             f"got {pixels.dtype} {pixels.shape[1:]}")
+        if pixels.shape[0] != self._batch:
+            self._interpreter.resize_tensor_input(self.input.index, [pixels.shape[0], *self.input.shape[1:]])
+            self._interpreter.allocate_tensors()
+            self._batch = pixels.shape[0]
+            self.outputs = [_spec(d) for d in self._interpreter.get_output_details()]
+        self._interpreter.set_tensor(self.input.index, _quantize_input(pixels, self.input))
+        self._interpreter.invoke()
+        return [_dequantize(self._interpreter.get_tensor(o.index), o) for o in self.outputs]
+
+
+def _quantize_input(pixels: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    if spec.dtype == np.float32:
+        return pixels.astype(np.float32)
+    if spec.scale == 0.0 or (spec.scale == 1.0 and spec.zero_point == 0 and spec.dtype == np.uint8):
+        return pixels.astype(spec.dtype)  # raw pixels are the model's input as they are
+    info = np.iinfo(spec.dtype)
+    q = np.rint(pixels.astype(np.float32) / spec.scale) + spec.zero_point
+    return np.clip(q, info.min, info.max).astype(spec.dtype)
+
+
+def _dequantize(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    if spec.scale == 0.0:
+        return values.astype(np.float32)
+    # int64 before subtracting the zero point: uint8 arithmetic would wrap around
+    return ((values.astype(np.int64) - spec.zero_point) * spec.scale).astype(np.float32)

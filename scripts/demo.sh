@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The end-to-end demo: synthetic data -> training -> int8 bundle -> classify a "USB stick" -> evaluate.
+# Called by `make demo` with BIN (the venv's bin folder) and OUT (the output folder) set.
+set -euo pipefail
+BIN=${BIN:-.venv/bin}
+OUT=${OUT:-demo-output}
+mkdir -p "$OUT"
+step() { printf '\n== %s\n' "$*"; }
+
+step "1. Synthetic chest X-rays in the COVID-19 Radiography Database layout"
+"$BIN/cxr-train" synth "$OUT/data" --per-class 60 --size 128 --seed 0
+"$BIN/cxr-train" split "$OUT/data" --out "$OUT/split.csv" --seed 0

@@ -1,0 +1,64 @@
+import hashlib
+
+import numpy as np
+from PIL import Image
+
+from cxr_train.synth import make_image, image_rng, write_dataset
+
+
+def _digest(folder):
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            h.update(p.relative_to(folder).as_posix().encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def test_layout_matches_the_database(synth_small):
+    for folder in ("COVID", "Lung_Opacity", "Normal", "Viral Pneumonia"):
+        images = sorted((synth_small / folder / "images").glob("*.png"))
+        masks = sorted((synth_small / folder / "masks").glob("*.png"))
+        assert len(images) == 6 and len(masks) == 6
+        img = Image.open(images[0])
+        assert img.mode == "L" and img.size == (64, 64)
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
+    a = write_dataset(tmp_path / "a", per_class=2, size=48, seed=5)
+    b = write_dataset(tmp_path / "b", per_class=2, size=48, seed=5)
+    c = write_dataset(tmp_path / "c", per_class=2, size=48, seed=6)
+    assert _digest(a) == _digest(b)
+    assert _digest(a) != _digest(c)
+
+
+def test_image_i_does_not_depend_on_how_many_are_made(tmp_path):
+    small = write_dataset(tmp_path / "s", per_class=1, size=48, seed=9)
+    large = write_dataset(tmp_path / "l", per_class=3, size=48, seed=9)
+    name = "COVID/images/COVID-1.png"
+    assert (small / name).read_bytes() == (large / name).read_bytes()
+
+
+def test_findings_add_opacity_inside_the_lungs():
+    """Same patient with and without a finding: the diseased image is brighter in the lungs only."""
+    size = 96
+    for label in ("lung_opacity", "viral_pneumonia", "covid19"):
+        diseased = make_image(label, size, image_rng(0, label, 1))
+        assert diseased.severity > 0 and diseased.finding_box is not None
+        x0, y0, x1, y1 = diseased.finding_box
+        assert 0 <= x0 <= x1 < size and 0 <= y0 <= y1 < size
+    normal = make_image("normal", size, image_rng(0, "normal", 1))
+    assert normal.severity == 0 and normal.finding_box is None
+    assert 0.1 < normal.lung_mask.mean() < 0.6
+
+
+def test_classes_differ_but_overlap():
+    """Mean lung brightness differs between classes on average, but not image by image."""
+    size = 64
+    def lung_mean(label, i):
+        img = make_image(label, size, image_rng(1, label, i))
+        return img.pixels[img.lung_mask].mean() - img.pixels[~img.lung_mask].mean()
+    normal = np.array([lung_mean("normal", i) for i in range(20)])
+    covid = np.array([lung_mean("covid19", i) for i in range(20)])
+    assert covid.mean() > normal.mean()
+    assert covid.min() < normal.max()  # overlapping: not separable by one number
