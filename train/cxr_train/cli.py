@@ -70,3 +70,78 @@ def _report_unreadable(unreadable) -> None:
         click.echo(f"left out {len(unreadable)} unreadable image(s):", err=True)
         for exc in unreadable:
             click.echo(f"  {exc}", err=True)
+
+
+def _library_errors():
+    from .fit import RunError
+    from .pretrained import InitWeightsError
+
+    return errors_as_failures(DatasetError, RunError, InitWeightsError)
+
+
+def _print_summary(metrics: dict) -> None:
+    c, s1 = metrics["cascade"], metrics["stage1"]
+    click.echo(f"cascade accuracy {c['accuracy']:.3f}, macro-F1 {c['macro_f1']:.3f}, "
+               f"balanced accuracy {c['balanced_accuracy']:.3f}")
+    for label, m in c["per_class"].items():
+        click.echo(f"  {label:16s} precision {m['precision']:.3f}  recall {m['recall']:.3f}  F1 {m['f1']:.3f}  n={m['support']}")
+    sens = "n/a" if s1["sensitivity"] is None else f"{s1['sensitivity']:.3f}"
+    spec = "n/a" if s1["specificity"] is None else f"{s1['specificity']:.3f}"
+    click.echo(f"stage 1 at threshold {s1['threshold']:.4f}: sensitivity {sens}, specificity {spec}")
+
+
+@main.command()
+@click.argument("data_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="The run folder.")
+@click.option("--preset", type=click.Choice(["alexnet", "alexnet-edge", "tiny"]), default="alexnet-edge", show_default=True)
+@click.option("--image-size", type=click.IntRange(min=16), default=None, help="Input side in pixels [default: the preset's].")
+@click.option("--epochs-stage1", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option("--epochs-stage2", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Adam learning rate [default: the preset's].")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--init-weights", type=click.Path(path_type=Path), default=None,
+              help="bvlc_alexnet.npy (ImageNet AlexNet), or a .keras / .weights.h5 file of ours.")
+@click.option("--split", "split_path", type=click.Path(path_type=Path), default=None, help="Reuse a saved split.csv.")
+@click.option("--target-sensitivity", type=click.FloatRange(0, 1, min_open=True), default=0.95, show_default=True,
+              help="Stage 1 threshold: the highest reaching this sensitivity for abnormal on val.")
+@click.option("--freeze-epochs", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Epochs to train the head only, trunk frozen, before fine-tuning everything.")
+@click.option("--stage2-from-stage1/--stage2-from-init", default=True, show_default=True,
+              help="Start stage 2 from stage 1's trained trunk, or from --init-weights.")
+@click.option("--patience", type=click.IntRange(min=1), default=6, show_default=True, help="Early stopping patience (epochs).")
+@click.option("--overwrite", is_flag=True, help="Replace a finished run in --out.")
+def fit(data_dir: Path, out: Path, preset, image_size, epochs_stage1, epochs_stage2, batch_size, learning_rate, seed,
+        init_weights, split_path, target_sensitivity, freeze_epochs, stage2_from_stage1, patience, overwrite) -> None:
+    """Train stage 1, then stage 2, then evaluate the cascade on the held-out test split.
+
+    Example: cxr-train fit data/COVID-19_Radiography_Dataset --out runs/first --preset alexnet-edge
+    """
+    from .fit import FitConfig, fit as run_fit
+
+    cfg = FitConfig(str(data_dir), str(out), preset, image_size, epochs_stage1, epochs_stage2, batch_size, learning_rate,
+                    seed, str(init_weights) if init_weights else None, str(split_path) if split_path else None,
+                    target_sensitivity, freeze_epochs, stage2_from_stage1, patience, overwrite)
+    with _library_errors():
+        metrics = run_fit(cfg, log=lambda msg: click.echo(msg, err=True))
+    _print_summary(metrics)
+    click.echo(f"run folder: {out} (report: {out / 'eval' / 'report.md'}, curves: {out / 'curves.png'})")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--split", type=click.Choice(["test", "val", "train", "all"]), default="test", show_default=True)
+@click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Where the run's images are now, if they moved.")
+def evaluate(run_dir: Path, split: str, data_dir) -> None:
+    """Recompute a saved run's evaluation tables on one split (test: eval/, others: eval-SPLIT/).
+
+    Example: cxr-train evaluate runs/first --split val
+    """
+    from .fit import evaluate_run
+
+    with _library_errors():
+        metrics, out = evaluate_run(run_dir, split, data_dir)
+    _print_summary(metrics)
+    click.echo(f"wrote {out}")

@@ -1,0 +1,276 @@
+"""`cxr-train fit`: stage 1 (normal vs abnormal), then stage 2 (the three diseases), then the cascade's
+evaluation on the held-out test split. Everything a run needs to be reproduced lands in its folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from cxr_edge.cascade import sensitivity_threshold
+from cxr_edge.images import IMAGE_CONTRACT_VERSION, RESIZE_FILTER
+from cxr_edge.labels import LABELS, STAGE1_LABELS, STAGE2_LABELS
+
+from . import __version__
+from .alexnet import PRESETS, TRUNK_LAYERS, build_model, preset_config
+from .data import class_weights, label_indices, load_pixels, make_dataset
+from .dataset import SPLITS, DatasetError, Record, make_split, read_split, scan, select, write_split
+from .evaluate import evaluate_predictions, write_eval
+from .plots import plot_curves
+from .pretrained import copy_matching_layers, load_init_weights
+
+
+class RunError(ValueError):
+    """A run folder that cannot be used (already finished, not writable, incomplete)."""
+
+
+@dataclass
+class FitConfig:
+    data_dir: str
+    out: str
+    preset: str = "alexnet-edge"
+    image_size: int | None = None  # None: the preset's
+    epochs_stage1: int = 30
+    epochs_stage2: int = 50
+    batch_size: int = 32
+    learning_rate: float | None = None  # None: the preset's
+    seed: int = 0
+    init_weights: str | None = None
+    split: str | None = None  # reuse a saved split.csv
+    target_sensitivity: float = 0.95
+    freeze_epochs: int = 0
+    stage2_from_stage1: bool = True
+    patience: int = 6
+    overwrite: bool = False
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    extra: dict = field(default_factory=dict)
+
+    def resolve(self) -> None:
+        preset = PRESETS.get(self.preset)
+        if preset is None:
+            raise RunError(f"unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
+        self.image_size = self.image_size or preset.image_size
+        self.learning_rate = self.learning_rate or preset.learning_rate
+
+
+def is_finished(run_dir: Path) -> bool:
+    return (run_dir / "stage2.keras").is_file() and (run_dir / "eval" / "metrics.json").is_file()
+
+
+def choose_strategy() -> tf.distribute.Strategy:
+    """TensorFlow's own engine: multi-worker with TF_CONFIG, mirrored on several GPUs, else the default."""
+    if os.environ.get("TF_CONFIG"):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if len(tf.config.list_logical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _prepare_run_dir(cfg: FitConfig) -> Path:
+    out = Path(cfg.out)
+    if is_finished(out) and not cfg.overwrite:
+        raise RunError(f"{out} already holds a finished run: pick another --out, or pass --overwrite to replace it")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise RunError(f"cannot write to run folder {out}: {exc.strerror or exc}; choose a writable --out") from None
+    return out
+
+
+def _records(cfg: FitConfig, log) -> list[Record]:
+    if cfg.split:
+        records = read_split(cfg.split)
+    else:
+        found = scan(cfg.data_dir)
+        for exc in found.unreadable:
+            log(f"left out unreadable image: {exc}")
+        if found.unreadable:
+            log(f"left out {len(found.unreadable)} unreadable image(s) in all")
+        records = make_split(found.records, cfg.seed, cfg.val_fraction, cfg.test_fraction)
+    for split in SPLITS:
+        present = {r.label for r in records if r.split == split}
+        absent = [lb for lb in LABELS if lb not in present]
+        if absent:
+            raise DatasetError(f"class(es) {', '.join(absent)} absent from the {split} split: every class needs "
+                               "images in train, val and test (add images or make a new split)")
+    return records
+
+
+def _counts(records: list[Record]) -> dict:
+    return {s: {lb: sum(r.label == lb and r.split == s for r in records) for lb in LABELS} for s in SPLITS}
+
+
+class _Throughput(keras.callbacks.Callback):
+    """Training images/s over the epochs after the first (which pays for tracing)."""
+
+    def __init__(self, n_images: int):
+        super().__init__()
+        self.n_images, self.times = n_images, []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.times.append(time.perf_counter() - self._start)
+
+    def images_per_s(self) -> float | None:
+        steady = self.times[1:] or self.times
+        return self.n_images * len(steady) / sum(steady) if steady else None
+
+
+def _input_images_per_s(ds: tf.data.Dataset, max_batches: int = 50) -> float:
+    """How fast the input pipeline alone delivers training batches (decode cache + augmentation)."""
+    n, start = 0, time.perf_counter()
+    for x, _ in ds.take(max_batches):
+        n += int(x.shape[0])
+    return n / (time.perf_counter() - start)
+
+
+def _train_stage(cfg: FitConfig, stage: str, labels: tuple[str, ...], x_train, y_train, x_val, y_val,
+                 epochs: int, init: Callable[[keras.Model], None] | None, strategy, log) -> tuple[keras.Model, dict]:
+    out = Path(cfg.out)
+    with strategy.scope():
+        model = build_model(cfg.preset, len(labels), cfg.image_size, name=stage)
+        if init is not None:
+            init(model)
+    train_ds = make_dataset(x_train, y_train, cfg.batch_size, training=True, seed=cfg.seed)
+    val_ds = make_dataset(x_val, y_val, cfg.batch_size, training=False, seed=cfg.seed)
+    weights = class_weights(y_train, len(labels))
+    throughput = _Throughput(len(x_train))
+    history_csv = out / f"history_{stage}.csv"
+    history_csv.unlink(missing_ok=True)
+    (out / "checkpoints").mkdir(exist_ok=True)
+
+    def run(first_epoch: int, last_epoch: int, trainable_trunk: bool) -> None:
+        for name in TRUNK_LAYERS:
+            model.get_layer(name).trainable = trainable_trunk
+        with strategy.scope():
+            model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
+                          loss="sparse_categorical_crossentropy",
+                          metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+        callbacks = [keras.callbacks.CSVLogger(str(history_csv), append=True), throughput,
+                     keras.callbacks.ModelCheckpoint(str(out / "checkpoints" / f"{stage}.keras"), monitor="val_loss",
+                                                     save_best_only=True)]
+        if trainable_trunk:
+            callbacks += [keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
+                                                        restore_best_weights=True),
+                          keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
+                                                            patience=max(1, cfg.patience // 2))]
+        model.fit(train_ds, validation_data=val_ds, epochs=last_epoch, initial_epoch=first_epoch,
+                  class_weight=weights, callbacks=callbacks, shuffle=False, verbose=2)
+
+    frozen = min(cfg.freeze_epochs, epochs)
+    if frozen:
+        log(f"{stage}: {frozen} epoch(s) with the trunk frozen")
+        run(0, frozen, trainable_trunk=False)
+    if epochs > frozen:
+        run(frozen, epochs, trainable_trunk=True)
+    model.save(out / f"{stage}.keras")
+    stats = {"train_images_per_s": throughput.images_per_s(), "input_images_per_s": _input_images_per_s(train_ds),
+             "class_weights": weights, "epochs_run": len(throughput.times)}
+    return model, stats
+
+
+def predict(model: keras.Model, pixels: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    ds = tf.data.Dataset.from_tensor_slices(pixels).batch(batch_size).map(lambda x: tf.cast(x, tf.float32))
+    return model.predict(ds, verbose=0)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
+    """Train both stages and evaluate the cascade; returns the test metrics."""
+    cfg.resolve()
+    out = _prepare_run_dir(cfg)
+    records = _records(cfg, log)
+    write_split(records, out / "split.csv")
+    keras.utils.set_random_seed(cfg.seed)
+    strategy = choose_strategy()
+    config = {"cxr_edge_version": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
+              "python": platform.python_version(), "machine": platform.machine(),
+              "strategy": type(strategy).__name__, "replicas": strategy.num_replicas_in_sync,
+              **asdict(cfg), "data_dir": str(Path(cfg.data_dir).resolve()), "data_name": Path(cfg.data_dir).resolve().name,
+              "synthetic": (Path(cfg.data_dir) / "synth.csv").is_file(),
+              "preset_settings": preset_config(cfg.preset), "labels": list(LABELS),
+              "stage1_labels": list(STAGE1_LABELS), "stage2_labels": list(STAGE2_LABELS),
+              "image_contract": {"version": IMAGE_CONTRACT_VERSION, "resize_filter": RESIZE_FILTER,
+                                 "input": [cfg.image_size, cfg.image_size, 1], "dtype": "uint8"},
+              "counts": _counts(records), "status": "running"}
+    _write_json(out / "config.json", config)
+
+    start = time.perf_counter()
+    log(f"decoding {len(records)} images at {cfg.image_size}x{cfg.image_size} (once, into memory)")
+    by_split = {s: select(records, s) for s in SPLITS}
+    pixels = {s: load_pixels(cfg.data_dir, by_split[s], cfg.image_size) for s in SPLITS}
+    labels = {s: label_indices(by_split[s]) for s in SPLITS}
+    decode_s = time.perf_counter() - start
+
+    init_weights = cfg.init_weights
+    init1 = (lambda m: log(f"stage1: loaded {', '.join(load_init_weights(m, init_weights))} from {init_weights}")) \
+        if init_weights else None
+    log(f"stage 1 (normal vs abnormal): {cfg.preset}, {cfg.epochs_stage1} epochs")
+    stage1, stats1 = _train_stage(cfg, "stage1", STAGE1_LABELS, pixels["train"], (labels["train"] != 0).astype(np.int64),
+                                  pixels["val"], (labels["val"] != 0).astype(np.int64), cfg.epochs_stage1, init1,
+                                  strategy, log)
+    val_p = predict(stage1, pixels["val"], cfg.batch_size)[:, 1]
+    threshold = sensitivity_threshold(val_p, labels["val"] != 0, cfg.target_sensitivity)
+    log(f"stage 1 threshold {threshold:.4f} reaches sensitivity >= {cfg.target_sensitivity} for abnormal on val")
+
+    sick = {s: labels[s] != 0 for s in ("train", "val")}
+    if cfg.stage2_from_stage1:
+        init2 = lambda m: copy_matching_layers(stage1, m, skip=("logits",))  # noqa: E731
+    else:
+        init2 = init1
+    log(f"stage 2 (lung opacity / viral pneumonia / covid19): {cfg.epochs_stage2} epochs")
+    stage2, stats2 = _train_stage(cfg, "stage2", STAGE2_LABELS, pixels["train"][sick["train"]], labels["train"][sick["train"]] - 1,
+                                  pixels["val"][sick["val"]], labels["val"][sick["val"]] - 1, cfg.epochs_stage2, init2,
+                                  strategy, log)
+
+    metrics = evaluate_predictions(labels["test"], predict(stage1, pixels["test"], cfg.batch_size)[:, 1],
+                                   predict(stage2, pixels["test"], cfg.batch_size), threshold)
+    metrics["split"] = "test"
+    write_eval(out / "eval", metrics, f"Cascade on the test split ({cfg.preset})")
+    plot_curves(out, out / "curves.png")
+    config.update(status="finished", stage1_threshold=threshold, weights=int(stage1.count_params()),
+                  seconds={"decode": round(decode_s, 1), "total": round(time.perf_counter() - start, 1)},
+                  throughput={"stage1": stats1, "stage2": stats2})
+    _write_json(out / "config.json", config)
+    return metrics
+
+
+def evaluate_run(run_dir: os.PathLike | str, split: str = "test", data_dir: str | None = None,
+                 batch_size: int = 64) -> tuple[dict, Path]:
+    """Recompute the evaluation of a saved run on one split; returns the metrics and the folder written."""
+    run = Path(run_dir)
+    config_path = run / "config.json"
+    if not config_path.is_file() or not (run / "stage2.keras").is_file():
+        raise RunError(f"{run} is not a finished run folder (config.json, stage1.keras and stage2.keras are needed)")
+    config = json.loads(config_path.read_text())
+    data = data_dir or config["data_dir"]
+    records = select(read_split(run / "split.csv"), split)
+    size = config["image_size"]
+    stage1 = keras.models.load_model(run / "stage1.keras", compile=False)
+    stage2 = keras.models.load_model(run / "stage2.keras", compile=False)
+    pixels = load_pixels(data, records, size)
+    metrics = evaluate_predictions(label_indices(records), predict(stage1, pixels, batch_size)[:, 1],
+                                   predict(stage2, pixels, batch_size), config["stage1_threshold"])
+    metrics["split"] = split
+    out = run / ("eval" if split == "test" else f"eval-{split}")
+    write_eval(out, metrics, f"Cascade on the {split} split ({config['preset']})")
+    return metrics, out
