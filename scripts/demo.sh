@@ -10,3 +10,7 @@ step() { printf '\n== %s\n' "$*"; }
 step "1. Synthetic chest X-rays in the COVID-19 Radiography Database layout"
 "$BIN/cxr-train" synth "$OUT/data" --per-class 60 --size 128 --seed 0
 "$BIN/cxr-train" split "$OUT/data" --out "$OUT/split.csv" --seed 0
+
+step "2. Train both stages (tiny preset, so the demo finishes in minutes)"
+"$BIN/cxr-train" fit "$OUT/data" --out "$OUT/run" --split "$OUT/split.csv" --preset tiny \
+    --epochs-stage1 20 --epochs-stage2 25 --overwrite
