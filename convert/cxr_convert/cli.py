@@ -1,17 +1,54 @@
-"""`cxr-convert`: a training run folder to a deployable TFLite bundle."""
+"""`cxr-convert`: a training run folder to a deployable TFLite bundle. Thin: validate, call, print."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import click
 
 from cxr_edge import DISCLAIMER
-from cxr_edge.clitools import version_option
+from cxr_edge.clitools import errors_as_failures, version_option
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]}, epilog=DISCLAIMER)
 @version_option("cxr-convert")
-def main() -> None:
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="The bundle folder.")
+@click.option("--quantization", type=click.Choice(["int8", "float16", "dynamic", "float32"]), default="int8", show_default=True)
+@click.option("--calibration-samples", type=click.IntRange(min=1), default=300, show_default=True,
+              help="Training images (stratified by class) that calibrate int8 ranges.")
+@click.option("--max-accuracy-drop", type=click.FloatRange(min=0), default=0.01, show_default=True)
+@click.option("--max-f1-drop", type=click.FloatRange(min=0), default=0.02, show_default=True)
+@click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.98, show_default=True)
+@click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Where the run's images are now, if they moved.")
+@click.option("--debug-quantization", is_flag=True, help="Add a per-layer quantization error report to parity.json.")
+@click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.6, show_default=True,
+              help="The box refers images whose top probability is below this.")
+def main(run_dir: Path, out: Path, quantization, calibration_samples, max_accuracy_drop, max_f1_drop, min_agreement,
+         data_dir, debug_quantization, min_confidence) -> None:
     """Convert a training run to a TFLite bundle and check it against the float models.
+
+    Exit status 0: deployable; 1: the parity gate failed (the bundle is written, marked not deployable);
+    2: usage or data errors.
 
     Example: cxr-convert runs/first --out bundles/first
     """
+    from .bundle import ConvertError, ConvertOptions, build_bundle
+    from .parity import Limits
+
+    options = ConvertOptions(quantization, calibration_samples, Limits(max_accuracy_drop, max_f1_drop, min_agreement),
+                             data_dir, debug_quantization, min_confidence)
+    with errors_as_failures(ConvertError, ValueError, OSError):
+        manifest = build_bundle(run_dir, out, options, log=lambda msg: click.echo(msg, err=True))
+    click.echo((out / "parity.md").read_text())
+    if manifest["training_data"]["synthetic"]:
+        click.echo("WARNING: trained on synthetic data: results mean nothing for real patients.")
+    if not manifest["deployable"]:
+        click.echo(f"NOT DEPLOYABLE: the parity gate failed; bundle written to {out} with \"deployable\": false",
+                   err=True)
+        for failure in manifest["parity_gate"]["failures"]:
+            click.echo(f"  {failure}", err=True)
+        sys.exit(1)
+    click.echo(f"deployable bundle written to {out}")

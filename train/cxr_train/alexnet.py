@@ -2,7 +2,8 @@
 
 The trunk follows Krizhevsky et al. (2012): conv 96 11x11/4, max-pool 3/2, conv 256 5x5 (2 groups),
 max-pool, conv 384 3x3, conv 384 3x3 (2 groups), conv 256 3x3 (2 groups), max-pool, with BatchNorm where
-the original had local response normalisation. Inputs are one grayscale channel of raw uint8 pixels
+the original had local response normalisation (placed before the ReLU, so that TFLite folds it into the
+convolution and int8 quantization sees one op). Inputs are one grayscale channel of raw uint8 pixels
 (as float32 values 0..255); the model rescales them itself, so TFLite models carry the scaling.
 """
 
@@ -57,11 +58,11 @@ def build_model(preset: str, num_classes: int, image_size: int | None = None, na
     f1, f2, f3, f4, f5 = p.filters
     inputs = keras.Input((size, size, 1), name="pixels")
     x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
-    x = layers.Conv2D(f1, p.conv1_kernel, strides=p.conv1_stride, activation="relu", name="conv1")(x)
-    x = layers.BatchNormalization(momentum=0.9, name="bn1")(x)
+    x = layers.Conv2D(f1, p.conv1_kernel, strides=p.conv1_stride, name="conv1")(x)
+    x = layers.ReLU(name="relu1")(layers.BatchNormalization(momentum=0.9, name="bn1")(x))
     x = layers.MaxPooling2D(3, 2, name="pool1")(x)
-    x = layers.Conv2D(f2, 5, padding="same", groups=2, activation="relu", name="conv2")(x)
-    x = layers.BatchNormalization(momentum=0.9, name="bn2")(x)
+    x = layers.Conv2D(f2, 5, padding="same", groups=2, name="conv2")(x)
+    x = layers.ReLU(name="relu2")(layers.BatchNormalization(momentum=0.9, name="bn2")(x))
     x = layers.MaxPooling2D(3, 2, name="pool2")(x)
     x = layers.Conv2D(f3, 3, padding="same", activation="relu", name="conv3")(x)
     x = layers.Conv2D(f4, 3, padding="same", groups=2, activation="relu", name="conv4")(x)

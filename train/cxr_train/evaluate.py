@@ -16,16 +16,16 @@ from cxr_edge.cascade import combine
 from cxr_edge.labels import LABELS
 
 
-def cascade_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
-    """Accuracy, macro-F1, balanced accuracy, per-class P/R/F1 and the confusion matrix, in LABELS order."""
-    idx = list(range(len(LABELS)))
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, names=LABELS) -> dict:
+    """Accuracy, macro-F1, balanced accuracy, per-class P/R/F1 and the confusion matrix, in `names` order."""
+    idx = list(range(len(names)))
     precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=idx, zero_division=0)
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "macro_f1": float(f1_score(y_true, y_pred, labels=idx, average="macro", zero_division=0)),
         "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
-        "per_class": {label: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-                              "support": int(support[i])} for i, label in enumerate(LABELS)},
+        "per_class": {name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                             "support": int(support[i])} for i, name in enumerate(names)},
         "confusion": confusion_matrix(y_true, y_pred, labels=idx).tolist(),
     }
 
@@ -54,7 +54,7 @@ def evaluate_predictions(y_true: np.ndarray, p_abnormal: np.ndarray, stage2: np.
     return {
         "n_images": int(len(y_true)),
         "labels": list(LABELS),
-        "cascade": cascade_metrics(y_true, y_pred),
+        "cascade": classification_metrics(y_true, y_pred),
         "stage1": stage1_metrics(y_true, p_abnormal, threshold),
         "stage2": {"accuracy": float((stage2_pred[abnormal] == y_true[abnormal]).mean()) if abnormal.any() else None,
                    "n_images": int(abnormal.sum())},

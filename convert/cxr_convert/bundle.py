@@ -1,0 +1,151 @@
+"""`cxr-convert RUN_DIR --out BUNDLE_DIR`: convert both stages, check parity, write the bundle.
+
+The bundle is assembled in a temporary folder beside BUNDLE_DIR and renamed into place, so BUNDLE_DIR is
+never half-written. A failed gate still writes the bundle, with "deployable": false.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from cxr_edge import __version__
+from cxr_edge.bundle import FORMAT_VERSION, MANIFEST, sha256_bytes
+from cxr_edge.images import IMAGE_CONTRACT_VERSION, RESIZE_FILTER
+from cxr_edge.labels import LABELS, STAGE1_LABELS, STAGE2_LABELS
+from cxr_train.data import label_indices, load_pixels
+from cxr_train.dataset import DatasetError, read_split, select
+
+from .parity import Limits, compare, gate, parity_markdown, predict_keras, predict_tflite
+from .tflite import convert, debug_quantization
+
+
+class ConvertError(ValueError):
+    """A run folder that cannot be converted; the message says what is missing."""
+
+
+@dataclass
+class ConvertOptions:
+    quantization: str = "int8"
+    calibration_samples: int = 300
+    limits: Limits = field(default_factory=Limits)
+    data_dir: str | None = None
+    debug_quantization: bool = False
+    min_confidence: float = 0.6
+    seed: int = 0
+
+
+def calibration_set(records, data_dir, size: int, n: int, seed: int) -> np.ndarray:
+    """Up to n training images, drawn evenly across the four classes, decoded with the image contract."""
+    rng = np.random.default_rng(seed)
+    per_class = max(1, n // len(LABELS))
+    chosen = []
+    for label in LABELS:
+        pool = [r for r in records if r.label == label]
+        take = rng.permutation(len(pool))[:per_class]
+        chosen += [pool[i] for i in sorted(take)]
+    return load_pixels(data_dir, chosen[:n], size)
+
+
+def _load_run(run: Path) -> tuple[dict, keras.Model, keras.Model, list]:
+    needed = ["config.json", "split.csv", "stage1.keras", "stage2.keras"]
+    missing = [name for name in needed if not (run / name).is_file()]
+    if missing:
+        raise ConvertError(f"{run} is not a finished training run: missing {', '.join(missing)} "
+                           "(make one with `cxr-train fit DATA_DIR --out RUN_DIR`)")
+    config = json.loads((run / "config.json").read_text())
+    if "stage1_threshold" not in config:
+        raise ConvertError(f"{run / 'config.json'} has no stage1_threshold: the training run did not finish")
+    stage1 = keras.models.load_model(run / "stage1.keras", compile=False)
+    stage2 = keras.models.load_model(run / "stage2.keras", compile=False)
+    return config, stage1, stage2, read_split(run / "split.csv")
+
+
+def _summary(metrics: dict) -> dict:
+    c = metrics["cascade"]
+    return {"accuracy": c["accuracy"], "macro_f1": c["macro_f1"], "agreement": c["agreement"],
+            "f1": {label: c["per_class"][label]["f1"] for label in LABELS},
+            "stage1_accuracy": metrics["stage1"]["accuracy"], "stage2_accuracy": metrics["stage2"]["accuracy"]}
+
+
+def build_bundle(run_dir: os.PathLike | str, out: os.PathLike | str, options: ConvertOptions,
+                 calibration: np.ndarray | None = None, log=print) -> dict:
+    """Convert, check and write the bundle; returns the manifest. `calibration` overrides the drawn set."""
+    run, out = Path(run_dir), Path(out)
+    config, stage1, stage2, records = _load_run(run)
+    data_dir = options.data_dir or config["data_dir"]
+    if not Path(data_dir).is_dir():
+        raise ConvertError(f"the run's images are not at {data_dir}: pass --data DIR where they are now")
+    size, threshold = int(config["image_size"]), float(config["stage1_threshold"])
+    try:
+        if calibration is None:
+            calibration = calibration_set(select(records, "train"), data_dir, size, options.calibration_samples,
+                                          options.seed)
+        test = select(records, "test")
+        test_pixels, y_true = load_pixels(data_dir, test, size), label_indices(test)
+    except DatasetError as exc:
+        raise ConvertError(str(exc)) from None
+
+    start = time.perf_counter()
+    log(f"converting both stages to TFLite float32 and {options.quantization} ({len(calibration)} calibration images)")
+    float32 = {s: convert(m, "float32") for s, m in (("stage1", stage1), ("stage2", stage2))}
+    quantized = float32 if options.quantization == "float32" else {
+        s: convert(m, options.quantization, calibration) for s, m in (("stage1", stage1), ("stage2", stage2))}
+    log(f"parity check on {len(test)} held-out test images")
+    reference = predict_keras(stage1, stage2, test_pixels)
+    models = {"keras_float": compare(y_true, threshold, reference, reference),
+              "tflite_float32": compare(y_true, threshold, reference, predict_tflite(float32["stage1"], float32["stage2"], test_pixels)),
+              "quantized": compare(y_true, threshold, reference, predict_tflite(quantized["stage1"], quantized["stage2"], test_pixels))}
+    failures = gate(models["keras_float"], models["quantized"], options.limits, options.quantization)
+    parity = {"quantization": options.quantization, "n_images": len(test), "threshold": threshold, "models": models,
+              "gate": {"limits": asdict(options.limits), "passed": not failures, "failures": failures}}
+    if options.debug_quantization and options.quantization == "int8":
+        log("running TensorFlow's quantization debugger (per-layer error)")
+        parity["layer_errors"] = {s: debug_quantization(m, calibration) for s, m in (("stage1", stage1), ("stage2", stage2))}
+
+    files = {f"{s}.tflite": data for s, data in quantized.items()}
+    manifest = {
+        "format_version": FORMAT_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cxr_edge_version": __version__, "labels": list(LABELS),
+        "stages": {"stage1": {"file": "stage1.tflite", "labels": list(STAGE1_LABELS), "output": "softmax",
+                              "applies_to": "every image"},
+                   "stage2": {"file": "stage2.tflite", "labels": list(STAGE2_LABELS), "output": "softmax",
+                              "applies_to": "images at or above stage1_threshold for abnormal"}},
+        "input": {"size": size, "channels": 1, "dtype": "uint8" if options.quantization == "int8" else "float32",
+                  "pixels": "raw grayscale 0..255; the model scales them itself"},
+        "image_contract": {"version": IMAGE_CONTRACT_VERSION, "resize_filter": RESIZE_FILTER},
+        "quantization": options.quantization, "stage1_threshold": threshold,
+        "target_sensitivity": config.get("target_sensitivity"), "min_confidence": options.min_confidence,
+        "files": {name: {"size": len(data), "sha256": sha256_bytes(data)} for name, data in files.items()},
+        "training_data": {"name": config.get("data_name"), "synthetic": bool(config.get("synthetic")),
+                          "counts": config.get("counts")},
+        "run": {"preset": config.get("preset"), "seed": config.get("seed"), "run_dir": str(run.resolve())},
+        "metrics": {"float": _summary(models["keras_float"]), "quantized": _summary(models["quantized"])},
+        "parity_gate": parity["gate"], "deployable": not failures,
+    }
+    _write_atomically(out, {**files, MANIFEST: json.dumps(manifest, indent=2) + "\n",
+                            "parity.json": json.dumps(parity, indent=2) + "\n", "parity.md": parity_markdown(parity)})
+    log(f"conversion and parity check took {time.perf_counter() - start:.1f} s")
+    return manifest
+
+
+def _write_atomically(out: Path, contents: dict[str, bytes | str]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    for name, data in contents.items():
+        (staging / name).write_bytes(data.encode() if isinstance(data, str) else data)
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+    os.replace(staging, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
