@@ -14,16 +14,6 @@ RUN_FILES = ["config.json", "split.csv", "stage1.keras", "stage2.keras", "histor
              "eval/metrics.json", "eval/report.md"]
 
 
-@pytest.fixture(scope="module")
-def tiny_run(synth_small, tmp_path_factory):
-    run = tmp_path_factory.mktemp("runs") / "tiny"
-    result = CliRunner().invoke(main, ["fit", str(synth_small), "--out", str(run), "--preset", "tiny",
-                                       "--epochs-stage1", "2", "--epochs-stage2", "2", "--batch-size", "8",
-                                       "--freeze-epochs", "1"])
-    assert result.exit_code == 0, result.output
-    return run
-
-
 @pytest.mark.slow
 def test_fit_writes_every_file(tiny_run):
     for name in RUN_FILES:
@@ -31,13 +21,13 @@ def test_fit_writes_every_file(tiny_run):
     config = json.loads((tiny_run / "config.json").read_text())
     assert config["status"] == "finished" and config["preset"] == "tiny" and config["image_size"] == 64
     assert config["synthetic"] is True and 0 <= config["stage1_threshold"] <= 1
-    assert config["counts"]["test"] == {"normal": 1, "lung_opacity": 1, "viral_pneumonia": 1, "covid19": 1}
+    assert config["counts"]["test"] == {"normal": 4, "lung_opacity": 4, "viral_pneumonia": 4, "covid19": 4}
     assert config["throughput"]["stage1"]["train_images_per_s"] > 0
     history = (tiny_run / "history_stage1.csv").read_text().splitlines()
-    assert history[0].startswith("epoch") and "val_loss" in history[0] and len(history) == 3  # frozen + fine-tune
+    assert history[0].startswith("epoch") and "val_loss" in history[0] and len(history) >= 3  # frozen + fine-tune
     confusion = (tiny_run / "eval" / "confusion.csv").read_text().splitlines()
     assert confusion[0] == "true \\ predicted,normal,lung_opacity,viral_pneumonia,covid19,total"
-    assert confusion[-1].startswith("total,") and confusion[-1].endswith(",4")
+    assert confusion[-1].startswith("total,") and confusion[-1].endswith(",16")
     report = (tiny_run / "eval" / "report.md").read_text()
     assert "Table 3" in report and "not a diagnosis" in report
 
@@ -52,12 +42,12 @@ def test_evaluate_agrees_with_the_run(tiny_run):
     assert again["cascade"]["accuracy"] == pytest.approx(written["cascade"]["accuracy"])
     result = CliRunner().invoke(main, ["evaluate", str(tiny_run), "--split", "all"])
     assert result.exit_code == 0, result.output
-    assert json.loads((tiny_run / "eval-all" / "metrics.json").read_text())["n_images"] == 24
+    assert json.loads((tiny_run / "eval-all" / "metrics.json").read_text())["n_images"] == 120
 
 
 @pytest.mark.slow
-def test_finished_run_is_not_overwritten(tiny_run, synth_small):
-    result = CliRunner().invoke(main, ["fit", str(synth_small), "--out", str(tiny_run), "--preset", "tiny"])
+def test_finished_run_is_not_overwritten(tiny_run, synth_medium):
+    result = CliRunner().invoke(main, ["fit", str(synth_medium), "--out", str(tiny_run), "--preset", "tiny"])
     assert result.exit_code == 2
     assert "already holds a finished run" in result.output and "--overwrite" in result.output
 

@@ -1,0 +1,105 @@
+"""Conversion to a bundle, the parity gate, and the edge runtime loading what was converted."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cxr_convert import bundle as bundle_module
+from cxr_convert.bundle import ConvertOptions, build_bundle
+from cxr_convert.cli import main
+from cxr_convert.tflite import QUANTIZATIONS, convert
+from cxr_edge.bundle import BundleError, load_bundle, sha256_bytes
+from cxr_edge.interpreter import TFLiteModel
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def int8_bundle(tiny_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bundles") / "int8"
+    result = CliRunner().invoke(main, [str(tiny_run), "--out", str(out), "--calibration-samples", "16"])
+    return out, result
+
+
+def test_int8_bundle_checksums_and_uint8_input(int8_bundle):
+    out, result = int8_bundle
+    assert result.exit_code in (0, 1), result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    for name in ("stage1.tflite", "stage2.tflite"):
+        data = (out / name).read_bytes()
+        assert manifest["files"][name] == {"size": len(data), "sha256": sha256_bytes(data)}
+        model = TFLiteModel(data)
+        assert model.input.dtype == np.uint8 and model.input.shape[1:] == (64, 64, 1)
+    assert manifest["quantization"] == "int8" and manifest["input"]["dtype"] == "uint8"
+    assert manifest["labels"] == ["normal", "lung_opacity", "viral_pneumonia", "covid19"]
+    assert manifest["training_data"]["synthetic"] is True
+    assert set(manifest["metrics"]) == {"float", "quantized"}
+    assert {"parity.json", "parity.md"} <= {p.name for p in out.iterdir()}
+    assert "TFLite float32" in (out / "parity.md").read_text()
+
+
+def test_healthy_model_passes_the_gate(int8_bundle):
+    out, result = int8_bundle
+    parity = json.loads((out / "parity.json").read_text())
+    assert parity["models"]["tflite_float32"]["cascade"]["agreement"] == 1.0  # conversion itself is exact
+    assert result.exit_code == 0, result.output
+    assert parity["gate"]["passed"] and json.loads((out / "manifest.json").read_text())["deployable"] is True
+    assert load_bundle(out).deployable
+
+
+def test_blank_calibration_fails_the_gate_with_the_message(tiny_run, tmp_path, monkeypatch):
+    blank = lambda records, data_dir, size, n, seed: np.zeros((8, size, size, 1), np.uint8)  # noqa: E731
+    monkeypatch.setattr(bundle_module, "calibration_set", blank)
+    out = tmp_path / "broken"
+    result = CliRunner().invoke(main, [str(tiny_run), "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert "NOT DEPLOYABLE" in result.output
+    assert "cascade agreement with float: float 1.0000, int8 " in result.output and "below limit 0.9800" in result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["deployable"] is False and manifest["parity_gate"]["failures"]
+    with pytest.raises(BundleError, match="not deployable"):
+        load_bundle(out)
+    assert load_bundle(out, allow_unverified=True).deployable is False
+
+
+@pytest.mark.parametrize("quantization", QUANTIZATIONS)
+def test_each_quantization_gives_a_model_the_edge_runtime_loads(tiny_run, quantization):
+    import keras
+
+    model = keras.models.load_model(tiny_run / "stage2.keras", compile=False)
+    calibration = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 1), dtype=np.uint8)
+    edge_model = TFLiteModel(convert(model, quantization, calibration))
+    probs = edge_model.predict(calibration)[0]
+    assert probs.shape == (4, 3)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=0.02)
+    float_probs = model.predict(calibration.astype(np.float32), verbose=0)
+    assert np.abs(probs - float_probs).max() < 0.1
+
+
+def test_flipped_byte_and_missing_file_are_refused(int8_bundle, tmp_path):
+    import shutil
+
+    out, _ = int8_bundle
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    data = bytearray((copy / "stage2.tflite").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (copy / "stage2.tflite").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=r"stage2.tflite: sha256 [0-9a-f]{64} does not match the manifest's"):
+        load_bundle(copy)
+    (copy / "stage1.tflite").unlink()
+    with pytest.raises(BundleError, match="stage1.tflite: missing"):
+        load_bundle(copy)
+
+
+def test_missing_run_files_are_a_clear_error(tmp_path):
+    result = CliRunner().invoke(main, [str(tmp_path), "--out", str(tmp_path / "b")])
+    assert result.exit_code == 2 and "not a finished training run" in result.output
+
+
+def test_options_defaults_match_the_spec():
+    options = ConvertOptions()
+    assert (options.quantization, options.calibration_samples) == ("int8", 300)
+    assert (options.limits.max_accuracy_drop, options.limits.max_f1_drop, options.limits.min_agreement) == (0.01, 0.02, 0.98)
