@@ -103,3 +103,16 @@ def test_options_defaults_match_the_spec():
     options = ConvertOptions()
     assert (options.quantization, options.calibration_samples) == ("int8", 300)
     assert (options.limits.max_accuracy_drop, options.limits.max_f1_drop, options.limits.min_agreement) == (0.01, 0.02, 0.98)
+
+
+def test_debug_quantization_reports_per_layer_error(tiny_run):
+    import keras
+
+    from cxr_convert.tflite import debug_quantization
+
+    model = keras.models.load_model(tiny_run / "stage1.keras", compile=False)
+    calibration = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 1), dtype=np.uint8)
+    rows = debug_quantization(model, calibration)
+    assert rows and {"op_name", "mean_squared_error", "max_abs_error"} <= set(rows[0])
+    errors = [r["mean_squared_error"] for r in rows]
+    assert errors == sorted(errors, reverse=True)

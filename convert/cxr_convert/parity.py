@@ -116,4 +116,9 @@ def parity_markdown(parity: dict) -> str:
              f"Limits: cascade accuracy drop <= {g['limits']['max_accuracy_drop']}, each class's F1 drop <= "
              f"{g['limits']['max_f1_drop']}, agreement with float >= {g['limits']['min_agreement']}.", ""]
     lines += [f"- {failure}" for failure in g["failures"]] or ["All checks passed."]
+    for stage, layers in parity.get("layer_errors", {}).items():
+        lines += ["", f"## {stage}: layers with the largest quantization error (TensorFlow's quantization debugger)", "",
+                  "| op | tensor | mean squared error | max abs error |", "|---|---|---|---|"]
+        lines += [f"| {r.get('op_name')} | {str(r.get('tensor_name', ''))[:60]} | {r.get('mean_squared_error', 0):.3g} | "
+                  f"{r.get('max_abs_error', 0):.3g} |" for r in layers[:5]]
     return "\n".join(lines) + "\n"
