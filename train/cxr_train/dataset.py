@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cxr_edge.atomic import write_atomic
 from cxr_edge.images import IMAGE_SUFFIXES, ImageError, load_image
 from cxr_edge.labels import LABELS, UnknownLabelError, label_from_folder
 
@@ -126,13 +128,11 @@ def make_split(records: list[Record], seed: int = 0, val_fraction: float = 0.15,
 
 def write_split(records: list[Record], path: os.PathLike | str) -> None:
     """Write split.csv (path,label,split,sha256) atomically."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(SPLIT_COLUMNS)
-        writer.writerows((r.path, r.label, r.split, r.sha256) for r in records)
-    os.replace(tmp, path)
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(SPLIT_COLUMNS)
+    writer.writerows((r.path, r.label, r.split, r.sha256) for r in records)
+    write_atomic(path, text.getvalue())
 
 
 def read_split(path: os.PathLike | str) -> list[Record]:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from pathlib import Path
@@ -12,6 +11,7 @@ import numpy as np
 from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score,
                              precision_recall_fscore_support, roc_auc_score)
 
+from cxr_edge.atomic import write_atomic
 from cxr_edge.cascade import combine
 from cxr_edge.labels import LABELS
 
@@ -66,9 +66,9 @@ def write_eval(out_dir: os.PathLike | str, metrics: dict, title: str) -> None:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     confusion = np.array(metrics["cascade"]["confusion"])
-    _atomic_write(out / "confusion.csv", _confusion_csv(confusion))
-    _atomic_write(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    _atomic_write(out / "report.md", report_markdown(metrics, title))
+    write_atomic(out / "confusion.csv", _confusion_csv(confusion))
+    write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    write_atomic(out / "report.md", report_markdown(metrics, title))
     from .plots import plot_confusion
 
     plot_confusion(confusion, out / "confusion.png", title)
@@ -108,18 +108,3 @@ def report_markdown(metrics: dict, title: str) -> str:
               f"- Stage 2 (disease, on the {s2['n_images']} truly abnormal images): accuracy {_fmt(s2['accuracy'])}.",
               "", "Pre-diagnosis aid, not a diagnosis: a clinician must review every result.", ""]
     return "\n".join(lines)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def write_csv_atomic(path: Path, header, rows) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(header)
-        writer.writerows(rows)
-    os.replace(tmp, path)

@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from cxr_edge.atomic import write_atomic
 from cxr_edge.cascade import sensitivity_threshold
 from cxr_edge.images import IMAGE_CONTRACT_VERSION, RESIZE_FILTER
 from cxr_edge.labels import LABELS, STAGE1_LABELS, STAGE2_LABELS
@@ -189,9 +190,7 @@ def predict(model: keras.Model, pixels: np.ndarray, batch_size: int = 64) -> np.
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
