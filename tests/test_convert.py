@@ -16,10 +16,16 @@ from cxr_edge.interpreter import TFLiteModel
 pytestmark = pytest.mark.slow
 
 
+# The tiny run's test split has 16 images: one image that flips moves accuracy by 0.0625 and a class's F1
+# by up to ~0.3, and a barely trained model sits near its threshold, so the healthy-model gate uses limits
+# of that size. The quantization itself is checked tightly through the probability differences.
+SMALL_SET_LIMITS = ["--max-accuracy-drop", "0.13", "--max-f1-drop", "0.35", "--min-agreement", "0.87"]
+
+
 @pytest.fixture(scope="module")
 def int8_bundle(tiny_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("bundles") / "int8"
-    result = CliRunner().invoke(main, [str(tiny_run), "--out", str(out), "--calibration-samples", "16"])
+    result = CliRunner().invoke(main, [str(tiny_run), "--out", str(out), *SMALL_SET_LIMITS])
     return out, result
 
 
@@ -44,6 +50,8 @@ def test_healthy_model_passes_the_gate(int8_bundle):
     out, result = int8_bundle
     parity = json.loads((out / "parity.json").read_text())
     assert parity["models"]["tflite_float32"]["cascade"]["agreement"] == 1.0  # conversion itself is exact
+    assert parity["models"]["tflite_float32"]["cascade"]["max_abs_prob_diff"] < 1e-4
+    assert parity["models"]["quantized"]["cascade"]["max_abs_prob_diff"] < 0.05  # int8 stays close to float
     assert result.exit_code == 0, result.output
     assert parity["gate"]["passed"] and json.loads((out / "manifest.json").read_text())["deployable"] is True
     assert load_bundle(out).deployable
