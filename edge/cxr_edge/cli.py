@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import click
 
 from . import DISCLAIMER
-from .clitools import version_option
+from .bundle import ENV_VAR, BundleError, load_bundle
+from .clitools import Failure, errors_as_failures, version_option
 
 
 def _interpreter_version() -> str:
@@ -18,6 +22,30 @@ def _interpreter_version() -> str:
         return f"interpreter: none ({exc})"
 
 
+def model_options(func):
+    """--model (default: $CXR_EDGE_MODEL), --threads and --allow-unverified, shared by every command."""
+    func = click.option("--allow-unverified", is_flag=True,
+                        help="Use a bundle that failed its parity gate; every result is marked unverified.")(func)
+    func = click.option("--threads", type=click.IntRange(min=1), default=None,
+                        help="Interpreter threads [default: all cores].")(func)
+    return click.option("--model", "model", type=click.Path(path_type=Path), envvar=ENV_VAR, default=None,
+                        help=f"The model bundle folder [default: ${ENV_VAR}].")(func)
+
+
+def _load(model: Path | None, allow_unverified: bool):
+    with errors_as_failures(BundleError):
+        return load_bundle(model, allow_unverified)
+
+
+def _classifier(model, threads, allow_unverified, min_confidence=None):
+    from .classify import Classifier
+    from .interpreter import NoInterpreterError
+
+    bundle = _load(model, allow_unverified)
+    with errors_as_failures(NoInterpreterError, ValueError):
+        return Classifier(bundle, threads, min_confidence)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=DISCLAIMER)
 @version_option("cxr-edge", _interpreter_version)
 def main() -> None:
@@ -25,3 +53,160 @@ def main() -> None:
 
     Example: cxr-edge classify /media/usb --model bundle/
     """
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
+
+
+@main.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@model_options
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default=None,
+              help="Output on stdout [default: table on a terminal, csv otherwise].")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the report to this file (.csv, .json or .jsonl), atomically.")
+@click.option("--recursive/--no-recursive", default=True, show_default=True, help="Look in sub-folders.")
+@click.option("--min-confidence", type=click.FloatRange(0, 1), default=None,
+              help="Refer images whose top probability is below this [default: the bundle's, 0.6].")
+def classify(folder: Path, model, threads, allow_unverified, fmt, output, recursive, min_confidence) -> None:
+    """Classify every image in FOLDER (a USB stick); never writes to FOLDER.
+
+    Exit status 0: every image classified; 1: some files could not be read (they have error rows);
+    2: usage or bundle errors.
+
+    Example: cxr-edge classify /media/usb --model bundle/ --output ~/reports/today.csv
+    """
+    from .classify import run_folder
+    from .report import render, report_format, summary_text, write_report
+
+    if output is not None:
+        if _inside(output, folder):
+            raise Failure(f"--output {output} is inside the input folder {folder}, which is never written to; "
+                          "write the report elsewhere")
+        with errors_as_failures(ValueError):
+            report_format(output)
+    classifier = _classifier(model, threads, allow_unverified, min_confidence)
+    fmt = fmt or ("table" if sys.stdout.isatty() else "csv")
+    progress = _Progress() if sys.stderr.isatty() else None
+    results, summary = run_folder(classifier, folder, recursive, progress.update if progress else None)
+    if progress:
+        progress.close()
+    click.echo(render(fmt, results, summary, classifier.bundle), nl=False)
+    if fmt != "table":
+        click.echo(summary_text(summary), err=True)
+    if output is not None:
+        with errors_as_failures(OSError):
+            write_report(output, results, summary, classifier.bundle)
+        click.echo(f"report written to {output}", err=True)
+    sys.exit(1 if summary.errors else 0)
+
+
+class _Progress:
+    """A one-line progress counter on stderr, for terminals only."""
+
+    def __init__(self):
+        self.n = 0
+
+    def update(self, result) -> None:
+        self.n += 1
+        click.echo(f"\r{self.n} images classified", err=True, nl=False)
+
+    def close(self) -> None:
+        click.echo("", err=True)
+
+
+@main.command()
+@click.argument("bundle_path", metavar="BUNDLE", type=click.Path(path_type=Path), required=False)
+def info(bundle_path: Path | None) -> None:
+    """Show a bundle's manifest in human form and verify every checksum.
+
+    Example: cxr-edge info bundle/
+    """
+    from .bundle import read_manifest, verify_files
+
+    import os
+
+    path = bundle_path or (Path(os.environ[ENV_VAR]) if os.environ.get(ENV_VAR) else None)
+    if path is None:
+        raise Failure(f"no bundle given: pass BUNDLE or set {ENV_VAR}")
+    with errors_as_failures(BundleError):
+        manifest = read_manifest(path)
+    m = manifest
+    click.echo(f"bundle {path} (format version {m['format_version']}, made by cxr-edge {m.get('cxr_edge_version')})")
+    click.echo(f"labels: {', '.join(m['labels'])}")
+    for name, stage in m.get("stages", {}).items():
+        click.echo(f"  {name}: {', '.join(stage['labels'])} ({stage.get('applies_to', '')})")
+    inp = m["input"]
+    click.echo(f"input: {inp['size']}x{inp['size']}x{inp['channels']} {inp['dtype']}; image contract "
+               f"v{m.get('image_contract', {}).get('version')}")
+    click.echo(f"quantization: {m['quantization']}; stage 1 threshold {m['stage1_threshold']:.4f} "
+               f"(target sensitivity {m.get('target_sensitivity')}); confidence floor {m.get('min_confidence')}")
+    data = m.get("training_data", {})
+    click.echo(f"trained on: {'SYNTHETIC data' if data.get('synthetic') else data.get('name')}; counts {data.get('counts')}")
+    for kind in ("float", "quantized"):
+        s = m.get("metrics", {}).get(kind)
+        if s:
+            f1 = ", ".join(f"{k} {v:.3f}" for k, v in s["f1"].items())
+            click.echo(f"{kind:9s} accuracy {s['accuracy']:.4f}, macro-F1 {s['macro_f1']:.4f}, agreement "
+                       f"{s['agreement']:.4f}; F1 {f1}")
+    click.echo(f"deployable: {'yes' if m.get('deployable') else 'NO (failed the parity gate)'}")
+    failures = 0
+    for name, (_, problem) in verify_files(path, m).items():
+        click.echo(f"  {name}: {problem if problem != 'ok' else 'checksum ok'}")
+        failures += problem != "ok"
+    if data.get("synthetic"):
+        click.echo("WARNING: trained on synthetic data: results mean nothing for real patients.")
+    click.echo(DISCLAIMER)
+    sys.exit(2 if failures else 0)
+
+
+@main.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@model_options
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def evaluate(folder: Path, model, threads, allow_unverified, fmt) -> None:
+    """Confusion matrix (Table 2) and per-class precision/recall/F1 (Table 3) on a labeled folder.
+
+    FOLDER holds one sub-folder per class (Normal/, COVID/, ... or the label names), images directly
+    inside or in images/.
+
+    Example: cxr-edge evaluate test-images/ --model bundle/
+    """
+    from .evaluate import evaluate_folder, format_table, LabeledFolderError
+
+    classifier = _classifier(model, threads, allow_unverified)
+    with errors_as_failures(LabeledFolderError):
+        result = evaluate_folder(classifier, folder)
+    if fmt == "json":
+        import json
+
+        click.echo(json.dumps({**result, "notice": DISCLAIMER}, indent=2))
+    else:
+        click.echo(format_table(result))
+        click.echo(DISCLAIMER)
+
+
+@main.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path), required=False)
+@model_options
+@click.option("-n", "count", type=click.IntRange(min=1), default=200, show_default=True, help="Images to time.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def bench(folder, model, threads, allow_unverified, count, fmt) -> None:
+    """Time each stage and the whole pipeline: latency p50/p95, images/s, decode vs inference, peak memory.
+
+    Without FOLDER it times generated images.
+
+    Example: cxr-edge bench --model bundle/ -n 200
+    """
+    from .bench import format_bench, run_bench
+
+    classifier = _classifier(model, threads, allow_unverified)
+    result = run_bench(classifier, folder, count)
+    if fmt == "json":
+        import json
+
+        click.echo(json.dumps(result, indent=2))
+    else:
+        click.echo(format_bench(result))

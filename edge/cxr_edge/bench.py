@@ -1,0 +1,93 @@
+"""`cxr-edge bench`: where the box's time goes, per stage and end to end."""
+
+from __future__ import annotations
+
+import platform
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .classify import Classifier, classify_paths
+from .discover import find_images
+from .images import load_image, to_model_input
+from .interpreter import backend
+
+
+def generated_images(folder: Path, count: int, size: int = 299) -> list[Path]:
+    """Smooth random grayscale PNGs: decoding and resizing cost what a real radiograph of that size costs."""
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(count):
+        coarse = rng.uniform(0, 255, (8, 8)).astype(np.float32)
+        smooth = np.asarray(Image.fromarray(coarse, "F").resize((size, size), Image.Resampling.BICUBIC))
+        noisy = np.clip(smooth + rng.normal(0, 8, (size, size)), 0, 255).astype(np.uint8)
+        path = folder / f"bench-{i:05d}.png"
+        Image.fromarray(noisy, "L").save(path)
+        paths.append(path)
+    return paths
+
+
+def _stats(seconds: list[float]) -> dict:
+    ms = np.array(seconds) * 1000
+    return {"p50_ms": round(float(np.percentile(ms, 50)), 3), "p95_ms": round(float(np.percentile(ms, 95)), 3),
+            "images_per_s": round(1000 * len(ms) / float(ms.sum()), 2) if ms.sum() else None}
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024 if platform.system() == "Darwin" else 1024), 1)
+
+
+def run_bench(classifier: Classifier, folder: Path | None, count: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = find_images(folder)[:count] if folder else generated_images(Path(tmp), count)
+        if not paths:
+            raise ValueError(f"no images in {folder}")
+        root = Path(folder) if folder else Path(tmp)
+        decode, inputs = [], []
+        for path in paths:
+            start = time.perf_counter()
+            try:
+                inputs.append(to_model_input(load_image(path), classifier.size))
+            except ValueError:
+                continue
+            decode.append(time.perf_counter() - start)
+        stage_times = {"stage1": [], "stage2": []}
+        for pixels in inputs:
+            for name, model in (("stage1", classifier.stage1), ("stage2", classifier.stage2)):
+                start = time.perf_counter()
+                model.predict(pixels[np.newaxis])
+                stage_times[name].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        n = sum(1 for _ in classify_paths(classifier, root, paths))
+        end_to_end = time.perf_counter() - start
+    decode_total, infer_total = sum(decode), sum(map(sum, stage_times.values()))
+    b = backend()
+    return {"images": n, "interpreter": f"{b.name} {b.version}", "machine": platform.machine(),
+            "quantization": classifier.bundle.manifest.get("quantization"), "input_size": classifier.size,
+            "decode_resize": _stats(decode), "stage1": _stats(stage_times["stage1"]),
+            "stage2": _stats(stage_times["stage2"]),
+            "inference": {"images_per_s": round(len(inputs) / infer_total, 2) if infer_total else None},
+            "end_to_end": {"images_per_s": round(n / end_to_end, 2), "seconds": round(end_to_end, 3)},
+            "time_split": {"decode_resize": round(decode_total / (decode_total + infer_total), 3),
+                           "inference": round(infer_total / (decode_total + infer_total), 3)},
+            "peak_memory_mb": peak_memory_mb()}
+
+
+def format_bench(r: dict) -> str:
+    lines = [f"{r['images']} images, {r['quantization']} {r['input_size']}x{r['input_size']}, {r['interpreter']} "
+             f"on {r['machine']}",
+             f"{'step':16s}{'p50 ms':>10s}{'p95 ms':>10s}{'images/s':>10s}"]
+    for step in ("decode_resize", "stage1", "stage2"):
+        s = r[step]
+        lines.append(f"{step:16s}{s['p50_ms']:>10.2f}{s['p95_ms']:>10.2f}{s['images_per_s'] or 0:>10.1f}")
+    lines += [f"inference only: {r['inference']['images_per_s']} images/s; end to end (decode overlapping "
+              f"inference): {r['end_to_end']['images_per_s']} images/s",
+              f"time split: decode+resize {r['time_split']['decode_resize']:.0%}, inference "
+              f"{r['time_split']['inference']:.0%}; peak memory {r['peak_memory_mb']} MB"]
+    return "\n".join(lines)

@@ -1,0 +1,173 @@
+"""Classifying images on the box: the two int8 models in cascade, sanity checks, referral, and a decode
+thread that prepares the next images while the current one runs through the models."""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from .bundle import Bundle
+from .cascade import combine
+from .images import ImageError, load_image, to_model_input
+from .interpreter import TFLiteModel
+from .labels import LABELS
+
+# Sanity checks for "is this plausibly a chest radiograph at all": failing one refers the image.
+MIN_SIDE = 128  # pixels; real radiographs are hundreds to thousands of pixels across
+MAX_ASPECT = 2.0  # chest films are close to square (the Database's are 1:1; cassettes 14x17 in)
+MIN_CONTRAST = 12  # gray levels between the 1st and 99th percentile; below that the image is near-constant
+PREFETCH = 4  # images decoded ahead of inference: bounded, so memory does not grow with the folder
+
+
+@dataclass(frozen=True)
+class Result:
+    """One row of the report. `label` is empty when `error` is set."""
+
+    path: str
+    label: str = ""
+    probs: tuple[float, ...] = ()  # in LABELS order
+    refer: bool = False
+    reason: str = ""
+    error: str = ""
+
+    def as_row(self) -> dict:
+        row = {"path": self.path, "label": self.label}
+        for i, label in enumerate(LABELS):
+            row[f"p_{label}"] = round(self.probs[i], 6) if self.probs else None
+        row.update(refer=self.refer, reason=self.reason, error=self.error)
+        return row
+
+
+COLUMNS = ("path", "label", *(f"p_{label}" for label in LABELS), "refer", "reason", "error")
+
+
+def sanity_problems(gray: np.ndarray) -> list[str]:
+    """Reasons this image does not look like a chest radiograph the models were trained for."""
+    height, width = gray.shape
+    problems = []
+    if min(height, width) < MIN_SIDE:
+        problems.append(f"image too small ({width}x{height} px, at least {MIN_SIDE} px a side expected)")
+    aspect = max(height, width) / max(1, min(height, width))
+    if aspect > MAX_ASPECT:
+        problems.append(f"extreme aspect ratio ({aspect:.1f}:1, chest radiographs are near square)")
+    lo, hi = np.percentile(gray, [1, 99])
+    if hi - lo < MIN_CONTRAST:
+        problems.append(f"near-constant pixels (1st-99th percentile spread {hi - lo:.0f} gray levels)")
+    return problems
+
+
+class Classifier:
+    """The bundle's two models in cascade."""
+
+    def __init__(self, bundle: Bundle, threads: int | None = None, min_confidence: float | None = None):
+        self.bundle = bundle
+        self.stage1 = TFLiteModel(bundle.models["stage1.tflite"], threads)
+        self.stage2 = TFLiteModel(bundle.models["stage2.tflite"], threads)
+        self.size = bundle.input_size
+        self.threshold = bundle.threshold
+        self.min_confidence = bundle.min_confidence if min_confidence is None else min_confidence
+        if self.stage1.input_size != self.size or self.stage2.input_size != self.size:
+            raise ValueError(f"bundle input size {self.size} does not match its models' "
+                             f"({self.stage1.input_size}, {self.stage2.input_size})")
+
+    def predict(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Label indices and (N, 4) probabilities for a batch of model inputs (N, size, size, 1) uint8."""
+        p_abnormal = self.stage1.predict(pixels)[0][:, 1]
+        stage2 = self.stage2.predict(pixels)[0]
+        return combine(p_abnormal, stage2, self.threshold)
+
+    def result(self, rel_path: str, gray: np.ndarray, pixels: np.ndarray) -> Result:
+        labels, probs = self.predict(pixels[np.newaxis])
+        label, probs = LABELS[int(labels[0])], probs[0]
+        reasons = sanity_problems(gray)
+        # The cascade's label is not always the most probable class (a low stage 1 threshold favours
+        # abnormal), so the confidence is that of the label given: the top probability when they agree.
+        confidence = float(probs[int(labels[0])])
+        if confidence < self.min_confidence:
+            reasons.append(f"low confidence ({label} probability {confidence:.2f} < {self.min_confidence:.2f})")
+        return Result(rel_path, label, tuple(float(p) for p in probs), bool(reasons), "; ".join(reasons))
+
+
+def _decode(path: Path, size: int):
+    try:
+        gray = load_image(path)
+        return gray, to_model_input(gray, size), None
+    except ImageError as exc:
+        return None, None, exc.problem
+    except OSError as exc:  # e.g. the stick was pulled: an error row, and the run goes on
+        return None, None, f"cannot be read ({exc.strerror or exc})"
+
+
+def prefetched(paths: Iterable[Path], size: int, depth: int = PREFETCH) -> Iterator[tuple[Path, object, object, str | None]]:
+    """Decode in a background thread, at most `depth` images ahead of the consumer."""
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def work() -> None:
+        for path in paths:
+            if stop.is_set():
+                break
+            buffer.put((path, *_decode(path, size)))
+        buffer.put(done)
+
+    thread = threading.Thread(target=work, name="cxr-decode", daemon=True)
+    thread.start()
+    try:
+        while (item := buffer.get()) is not done:
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                buffer.get_nowait()
+            except queue.Empty:
+                thread.join(0.05)
+
+
+def classify_paths(classifier: Classifier, folder: Path, paths: list[Path],
+                   on_result: Callable[[Result], None] | None = None) -> Iterator[Result]:
+    """One Result per path, in order; a file that cannot be decoded gets an error row and the run goes on."""
+    for path, gray, pixels, error in prefetched(paths, classifier.size):
+        rel = path.relative_to(folder).as_posix()
+        result = Result(rel, error=error) if error else classifier.result(rel, gray, pixels)
+        if on_result:
+            on_result(result)
+        yield result
+
+
+@dataclass
+class Summary:
+    counts: dict[str, int]
+    referred: int
+    errors: int
+    images: int
+    seconds: float
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else 0.0
+
+
+def summarize(results: list[Result], seconds: float) -> Summary:
+    counts = {label: sum(r.label == label for r in results) for label in LABELS}
+    return Summary(counts, sum(r.refer for r in results), sum(bool(r.error) for r in results), len(results), seconds)
+
+
+def run_folder(classifier: Classifier, folder: os.PathLike | str, recursive: bool = True,
+               on_result: Callable[[Result], None] | None = None) -> tuple[list[Result], Summary]:
+    """Classify every image under `folder`; the folder is only read, never written."""
+    from .discover import find_images
+
+    folder = Path(folder)
+    paths = find_images(folder, recursive)
+    start = time.perf_counter()
+    results = list(classify_paths(classifier, folder, paths, on_result))
+    return results, summarize(results, time.perf_counter() - start)

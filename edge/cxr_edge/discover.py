@@ -1,0 +1,42 @@
+"""Finding the images on a USB stick: recursive, sorted, skipping what cameras, macOS and Windows leave there."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+from .images import IMAGE_SUFFIXES
+
+# Folders that operating systems create on removable drives; never radiographs.
+SYSTEM_FOLDERS = frozenset({"System Volume Information", ".Trashes", ".Spotlight-V100", "$RECYCLE.BIN",
+                            ".fseventsd", ".TemporaryItems", "RECYCLER", "lost+found"})
+
+
+def is_candidate(name: str) -> bool:
+    """An image file name we should try: a known suffix, not hidden, not a macOS AppleDouble `._` file."""
+    return not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES
+
+
+def find_images(folder: os.PathLike | str, recursive: bool = True) -> list[Path]:
+    """Image files under `folder`, sorted by relative path; symbolic links to folders are not followed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{folder} is not a folder")
+    return sorted(_walk(folder, recursive), key=lambda p: p.relative_to(folder).as_posix())
+
+
+def _walk(folder: Path, recursive: bool) -> Iterator[Path]:
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except PermissionError:
+        return  # an unreadable sub-folder holds nothing we can classify
+    subfolders = []
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            if recursive and not entry.name.startswith(".") and entry.name not in SYSTEM_FOLDERS:
+                subfolders.append(Path(entry.path))
+        elif is_candidate(entry.name) and not (entry.is_symlink() and Path(entry.path).is_dir()):
+            yield Path(entry.path)
+    for sub in subfolders:
+        yield from _walk(sub, recursive)
