@@ -28,3 +28,52 @@ def tiny_run(synth_medium, tmp_path_factory):
                                        "--freeze-epochs", "1"])
     assert result.exit_code == 0, result.output
     return run
+
+
+@pytest.fixture(scope="session")
+def edge_bundle(tiny_run, tmp_path_factory):
+    """An int8 bundle of the tiny run for the edge runtime's tests. The gate's limits are set wide open:
+    these tests are about the box, not the gate (tests/test_convert.py checks the gate)."""
+    from cxr_convert.bundle import ConvertOptions, build_bundle
+    from cxr_convert.parity import Limits
+
+    out = tmp_path_factory.mktemp("bundles") / "edge"
+    options = ConvertOptions(calibration_samples=32, limits=Limits(1.0, 1.0, 0.0))
+    manifest = build_bundle(tiny_run, out, options, log=lambda msg: None)
+    assert manifest["deployable"]
+    return out
+
+
+@pytest.fixture()
+def usb_stick(tmp_path, synth_small):
+    """A USB stick as clinics hand it over: radiographs in folders, plus everything else sticks collect."""
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    stick = tmp_path / "usb"
+    (stick / "ward-2").mkdir(parents=True)
+    for i, name in enumerate(["Normal/images/Normal-1.png", "COVID/images/COVID-2.png",
+                              "Viral Pneumonia/images/Viral Pneumonia-3.png"]):
+        img = Image.open(synth_small / name).resize((160, 160))
+        img.save(stick / ("ward-2" if i == 2 else ".") / f"patient-{i}.png")
+    Image.open(synth_small / "Lung_Opacity/images/Lung_Opacity-1.png").resize((160, 160)).convert("RGB").save(
+        stick / "patient-3.jpg", quality=95)
+    good = (stick / "patient-0.png").read_bytes()
+    (stick / "truncated.png").write_bytes(good[: len(good) // 3])
+    (stick / "zero.png").write_bytes(b"")
+    (stick / "not-an-image.jpg").write_text("this is a text file with an image suffix")
+    (stick / "notes.txt").write_text("not an image suffix: skipped")
+    (stick / "._patient-0.png").write_bytes(b"\x00\x05\x16\x07AppleDouble")
+    (stick / ".hidden.png").write_bytes(good)
+    for system in ("System Volume Information", ".Trashes", ".Spotlight-V100", "$RECYCLE.BIN"):
+        (stick / system).mkdir()
+        (stick / system / "x.png").write_bytes(good)
+    Image.fromarray(np.full((200, 200), 90, np.uint8)).save(stick / "blank.png")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (120, 400), dtype=np.uint8)).save(stick / "strip.png")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    shutil.copy(stick / "patient-0.png", outside / "linked.png")
+    (stick / "link-to-folder").symlink_to(outside, target_is_directory=True)
+    return stick
