@@ -111,7 +111,6 @@ def build_bundle(run_dir: os.PathLike | str, out: os.PathLike | str, options: Co
         log("running TensorFlow's quantization debugger (per-layer error)")
         parity["layer_errors"] = {s: debug_quantization(m, calibration) for s, m in (("stage1", stage1), ("stage2", stage2))}
 
-    files = {f"{s}.tflite": data for s, data in quantized.items()}
     manifest = {
         "format_version": FORMAT_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "cxr_edge_version": __version__, "labels": list(LABELS),
@@ -124,16 +123,24 @@ def build_bundle(run_dir: os.PathLike | str, out: os.PathLike | str, options: Co
         "image_contract": {"version": IMAGE_CONTRACT_VERSION, "resize_filter": RESIZE_FILTER},
         "quantization": options.quantization, "stage1_threshold": threshold,
         "target_sensitivity": config.get("target_sensitivity"), "min_confidence": options.min_confidence,
-        "files": {name: {"size": len(data), "sha256": sha256_bytes(data)} for name, data in files.items()},
         "training_data": {"name": config.get("data_name"), "synthetic": bool(config.get("synthetic")),
                           "counts": config.get("counts")},
         "run": {"preset": config.get("preset"), "seed": config.get("seed"), "run_dir": str(run.resolve())},
         "metrics": {"float": _summary(models["keras_float"]), "quantized": _summary(models["quantized"])},
         "parity_gate": parity["gate"], "deployable": not failures,
     }
-    _write_atomically(out, {**files, MANIFEST: json.dumps(manifest, indent=2) + "\n",
-                            "parity.json": json.dumps(parity, indent=2) + "\n", "parity.md": parity_markdown(parity)})
+    manifest = write_bundle(out, {f"{s}.tflite": data for s, data in quantized.items()}, manifest,
+                            {"parity.json": json.dumps(parity, indent=2) + "\n", "parity.md": parity_markdown(parity)})
     log(f"conversion and parity check took {time.perf_counter() - start:.1f} s")
+    return manifest
+
+
+def write_bundle(out: os.PathLike | str, models: dict[str, bytes], manifest: dict,
+                 extras: dict[str, str] | None = None) -> dict:
+    """Write a bundle folder: the models, the manifest with their sizes and sha256, and any extra files."""
+    manifest = {**manifest, "files": {name: {"size": len(data), "sha256": sha256_bytes(data)}
+                                      for name, data in models.items()}}
+    _write_atomically(Path(out), {**models, MANIFEST: json.dumps(manifest, indent=2) + "\n", **(extras or {})})
     return manifest
 
 

@@ -1,0 +1,136 @@
+"""Edge runtime figures for one folder in one run: pipeline efficiency, int8 vs float32 TFLite vs Keras,
+and peak memory of `classify` at 100 vs 1,000 images.
+
+Run: .venv/bin/python benchmarks/edge.py [--preset alexnet] [--images 200] [--json out.json]
+
+Speed does not depend on training, so the bundle is built from an untrained model of the preset (marked
+not deployable; loaded with allow_unverified). Ratios are measured in the same run, on the same machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cxr_convert.bundle import write_bundle
+from cxr_convert.tflite import convert
+from cxr_edge.bench import generated_images
+from cxr_edge.bundle import FORMAT_VERSION, load_bundle
+from cxr_edge.classify import Classifier, run_folder
+from cxr_edge.images import prepare
+from cxr_edge.interpreter import TFLiteModel, backend
+from cxr_edge.labels import LABELS
+from cxr_train.alexnet import PRESETS, build_model
+
+# A child process that classifies a folder and reports its own peak memory: each count gets a fresh process.
+_MEMORY_CHILD = """
+import json, resource, sys
+from cxr_edge.bundle import load_bundle
+from cxr_edge.classify import Classifier, run_folder
+results, summary = run_folder(Classifier(load_bundle(sys.argv[1], allow_unverified=True)), sys.argv[2])
+print(json.dumps({"images": summary.images, "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+
+def make_bundle(preset: str, out: Path, calibration: np.ndarray, quantization: str):
+    size = PRESETS[preset].image_size
+    stage1, stage2 = build_model(preset, 2, name="stage1"), build_model(preset, 3, name="stage2")
+    models = {"stage1.tflite": convert(stage1, quantization, calibration),
+              "stage2.tflite": convert(stage2, quantization, calibration)}
+    manifest = {"format_version": FORMAT_VERSION, "labels": list(LABELS), "quantization": quantization,
+                "input": {"size": size, "channels": 1, "dtype": "uint8" if quantization == "int8" else "float32"},
+                "stage1_threshold": 0.5, "min_confidence": 0.6, "deployable": False,
+                "training_data": {"name": "untrained benchmark model", "synthetic": True}}
+    write_bundle(out, models, manifest)
+    return stage1, stage2, models
+
+
+def per_image_ms(fn, inputs, repeats: int = 1) -> float:
+    fn(inputs[0])  # warm-up: first invoke allocates and (for Keras) traces
+    start = time.perf_counter()
+    for _ in range(repeats):
+        for x in inputs:
+            fn(x)
+    return 1000 * (time.perf_counter() - start) / (repeats * len(inputs))
+
+
+def peak_memory_mb(bundle: Path, folder: Path) -> float:
+    out = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(bundle), str(folder)], capture_output=True,
+                         text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])["peak_kib"] / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="alexnet", choices=list(PRESETS))
+    parser.add_argument("--images", type=int, default=200, help="images for the speed figures")
+    parser.add_argument("--memory-counts", type=int, nargs=2, default=(100, 1000))
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args()
+    size = PRESETS[args.preset].image_size
+    figures = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d"),
+               "interpreter": f"{backend().name} {backend().version}", "preset": args.preset}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        big = tmp / "images"
+        big.mkdir()
+        paths = generated_images(big, max(args.images, *args.memory_counts))
+        inputs = [prepare(p, size)[np.newaxis] for p in paths[:args.images]]
+        calibration = np.concatenate(inputs[:16])
+        stage1, stage2, int8 = make_bundle(args.preset, tmp / "int8", calibration, "int8")
+        float32 = {name: convert(m, "float32") for name, m in (("stage1.tflite", stage1), ("stage2.tflite", stage2))}
+
+        classifier = Classifier(load_bundle(tmp / "int8", allow_unverified=True))
+        speed = tmp / "speed"
+        speed.mkdir()
+        for p in paths[:args.images]:
+            os.link(p, speed / p.name)
+        start = time.perf_counter()
+        for x in inputs:
+            classifier.predict(x)
+        invoke_only = len(inputs) / (time.perf_counter() - start)
+        _, summary = run_folder(classifier, speed)
+        figures["invoke_only_images_per_s"] = round(invoke_only, 1)
+        figures["end_to_end_images_per_s"] = round(summary.images_per_s, 1)
+        figures["pipeline_efficiency"] = round(summary.images_per_s / invoke_only, 3)
+
+        sample = inputs[:min(50, len(inputs))]
+        t_int8 = [TFLiteModel(int8[n]) for n in ("stage1.tflite", "stage2.tflite")]
+        t_f32 = [TFLiteModel(float32[n]) for n in ("stage1.tflite", "stage2.tflite")]
+        figures["int8_ms_per_image"] = round(per_image_ms(lambda x: [m.predict(x) for m in t_int8], sample), 2)
+        figures["float32_tflite_ms_per_image"] = round(per_image_ms(lambda x: [m.predict(x) for m in t_f32], sample), 2)
+        figures["keras_ms_per_image"] = round(per_image_ms(
+            lambda x: [m(x.astype(np.float32), training=False) for m in (stage1, stage2)], sample), 2)
+        figures["int8_speedup_vs_keras"] = round(figures["keras_ms_per_image"] / figures["int8_ms_per_image"], 2)
+        figures["int8_speedup_vs_float32_tflite"] = round(
+            figures["float32_tflite_ms_per_image"] / figures["int8_ms_per_image"], 2)
+
+        small_n, large_n = args.memory_counts
+        folders = {}
+        for n in (small_n, large_n):
+            folders[n] = tmp / f"mem{n}"
+            folders[n].mkdir()
+            for p in paths[:n]:
+                os.link(p, folders[n] / p.name)
+        mem = {n: peak_memory_mb(tmp / "int8", folders[n]) for n in (small_n, large_n)}
+        figures[f"peak_memory_mb_{small_n}"] = round(mem[small_n], 1)
+        figures[f"peak_memory_mb_{large_n}"] = round(mem[large_n], 1)
+        figures["peak_memory_ratio"] = round(mem[large_n] / mem[small_n], 3)
+    width = max(map(len, figures))
+    for key, value in figures.items():
+        print(f"{key:{width}s}  {value}")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
