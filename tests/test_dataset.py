@@ -92,3 +92,16 @@ def test_read_split_rejects_wrong_columns(tmp_path):
     path.write_text("file,label\nx.png,normal\n")
     with pytest.raises(DatasetError, match="expected columns"):
         read_split(path)
+
+
+def test_atomic_writes_keep_normal_permissions(tmp_path):
+    import stat
+
+    from cxr_edge.atomic import umask_mode, write_atomic
+
+    path = tmp_path / "report.csv"
+    write_atomic(path, "a,b\n")
+    assert path.read_text() == "a,b\n"
+    assert stat.S_IMODE(path.stat().st_mode) == umask_mode(0o666)  # not mkstemp's 0600
+    write_atomic(path, b"c,d\n")
+    assert path.read_bytes() == b"c,d\n" and [p.name for p in tmp_path.iterdir()] == ["report.csv"]

@@ -18,6 +18,7 @@ import keras
 import numpy as np
 
 from cxr_edge import __version__
+from cxr_edge.atomic import umask_mode
 from cxr_edge.bundle import FORMAT_VERSION, MANIFEST, sha256_bytes
 from cxr_edge.images import IMAGE_CONTRACT_VERSION, RESIZE_FILTER
 from cxr_edge.labels import LABELS, STAGE1_LABELS, STAGE2_LABELS
@@ -147,6 +148,7 @@ def write_bundle(out: os.PathLike | str, models: dict[str, bytes], manifest: dic
 def _write_atomically(out: Path, contents: dict[str, bytes | str]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    os.chmod(staging, umask_mode(0o777))
     for name, data in contents.items():
         (staging / name).write_bytes(data.encode() if isinstance(data, str) else data)
     old = None

@@ -114,17 +114,23 @@ def _counts(records: list[Record]) -> dict:
 
 
 class _Throughput(keras.callbacks.Callback):
-    """Training images/s over the epochs after the first (which pays for tracing)."""
+    """Training images/s over the epochs after the first (which pays for tracing), validation excluded."""
 
     def __init__(self, n_images: int):
         super().__init__()
         self.n_images, self.times = n_images, []
+        self._start = self._train_end = None
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
+        self._start, self._train_end = time.perf_counter(), None
+
+    def on_test_begin(self, logs=None):
+        if self._start is not None and self._train_end is None:
+            self._train_end = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self._start)
+        self.times.append((self._train_end or time.perf_counter()) - self._start)
+        self._start = None
 
     def images_per_s(self) -> float | None:
         steady = self.times[1:] or self.times
@@ -184,8 +190,12 @@ def _train_stage(cfg: FitConfig, stage: str, labels: tuple[str, ...], x_train, y
     return model, stats
 
 
+def _as_float(pixels):
+    return tf.cast(pixels, tf.float32)
+
+
 def predict(model: keras.Model, pixels: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    ds = tf.data.Dataset.from_tensor_slices(pixels).batch(batch_size).map(lambda x: tf.cast(x, tf.float32))
+    ds = tf.data.Dataset.from_tensor_slices(pixels).batch(batch_size).map(_as_float)
     return model.predict(ds, verbose=0)
 
 
