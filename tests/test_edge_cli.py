@@ -218,3 +218,13 @@ def test_classify_never_imports_tensorflow(edge_bundle, usb_stick):
                           text=True, env=env)
     assert "LOADED [] EXIT 1" in proc.stderr, proc.stderr
     assert json.loads(proc.stdout)["summary"]["images"] == 9
+
+
+def test_progress_reports_every_image(usb_stick, edge_bundle):
+    from cxr_edge.bundle import load_bundle
+    from cxr_edge.classify import Classifier, run_folder
+
+    calls = []
+    results, summary = run_folder(Classifier(load_bundle(edge_bundle)), usb_stick,
+                                  progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(i, 9) for i in range(1, 10)] and summary.images == len(results) == 9

@@ -38,8 +38,18 @@ def _stats(seconds: list[float]) -> dict:
 
 
 def peak_memory_mb() -> float:
-    """Peak resident memory of this process (Linux reports KiB, macOS bytes)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    """Peak resident memory of this process.
+
+    On Linux, VmHWM from /proc: ru_maxrss would also count the parent's memory that a subprocess
+    carried across fork() before exec().
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return round(peak / (1024 * 1024 if platform.system() == "Darwin" else 1024), 1)
 
 

@@ -104,17 +104,21 @@ def classify(folder: Path, model, threads, allow_unverified, fmt, output, recurs
 
 
 class _Progress:
-    """A one-line progress counter on stderr, for terminals only."""
+    """A progress bar on stderr, for terminals only (reports on stdout stay clean)."""
+
+    WIDTH = 30
 
     def __init__(self):
-        self.n = 0
+        self.shown = False
 
-    def update(self, result) -> None:
-        self.n += 1
-        click.echo(f"\r{self.n} images classified", err=True, nl=False)
+    def update(self, done: int, total: int) -> None:
+        filled = self.WIDTH * done // max(total, 1)
+        click.echo(f"\r[{'#' * filled}{'.' * (self.WIDTH - filled)}] {done}/{total} images", err=True, nl=False)
+        self.shown = True
 
     def close(self) -> None:
-        click.echo("", err=True)
+        if self.shown:
+            click.echo("", err=True)
 
 
 @main.command()
