@@ -27,7 +27,8 @@ demo: $(VENV)/.installed-train+dicom
 	OUT=$(DEMO_OUT) BIN=$(BIN) bash scripts/demo.sh
 
 bench: $(VENV)/.installed-train+dev+dicom
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/model_sizes.py
+	$(BIN)/python benchmarks/edge.py --preset alexnet
 
 clean:
 	rm -rf $(DEMO_OUT) bench-output build dist

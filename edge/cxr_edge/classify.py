@@ -23,7 +23,8 @@ from .labels import LABELS
 MIN_SIDE = 128  # pixels; real radiographs are hundreds to thousands of pixels across
 MAX_ASPECT = 2.0  # chest films are close to square (the Database's are 1:1; cassettes 14x17 in)
 MIN_CONTRAST = 12  # gray levels between the 1st and 99th percentile; below that the image is near-constant
-PREFETCH = 4  # images decoded ahead of inference: bounded, so memory does not grow with the folder
+PREFETCH = 16  # images decoded ahead of inference: bounded, so memory does not grow with the folder
+BATCH = 8  # images per invoke: large dense layers are read once per batch, not once per image
 
 
 @dataclass(frozen=True)
@@ -90,14 +91,24 @@ class Classifier:
         stage2 = self.stage2.predict(pixels)[0]
         return combine(p_abnormal, stage2, self.threshold)
 
-    def result(self, rel_path: str, pixels: np.ndarray, problems: list[str]) -> Result:
-        """The row for one decoded image, given its sanity problems."""
-        labels, probs = self.predict(pixels[np.newaxis])
-        label, probs = LABELS[int(labels[0])], probs[0]
-        reasons = list(problems)
+    def predict_padded(self, pixels: np.ndarray, batch_size: int = BATCH) -> tuple[np.ndarray, np.ndarray]:
+        """predict() with the batch padded to `batch_size`, so the interpreter never re-allocates for a short one."""
+        n = len(pixels)
+        if 0 < n < batch_size:
+            pixels = np.concatenate([pixels, np.zeros((batch_size - n, *pixels.shape[1:]), pixels.dtype)])
+        labels, probs = self.predict(pixels)
+        return labels[:n], probs[:n]
+
+    def results(self, items: list[tuple[str, np.ndarray, list[str]]]) -> list[Result]:
+        """Rows for decoded images, given as (relative path, model input, sanity problems)."""
+        labels, probs = self.predict_padded(np.stack([pixels for _, pixels, _ in items]))
+        return [self._row(rel, int(index), p, problems) for (rel, _, problems), index, p in zip(items, labels, probs)]
+
+    def _row(self, rel_path: str, index: int, probs: np.ndarray, problems: list[str]) -> Result:
+        label, reasons = LABELS[index], list(problems)
         # The cascade's label is not always the most probable class (a low stage 1 threshold favours
         # abnormal), so the confidence is that of the label given: the top probability when they agree.
-        confidence = float(probs[int(labels[0])])
+        confidence = float(probs[index])
         if confidence < self.min_confidence:
             reasons.append(f"low confidence ({label} probability {confidence:.2f} < {self.min_confidence:.2f})")
         return Result(rel_path, label, tuple(float(p) for p in probs), bool(reasons), "; ".join(reasons))
@@ -142,14 +153,29 @@ def prefetched(paths: Iterable[Path], size: int, depth: int = PREFETCH) -> Itera
 
 
 def classify_paths(classifier: Classifier, folder: Path, paths: list[Path],
-                   on_result: Callable[[Result], None] | None = None) -> Iterator[Result]:
+                   on_result: Callable[[Result], None] | None = None, batch_size: int = BATCH) -> Iterator[Result]:
     """One Result per path, in order; a file that cannot be decoded gets an error row and the run goes on."""
+    pending: list[tuple[str, np.ndarray, list[str]]] = []
+
+    def emit(results: list[Result]) -> Iterator[Result]:
+        for result in results:
+            if on_result:
+                on_result(result)
+            yield result
+
     for path, pixels, problems, error in prefetched(paths, classifier.size):
         rel = path.relative_to(folder).as_posix()
-        result = Result(rel, error=error) if error else classifier.result(rel, pixels, problems)
-        if on_result:
-            on_result(result)
-        yield result
+        if error is None:
+            pending.append((rel, pixels, problems))
+            if len(pending) < batch_size:
+                continue
+        if pending:  # a full batch, or an error row that must keep its place in the order
+            yield from emit(classifier.results(pending))
+            pending = []
+        if error is not None:
+            yield from emit([Result(rel, error=error)])
+    if pending:
+        yield from emit(classifier.results(pending))
 
 
 @dataclass
