@@ -27,8 +27,7 @@ demo: $(VENV)/.installed-train+dicom
 	OUT=$(DEMO_OUT) BIN=$(BIN) bash scripts/demo.sh
 
 bench: $(VENV)/.installed-train+dev+dicom
-	$(BIN)/python benchmarks/model_sizes.py
-	$(BIN)/python benchmarks/edge.py --preset alexnet
+	$(BIN)/python -m benchmarks.run_all --json bench-output.json
 
 clean:
 	rm -rf $(DEMO_OUT) bench-output build dist

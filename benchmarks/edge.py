@@ -80,46 +80,53 @@ def peak_memory_mb(bundle: Path, folder: Path) -> float:
     return json.loads(out.strip().splitlines()[-1])["peak_mb"]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="alexnet", choices=list(PRESETS))
-    parser.add_argument("--images", type=int, default=200, help="images for the speed figures")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; medians are reported")
-    parser.add_argument("--memory-counts", type=int, nargs=2, default=(100, 1000))
-    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
-    args = parser.parse_args()
-    size = PRESETS[args.preset].image_size
+def cold_start_s(command: list[str], repeats: int = 3) -> float:
+    """Median wall time of a command, start to exit."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run(command, capture_output=True, check=False)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def measure(preset: str = "alexnet", images: int = 200, rounds: int = 5,
+            memory_counts: tuple[int, int] = (100, 1000)) -> dict:
+    """Every edge figure for one preset's int8 bundle, measured in this one run."""
+    size = PRESETS[preset].image_size
     figures = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d"),
-               "interpreter": f"{backend().name} {backend().version}", "preset": args.preset}
+               "interpreter": f"{backend().name} {backend().version}", "preset": preset}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         big = tmp / "images"
         big.mkdir()
-        paths = generated_images(big, max(args.images, *args.memory_counts))
-        inputs = [prepare(p, size)[np.newaxis] for p in paths[:args.images]]
+        paths = generated_images(big, max(images, *memory_counts))
+        inputs = [prepare(p, size)[np.newaxis] for p in paths[:images]]
         calibration = np.concatenate(inputs[:16])
-        stage1, stage2, int8 = make_bundle(args.preset, tmp / "int8", calibration, "int8")
+        stage1, stage2, int8 = make_bundle(preset, tmp / "int8", calibration, "int8")
         float32 = {name: convert(m, "float32") for name, m in (("stage1.tflite", stage1), ("stage2.tflite", stage2))}
 
         classifier = Classifier(load_bundle(tmp / "int8", allow_unverified=True))
-        speed = tmp / "speed"
-        speed.mkdir()
-        for p in paths[:args.images]:
-            os.link(p, speed / p.name)
+        folders = {}
+        for name, n in (("speed", images), ("one", 1), *((f"mem{n}", n) for n in memory_counts)):
+            folders[name] = tmp / name
+            folders[name].mkdir()
+            for p in paths[:n]:
+                os.link(p, folders[name] / p.name)
         batch_inputs = np.concatenate(inputs)
-        run_folder(classifier, speed)  # warm-up: page cache, interpreter buffers
-        rounds = []
-        for _ in range(args.rounds):  # interleaved, so that machine noise hits both alike
+        run_folder(classifier, folders["speed"])  # warm-up: page cache, interpreter buffers
+        timings = []
+        for _ in range(rounds):  # interleaved, so that machine noise hits both alike
             start = time.perf_counter()
             for i in range(0, len(batch_inputs), BATCH):  # inference alone, in the pipeline's batches
                 classifier.predict_padded(batch_inputs[i:i + BATCH])
             invoke_only = len(inputs) / (time.perf_counter() - start)
-            _, summary = run_folder(classifier, speed)
-            rounds.append((invoke_only, summary.images_per_s))
-        figures["invoke_only_images_per_s"] = round(float(np.median([r[0] for r in rounds])), 1)
-        figures["end_to_end_images_per_s"] = round(float(np.median([r[1] for r in rounds])), 1)
-        figures["pipeline_efficiency"] = round(float(np.median([e / i for i, e in rounds])), 3)
-        figures["pipeline_efficiency_rounds"] = [round(e / i, 3) for i, e in rounds]
+            _, summary = run_folder(classifier, folders["speed"])
+            timings.append((invoke_only, summary.images_per_s))
+        figures["invoke_only_images_per_s"] = round(float(np.median([r[0] for r in timings])), 1)
+        figures["end_to_end_images_per_s"] = round(float(np.median([r[1] for r in timings])), 1)
+        figures["pipeline_efficiency"] = round(float(np.median([e / i for i, e in timings])), 3)
+        figures["pipeline_efficiency_rounds"] = [round(e / i, 3) for i, e in timings]
 
         sample = inputs[:min(50, len(inputs))]  # per-image latency: batch 1 for all three
         t_int8 = [TFLiteModel(int8[n]) for n in ("stage1.tflite", "stage2.tflite")]
@@ -132,17 +139,31 @@ def main() -> None:
         figures["int8_speedup_vs_float32_tflite"] = round(
             figures["float32_tflite_ms_per_image"] / figures["int8_ms_per_image"], 2)
 
-        small_n, large_n = args.memory_counts
-        folders = {}
-        for n in (small_n, large_n):
-            folders[n] = tmp / f"mem{n}"
-            folders[n].mkdir()
-            for p in paths[:n]:
-                os.link(p, folders[n] / p.name)
-        mem = {n: peak_memory_mb(tmp / "int8", folders[n]) for n in (small_n, large_n)}
+        cli = str(Path(sys.executable).parent / "cxr-edge")
+        python_s = cold_start_s([sys.executable, "-c", "pass"])
+        classify_s = cold_start_s([cli, "classify", str(folders["one"]), "--model", str(tmp / "int8"),
+                                   "--allow-unverified", "--format", "csv"])
+        figures["cold_start_classify_1_image_s"] = round(classify_s, 3)
+        figures["cold_start_python_pass_s"] = round(python_s, 3)
+        figures["cold_start_ratio"] = round(classify_s / python_s, 1)
+
+        small_n, large_n = memory_counts
+        mem = {n: peak_memory_mb(tmp / "int8", folders[f"mem{n}"]) for n in memory_counts}
         figures[f"peak_memory_mb_{small_n}"] = round(mem[small_n], 1)
         figures[f"peak_memory_mb_{large_n}"] = round(mem[large_n], 1)
         figures["peak_memory_ratio"] = round(mem[large_n] / mem[small_n], 3)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="alexnet", choices=list(PRESETS))
+    parser.add_argument("--images", type=int, default=200, help="images for the speed figures")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; medians are reported")
+    parser.add_argument("--memory-counts", type=int, nargs=2, default=(100, 1000))
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args()
+    figures = measure(args.preset, args.images, args.rounds, tuple(args.memory_counts))
     width = max(map(len, figures))
     for key, value in figures.items():
         print(f"{key:{width}s}  {value}")

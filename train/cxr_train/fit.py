@@ -113,7 +113,7 @@ def _counts(records: list[Record]) -> dict:
     return {s: {lb: sum(r.label == lb and r.split == s for r in records) for lb in LABELS} for s in SPLITS}
 
 
-class _Throughput(keras.callbacks.Callback):
+class ThroughputMeter(keras.callbacks.Callback):
     """Training images/s over the epochs after the first (which pays for tracing), validation excluded."""
 
     def __init__(self, n_images: int):
@@ -137,7 +137,7 @@ class _Throughput(keras.callbacks.Callback):
         return self.n_images * len(steady) / sum(steady) if steady else None
 
 
-def _input_images_per_s(ds: tf.data.Dataset, max_batches: int = 50) -> float:
+def input_images_per_s(ds: tf.data.Dataset, max_batches: int = 50) -> float:
     """How fast the input pipeline alone delivers training batches (decode cache + augmentation)."""
     n, start = 0, time.perf_counter()
     for x, _ in ds.take(max_batches):
@@ -155,7 +155,7 @@ def _train_stage(cfg: FitConfig, stage: str, labels: tuple[str, ...], x_train, y
     train_ds = make_dataset(x_train, y_train, cfg.batch_size, training=True, seed=cfg.seed)
     val_ds = make_dataset(x_val, y_val, cfg.batch_size, training=False, seed=cfg.seed)
     weights = class_weights(y_train, len(labels))
-    throughput = _Throughput(len(x_train))
+    throughput = ThroughputMeter(len(x_train))
     history_csv = out / f"history_{stage}.csv"
     history_csv.unlink(missing_ok=True)
     (out / "checkpoints").mkdir(exist_ok=True)
@@ -185,7 +185,7 @@ def _train_stage(cfg: FitConfig, stage: str, labels: tuple[str, ...], x_train, y
     if epochs > frozen:
         run(frozen, epochs, trainable_trunk=True)
     model.save(out / f"{stage}.keras")
-    stats = {"train_images_per_s": throughput.images_per_s(), "input_images_per_s": _input_images_per_s(train_ds),
+    stats = {"train_images_per_s": throughput.images_per_s(), "input_images_per_s": input_images_per_s(train_ds),
              "class_weights": weights, "epochs_run": len(throughput.times)}
     return model, stats
 

@@ -1,0 +1,65 @@
+"""`make bench`: the project's figures in one table, each a ratio measured in one run or a size, with the
+machine and date. Takes about 10 minutes on a 2-core machine.
+
+Run from the repository root: .venv/bin/python -m benchmarks.run_all [--json bench.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+from benchmarks import edge, model_sizes, training
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    start = time.perf_counter()
+    figures = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+               "date": time.strftime("%Y-%m-%d")}
+    rows = []
+    e = edge.measure("alexnet")
+    figures["edge_alexnet_int8"] = e
+    rows += [("edge pipeline efficiency (end-to-end / invoke-only images/s), alexnet int8",
+              f"{e['pipeline_efficiency']} ({e['end_to_end_images_per_s']} / {e['invoke_only_images_per_s']})"),
+             ("int8 vs float32 TFLite vs Keras, ms per image (both stages)",
+              f"{e['int8_ms_per_image']} / {e['float32_tflite_ms_per_image']} / {e['keras_ms_per_image']}"),
+             ("int8 speed-up vs Keras / vs float32 TFLite",
+              f"{e['int8_speedup_vs_keras']}x / {e['int8_speedup_vs_float32_tflite']}x"),
+             ("cold start, classify 1 image vs python -c pass (s)",
+              f"{e['cold_start_classify_1_image_s']} vs {e['cold_start_python_pass_s']} ({e['cold_start_ratio']}x)"),
+             ("peak memory of classify, 100 vs 1,000 images (MB)",
+              f"{e['peak_memory_mb_100']} vs {e['peak_memory_mb_1000']} (ratio {e['peak_memory_ratio']})")]
+    sizes = model_sizes.measure(("alexnet", "alexnet-edge"))
+    figures["sizes"] = sizes
+    rows += [(f"{r['preset']} float32 / int8 size (MB)", f"{r['float32_mb']} / {r['int8_mb']} ({r['ratio']}x)")
+             for r in sizes]
+    throughput = [training.training_throughput(p) for p in ("alexnet", "alexnet-edge", "tiny")]
+    figures["training"] = throughput
+    rows += [(f"training {t['preset']}: images/s (input pipeline alone)",
+              f"{t['train_images_per_s']} ({t['input_images_per_s']}; waits on input: {t['waits_on_input']})")
+             for t in throughput]
+    p = training.parity()
+    figures["parity"] = p
+    rows.append(("float vs int8 on synthetic (tiny, 100/class): agreement, accuracy delta, macro-F1 delta",
+                 f"{p['agreement']}, {p['accuracy_delta']:+}, {p['macro_f1_delta']:+} ({p['test_images']} images)"))
+    figures["seconds"] = round(time.perf_counter() - start, 1)
+    width = max(len(r[0]) for r in rows)
+    print(f"\ncxr-edge benchmarks: {figures['machine']}, {figures['date']}, interpreter {e['interpreter']}")
+    print(f"{'figure':{width}s}  value")
+    print(f"{'-' * width}  -----")
+    for name, value in rows:
+        print(f"{name:{width}s}  {value}")
+    print(f"(took {figures['seconds']} s)")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
