@@ -110,7 +110,7 @@ class Classifier:
         # abnormal), so the confidence is that of the label given: the top probability when they agree.
         confidence = float(probs[index])
         if confidence < self.min_confidence:
-            reasons.append(f"low confidence ({label} probability {confidence:.2f} < {self.min_confidence:.2f})")
+            reasons.append(f"low confidence ({label} probability {confidence:.3f} < {self.min_confidence:.3f})")
         return Result(rel_path, label, tuple(float(p) for p in probs), bool(reasons), "; ".join(reasons))
 
 
