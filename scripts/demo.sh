@@ -13,7 +13,7 @@ step "1. Synthetic chest X-rays in the COVID-19 Radiography Database layout"
 
 step "2. Train both stages (tiny preset, so the demo finishes in minutes)"
 "$BIN/cxr-train" fit "$OUT/data" --out "$OUT/run" --split "$OUT/split.csv" --preset tiny \
-    --epochs-stage1 20 --epochs-stage2 25 --overwrite
+    --epochs-stage1 40 --epochs-stage2 30 --overwrite
 
 step "3. Convert to an int8 TFLite bundle and check it against the float models"
 set +e

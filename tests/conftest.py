@@ -77,3 +77,63 @@ def usb_stick(tmp_path, synth_small):
     shutil.copy(stick / "patient-0.png", outside / "linked.png")
     (stick / "link-to-folder").symlink_to(outside, target_is_directory=True)
     return stick
+
+
+@pytest.fixture(scope="session")
+def handmade_run(tiny_run, tmp_path_factory):
+    """A run folder whose two models are set by hand, not trained: confident, varied and deterministic, so
+    that the parity gate's verdict on them never depends on how a training run happened to go.
+
+    Stage 1 reads overall brightness, stage 2 the brightness of the four image quadrants, each with large
+    weights centred on the test images' own statistics.
+    """
+    import json
+    import shutil
+
+    import keras
+    import numpy as np
+
+    from cxr_train.data import load_pixels
+    from cxr_train.dataset import read_split, select
+
+    run = tmp_path_factory.mktemp("runs") / "handmade"
+    run.mkdir()
+    shutil.copy(tiny_run / "split.csv", run / "split.csv")
+    config = json.loads((tiny_run / "config.json").read_text())
+    config["stage1_threshold"] = 0.5
+    (run / "config.json").write_text(json.dumps(config))
+    test = load_pixels(config["data_dir"], select(read_split(run / "split.csv"), "test"), 64).astype(np.float32) / 255
+
+    def model(features, n_out, weights, bias, name):
+        inputs = keras.Input((64, 64, 1))
+        x = keras.layers.Rescaling(1 / 255)(inputs)
+        x = keras.layers.Flatten()(features(x))
+        out = keras.layers.Dense(n_out, activation="softmax")(x)
+        m = keras.Model(inputs, out, name=name)
+        m.layers[-1].set_weights([weights.astype(np.float32), bias.astype(np.float32)])
+        return m
+
+    # Decision boundaries sit in the widest gaps between the test images' own feature values, so no test
+    # image lies within quantization error of one.
+    brightness = test.mean(axis=(1, 2, 3))
+    stage1 = model(keras.layers.GlobalAveragePooling2D(), 2, np.array([[-200.0, 200.0]]),
+                   200 * np.array([1, -1]) * _widest_gap(brightness, 0.3, 0.7), "stage1")
+    quadrants = test.reshape(len(test), 2, 32, 2, 32).mean(axis=(2, 4)).reshape(len(test), 4)
+    contrast = quadrants[:, 0] - quadrants[:, 3]  # top-left minus bottom-right
+    c1, c2 = _widest_gap(contrast, 0.15, 0.45), _widest_gap(contrast, 0.55, 0.85)
+    w2 = np.zeros((4, 3))
+    w2[0], w2[3] = [-200, 0, 200], [200, 0, -200]  # logits: -k(f - c1), 0, k(f - c2)
+    stage2 = model(keras.layers.AveragePooling2D(32), 3, w2, np.array([200 * c1, 0, -200 * c2]), "stage2")
+    stage1.save(run / "stage1.keras")
+    stage2.save(run / "stage2.keras")
+    return run
+
+
+def _widest_gap(values, low, high):
+    """The midpoint of the widest gap between sorted values within the [low, high] quantile range."""
+    import numpy as np
+
+    v = np.sort(values)
+    lo, hi = int(low * (len(v) - 1)), int(high * (len(v) - 1))
+    i = lo + int(np.argmax(np.diff(v[lo:hi + 1])))
+    return float((v[i] + v[i + 1]) / 2)

@@ -54,17 +54,29 @@ def augmenter(seed: int) -> keras.Sequential:
 
 
 def make_dataset(pixels: np.ndarray, targets: np.ndarray, batch_size: int, training: bool,
-                 seed: int) -> tf.data.Dataset:
-    """Batches of (float32 raw pixels 0..255, int targets): shuffled and augmented when training."""
-    ds = tf.data.Dataset.from_tensor_slices((pixels, targets))
+                 seed: int, weights: dict[int, float] | None = None) -> tf.data.Dataset:
+    """Batches of (float32 raw pixels 0..255, int targets[, per-image class weight]).
+
+    Shuffled and augmented when training. Validation data gets the training class weights too, so that
+    validation loss (which early stopping and checkpoints follow) measures the same thing as training loss:
+    unweighted, it rewards predicting the majority class.
+    """
+    tensors = (pixels, targets)
+    if weights is not None:
+        tensors += (np.array([weights[int(t)] for t in targets], dtype=np.float32),)
+    ds = tf.data.Dataset.from_tensor_slices(tensors)
     if training:
         ds = ds.shuffle(len(pixels), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size).map(_as_float, num_parallel_calls=tf.data.AUTOTUNE)
     if training:
         augment = augmenter(seed)
-        ds = ds.map(lambda x, y: (tf.clip_by_value(augment(x, training=True), 0.0, 255.0), y),
+        ds = ds.map(lambda x, *rest: (tf.clip_by_value(augment(x, training=True), 0.0, 255.0), *rest),
                     num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _as_float(x, *rest):
+    return (tf.cast(x, tf.float32), *rest)
 
 
 def class_weights(targets: np.ndarray, num_classes: int) -> dict[int, float]:

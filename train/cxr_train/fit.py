@@ -140,7 +140,7 @@ class ThroughputMeter(keras.callbacks.Callback):
 def input_images_per_s(ds: tf.data.Dataset, max_batches: int = 50) -> float:
     """How fast the input pipeline alone delivers training batches (decode cache + augmentation)."""
     n, start = 0, time.perf_counter()
-    for x, _ in ds.take(max_batches):
+    for x, *_ in ds.take(max_batches):
         n += int(x.shape[0])
     return n / (time.perf_counter() - start)
 
@@ -152,9 +152,9 @@ def _train_stage(cfg: FitConfig, stage: str, labels: tuple[str, ...], x_train, y
         model = build_model(cfg.preset, len(labels), cfg.image_size, name=stage)
         if init is not None:
             init(model)
-    train_ds = make_dataset(x_train, y_train, cfg.batch_size, training=True, seed=cfg.seed)
-    val_ds = make_dataset(x_val, y_val, cfg.batch_size, training=False, seed=cfg.seed)
     weights = class_weights(y_train, len(labels))
+    train_ds = make_dataset(x_train, y_train, cfg.batch_size, training=True, seed=cfg.seed, weights=weights)
+    val_ds = make_dataset(x_val, y_val, cfg.batch_size, training=False, seed=cfg.seed, weights=weights)
     throughput = ThroughputMeter(len(x_train))
     history_csv = out / f"history_{stage}.csv"
     history_csv.unlink(missing_ok=True)
@@ -176,7 +176,7 @@ def _train_stage(cfg: FitConfig, stage: str, labels: tuple[str, ...], x_train, y
                           keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
                                                             patience=max(1, cfg.patience // 2))]
         model.fit(train_ds, validation_data=val_ds, epochs=last_epoch, initial_epoch=first_epoch,
-                  class_weight=weights, callbacks=callbacks, shuffle=False, verbose=2)
+                  callbacks=callbacks, shuffle=False, verbose=2)
 
     frozen = min(cfg.freeze_epochs, epochs)
     if frozen:
