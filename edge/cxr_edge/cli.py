@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -53,6 +54,8 @@ def main() -> None:
 
     Example: cxr-edge classify /media/usb --model bundle/
     """
+    # pydicom logs a traceback for each file it cannot decode; the report's error column already says why.
+    logging.getLogger("pydicom").setLevel(logging.CRITICAL)
 
 
 def _inside(path: Path, folder: Path) -> bool:

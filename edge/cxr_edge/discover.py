@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
+from .dicom import looks_like_dicom
 from .images import IMAGE_SUFFIXES
 
 # Folders that operating systems create on removable drives; never radiographs.
@@ -13,9 +14,13 @@ SYSTEM_FOLDERS = frozenset({"System Volume Information", ".Trashes", ".Spotlight
                             ".fseventsd", ".TemporaryItems", "RECYCLER", "lost+found"})
 
 
-def is_candidate(name: str) -> bool:
-    """An image file name we should try: a known suffix, not hidden, not a macOS AppleDouble `._` file."""
-    return not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES
+def is_candidate(path: Path) -> bool:
+    """An image file we should try: not hidden (nor a macOS AppleDouble `._` file), with an image suffix,
+    or with no suffix and the DICOM preamble (X-ray machines often export DICOM files without one)."""
+    if path.name.startswith("."):
+        return False
+    suffix = path.suffix.lower()
+    return suffix in IMAGE_SUFFIXES or (suffix == "" and looks_like_dicom(path))
 
 
 def find_images(folder: os.PathLike | str, recursive: bool = True) -> list[Path]:
@@ -36,7 +41,7 @@ def _walk(folder: Path, recursive: bool) -> Iterator[Path]:
         if entry.is_dir(follow_symlinks=False):
             if recursive and not entry.name.startswith(".") and entry.name not in SYSTEM_FOLDERS:
                 subfolders.append(Path(entry.path))
-        elif is_candidate(entry.name) and not (entry.is_symlink() and Path(entry.path).is_dir()):
+        elif not (entry.is_symlink() and Path(entry.path).is_dir()) and is_candidate(Path(entry.path)):
             yield Path(entry.path)
     for sub in subfolders:
         yield from _walk(sub, recursive)

@@ -14,11 +14,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .dicom import load_dicom, looks_like_dicom
+
 IMAGE_CONTRACT_VERSION = 1
 RESIZE_FILTER = "bilinear"  # Pillow's bilinear, antialiased when shrinking; integer arithmetic for mode L
 _RESIZE = Image.Resampling.BILINEAR
 SUPPORTED_FORMATS = ("PNG", "JPEG", "BMP", "TIFF")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm")
 MAX_FILE_BYTES = 256 * 1024 * 1024  # far above any radiograph; guards a box with little memory
 _HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 
@@ -35,12 +37,20 @@ class ImageError(ValueError):
 def load_image(path: os.PathLike | str) -> np.ndarray:
     """Decode an image file to a 2-D uint8 grayscale array.
 
+    DICOM files (.dcm, or any file with the DICOM preamble) go through cxr_edge.dicom. For the rest:
     8-bit data keeps its values; 16-bit and 32-bit data are scaled linearly from the image's own
     minimum..maximum to 0..255 (not clipped at 255). JPEG/TIFF EXIF orientation is applied, multi-frame
     files give their first frame, and Pillow's decompression-bomb guard stays on.
     """
     path = Path(path)
     _check_file(path)
+    if looks_like_dicom(path):
+        try:
+            return load_dicom(path)
+        except ValueError as exc:
+            raise ImageError(path, str(exc)) from None
+        except MemoryError:
+            raise ImageError(path, "too large to decode in the memory available") from None
     try:
         with Image.open(path, formats=SUPPORTED_FORMATS) as img:
             _check_pixels(path, img)
