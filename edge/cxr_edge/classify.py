@@ -185,15 +185,17 @@ class Summary:
     errors: int
     images: int
     seconds: float
+    resumed: int = 0  # rows taken from the journal of an interrupted run, not classified now
 
     @property
     def images_per_s(self) -> float:
-        return self.images / self.seconds if self.seconds > 0 else 0.0
+        return (self.images - self.resumed) / self.seconds if self.seconds > 0 else 0.0
 
 
-def summarize(results: list[Result], seconds: float) -> Summary:
+def summarize(results: list[Result], seconds: float, resumed: int = 0) -> Summary:
     counts = {label: sum(r.label == label for r in results) for label in LABELS}
-    return Summary(counts, sum(r.refer for r in results), sum(bool(r.error) for r in results), len(results), seconds)
+    return Summary(counts, sum(r.refer for r in results), sum(bool(r.error) for r in results), len(results),
+                   seconds, resumed)
 
 
 def run_folder(classifier: Classifier, folder: os.PathLike | str, recursive: bool = True,

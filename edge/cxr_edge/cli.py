@@ -72,8 +72,9 @@ def _inside(path: Path, folder: Path) -> bool:
               help="Also write the report to this file (.csv, .json or .jsonl), atomically.")
 @click.option("--recursive/--no-recursive", default=True, show_default=True, help="Look in sub-folders.")
 @click.option("--min-confidence", type=click.FloatRange(0, 1), default=None,
-              help="Refer images whose top probability is below this [default: the bundle's, 0.6].")
-def classify(folder: Path, model, threads, allow_unverified, fmt, output, recursive, min_confidence) -> None:
+              help="Refer images whose label's probability is below this [default: the bundle's, 0.6].")
+@click.option("--restart", is_flag=True, help="Discard the journal of an interrupted run instead of resuming it.")
+def classify(folder: Path, model, threads, allow_unverified, fmt, output, recursive, min_confidence, restart) -> None:
     """Classify every image in FOLDER (a USB stick); never writes to FOLDER.
 
     Exit status 0: every image classified; 1: some files could not be read (they have error rows);
@@ -93,15 +94,29 @@ def classify(folder: Path, model, threads, allow_unverified, fmt, output, recurs
     classifier = _classifier(model, threads, allow_unverified, min_confidence)
     fmt = fmt or ("table" if sys.stdout.isatty() else "csv")
     progress = _Progress() if sys.stderr.isatty() else None
-    results, summary = run_folder(classifier, folder, recursive, progress.update if progress else None)
+    update = progress.update if progress else None
+    journal = None
+    if output is None:
+        results, summary = run_folder(classifier, folder, recursive, update)
+    else:
+        from .journal import run_with_journal
+
+        with errors_as_failures(OSError):
+            results, summary, journal = run_with_journal(classifier, folder, output, recursive, restart, update)
     if progress:
         progress.close()
+    if journal is not None and journal.set_aside:
+        click.echo(f"a journal from another run (other bundle, folder or floor) was set aside as "
+                   f"{journal.path.name}.old", err=True)
+    if summary.resumed:
+        click.echo(f"resumed an interrupted run: {summary.resumed} image(s) taken from {journal.path.name}", err=True)
     click.echo(render(fmt, results, summary, classifier.bundle), nl=False)
     if fmt != "table":
         click.echo(summary_text(summary), err=True)
     if output is not None:
         with errors_as_failures(OSError):
             write_report(output, results, summary, classifier.bundle)
+            journal.remove()
         click.echo(f"report written to {output}", err=True)
     sys.exit(1 if summary.errors else 0)
 
