@@ -25,9 +25,10 @@ from cxr_edge.clitools import errors_as_failures, version_option
               help="Where the run's images are now, if they moved.")
 @click.option("--debug-quantization", is_flag=True, help="Add a per-layer quantization error report to parity.json.")
 @click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.6, show_default=True,
-              help="The box refers images whose top probability is below this.")
+              help="The box refers images whose label's probability is below this.")
+@click.option("--archive", is_flag=True, help="Also write BUNDLE_DIR.cxrb, the bundle as one file.")
 def main(run_dir: Path, out: Path, quantization, calibration_samples, max_accuracy_drop, max_f1_drop, min_agreement,
-         data_dir, debug_quantization, min_confidence) -> None:
+         data_dir, debug_quantization, min_confidence, archive) -> None:
     """Convert a training run to a TFLite bundle and check it against the float models.
 
     Exit status 0: deployable; 1: the parity gate failed (the bundle is written, marked not deployable);
@@ -42,6 +43,13 @@ def main(run_dir: Path, out: Path, quantization, calibration_samples, max_accura
                              data_dir, debug_quantization, min_confidence)
     with errors_as_failures(ConvertError, ValueError, OSError):
         manifest = build_bundle(run_dir, out, options, log=lambda msg: click.echo(msg, err=True))
+    if archive:
+        from cxr_edge.archive import write_archive
+        from cxr_edge.bundle import ARCHIVE_SUFFIX
+
+        with errors_as_failures(OSError):
+            packed = write_archive(out, out.with_name(out.name + ARCHIVE_SUFFIX))
+        click.echo(f"single-file bundle written to {packed}", err=True)
     click.echo((out / "parity.md").read_text())
     if manifest["training_data"]["synthetic"]:
         click.echo("WARNING: trained on synthetic data: results mean nothing for real patients.")
