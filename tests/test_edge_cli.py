@@ -148,6 +148,8 @@ def test_undeployable_bundle_needs_allow_unverified(edge_bundle, usb_stick, tmp_
     assert refused.exit_code == 2 and "not deployable" in refused.output and "--allow-unverified" in refused.output
     allowed = runner.invoke(main, ["classify", str(usb_stick / "ward-2"), "--model", str(unverified), "--allow-unverified"])
     assert allowed.exit_code == 0 and "unverified" in allowed.stdout
+    rows = _csv_rows(allowed.stdout)
+    assert rows and all(r["refer"] == "true" and "unverified model" in r["reason"] for r in rows)
 
 
 def test_info(edge_bundle, tmp_path):

@@ -111,6 +111,8 @@ class Classifier:
         confidence = float(probs[index])
         if confidence < self.min_confidence:
             reasons.append(f"low confidence ({label} probability {confidence:.3f} < {self.min_confidence:.3f})")
+        if not self.bundle.deployable:  # used with --allow-unverified
+            reasons.append("unverified model (the bundle failed its float-vs-quantized parity gate)")
         return Result(rel_path, label, tuple(float(p) for p in probs), bool(reasons), "; ".join(reasons))
 
 
