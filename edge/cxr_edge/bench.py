@@ -74,7 +74,7 @@ def run_bench(classifier: Classifier, folder: Path | None, count: int) -> dict:
                 model.predict(pixels[np.newaxis])
                 stage_times[name].append(time.perf_counter() - start)
         start = time.perf_counter()
-        n = sum(1 for _ in classify_paths(classifier, root, paths))
+        n = sum(1 for _ in classify_paths(classifier, root, [p.relative_to(root).as_posix() for p in paths]))
         end_to_end = time.perf_counter() - start
     decode_total, infer_total = sum(decode), sum(map(sum, stage_times.values()))
     b = backend()

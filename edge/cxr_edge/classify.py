@@ -27,7 +27,7 @@ PREFETCH = 16  # images decoded ahead of inference: bounded, so memory does not 
 BATCH = 8  # images per invoke: large dense layers are read once per batch, not once per image
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Result:
     """One row of the report. `label` is empty when `error` is set."""
 
@@ -127,17 +127,18 @@ def _decode(path: Path, size: int):
         return None, None, f"cannot be read ({exc.strerror or exc})"
 
 
-def prefetched(paths: Iterable[Path], size: int, depth: int = PREFETCH) -> Iterator[tuple[Path, object, object, str | None]]:
+def prefetched(folder: Path, names: Iterable[str], size: int,
+               depth: int = PREFETCH) -> Iterator[tuple[str, object, object, str | None]]:
     """Decode in a background thread, at most `depth` images ahead of the consumer."""
     buffer: queue.Queue = queue.Queue(maxsize=depth)
     done = object()
     stop = threading.Event()
 
     def work() -> None:
-        for path in paths:
+        for name in names:
             if stop.is_set():
                 break
-            buffer.put((path, *_decode(path, size)))
+            buffer.put((name, *_decode(folder / name, size)))
         buffer.put(done)
 
     thread = threading.Thread(target=work, name="cxr-decode", daemon=True)
@@ -154,9 +155,10 @@ def prefetched(paths: Iterable[Path], size: int, depth: int = PREFETCH) -> Itera
                 thread.join(0.05)
 
 
-def classify_paths(classifier: Classifier, folder: Path, paths: list[Path],
+def classify_paths(classifier: Classifier, folder: Path, names: list[str],
                    on_result: Callable[[Result], None] | None = None, batch_size: int = BATCH) -> Iterator[Result]:
-    """One Result per path, in order; a file that cannot be decoded gets an error row and the run goes on."""
+    """One Result per image (named relative to `folder`), in order; a file that cannot be decoded gets an
+    error row and the run goes on."""
     pending: list[tuple[str, np.ndarray, list[str]]] = []
 
     def emit(results: list[Result]) -> Iterator[Result]:
@@ -165,8 +167,7 @@ def classify_paths(classifier: Classifier, folder: Path, paths: list[Path],
                 on_result(result)
             yield result
 
-    for path, pixels, problems, error in prefetched(paths, classifier.size):
-        rel = path.relative_to(folder).as_posix()
+    for rel, pixels, problems, error in prefetched(Path(folder), names, classifier.size):
         if error is None:
             pending.append((rel, pixels, problems))
             if len(pending) < batch_size:
@@ -206,13 +207,13 @@ def run_folder(classifier: Classifier, folder: os.PathLike | str, recursive: boo
 
     `progress(done, total)` is called after each image.
     """
-    from .discover import find_images
+    from .discover import find_image_names
 
     folder = Path(folder)
-    paths = find_images(folder, recursive)
+    names = find_image_names(folder, recursive)
     start = time.perf_counter()
     results: list[Result] = []
-    on_result = (lambda r: progress(len(results) + 1, len(paths))) if progress else None
-    for result in classify_paths(classifier, folder, paths, on_result):
+    on_result = (lambda r: progress(len(results) + 1, len(names))) if progress else None
+    for result in classify_paths(classifier, folder, names, on_result):
         results.append(result)
     return results, summarize(results, time.perf_counter() - start)

@@ -55,10 +55,10 @@ def table_metrics(matrix: np.ndarray) -> dict:
 def evaluate_folder(classifier: Classifier, folder: Path) -> dict:
     folder = Path(folder)
     pairs = labeled_images(folder)
-    truth = {p: label for p, label in pairs}
-    results = list(classify_paths(classifier, folder, [p for p, _ in pairs]))
+    truth = {p.relative_to(folder).as_posix(): label for p, label in pairs}
+    results = list(classify_paths(classifier, folder, list(truth)))
     ok = [r for r in results if not r.error]
-    y_true = np.array([LABELS.index(truth[folder / r.path]) for r in ok], dtype=np.int64)
+    y_true = np.array([LABELS.index(truth[r.path]) for r in ok], dtype=np.int64)
     y_pred = np.array([LABELS.index(r.label) for r in ok], dtype=np.int64)
     metrics = table_metrics(confusion(y_true, y_pred, len(LABELS)))
     metrics.update(images=len(results), referred=sum(r.refer for r in ok),

@@ -23,10 +23,10 @@ def journal_path(report: os.PathLike | str) -> Path:
     return report.with_name(report.name + ".journal")
 
 
-def image_key(folder: Path, path: Path) -> tuple[str, int, int]:
+def image_key(folder: Path, name: str) -> tuple[str, int, int]:
     """(relative path, size, mtime in ns): an image whose key changed is classified again."""
-    st = path.stat()
-    return path.relative_to(folder).as_posix(), st.st_size, st.st_mtime_ns
+    st = os.stat(os.path.join(folder, name))
+    return name, st.st_size, st.st_mtime_ns
 
 
 class Journal:
@@ -100,11 +100,11 @@ def run_with_journal(classifier, folder: os.PathLike | str, report: os.PathLike 
     The caller writes the report and then calls journal.remove().
     """
     from .classify import classify_paths, summarize
-    from .discover import find_images
+    from .discover import find_image_names
 
     folder = Path(folder)
-    paths = find_images(folder, recursive)
-    keys = {p: _key_or_missing(folder, p) for p in paths}
+    paths = find_image_names(folder, recursive)
+    keys = {name: _key_or_missing(folder, name) for name in paths}
     identity = {"bundle": sorted(entry["sha256"] for entry in classifier.bundle.manifest["files"].values()),
                 "folder": str(folder.resolve()), "min_confidence": classifier.min_confidence}
     journal = Journal(report, identity, restart)
@@ -125,8 +125,8 @@ def run_with_journal(classifier, folder: os.PathLike | str, report: os.PathLike 
     return results, summary, journal
 
 
-def _key_or_missing(folder: Path, path: Path) -> tuple[str, int, int]:
+def _key_or_missing(folder: Path, name: str) -> tuple[str, int, int]:
     try:
-        return image_key(folder, path)
+        return image_key(folder, name)
     except OSError:  # vanished since the listing: classify it again, and let decoding report the error
-        return path.relative_to(folder).as_posix(), -1, -1
+        return name, -1, -1
