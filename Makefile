@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= demo-output
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench pi-check install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ demo: $(VENV)/.installed-train+dicom
 
 bench: $(VENV)/.installed-train+dev+dicom
 	$(BIN)/python -m benchmarks.run_all --json bench-output.json
+
+# Not part of `make test`: builds an arm64 Debian root once (about 5 minutes), needs root.
+pi-check: $(VENV)/.installed-train+dev+dicom
+	BIN=$(BIN) bash scripts/pi_check.sh
 
 clean:
 	rm -rf $(DEMO_OUT) bench-output build dist

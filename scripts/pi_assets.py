@@ -1,0 +1,105 @@
+"""Material for `make pi-check`, made on the host: a bundle, test images, Pi-like /proc/cpuinfo, and the
+report comparison.
+
+    python scripts/pi_assets.py bundle OUT          # an int8 alexnet-edge bundle (untrained, seeded)
+    python scripts/pi_assets.py images OUT          # 8 synthetic radiographs and a corrupt file
+    python scripts/pi_assets.py cpuinfo cortex-a72  # a Raspberry Pi 4 (a72) or Pi 5 (a76) cpuinfo
+    python scripts/pi_assets.py compare HOST.json PI.json LABEL
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+TOLERANCE = 1e-6
+# (CPU part, features) as a Raspberry Pi 4 (Cortex-A72) and Pi 5 (Cortex-A76) report them.
+CPUS = {
+    "cortex-a72": ("0xd08", "fp asimd evtstrm crc32 cpuid"),
+    "cortex-a76": ("0xd0b", "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm "
+                            "lrcpc dcpop asimddp"),
+}
+
+
+def make_bundle(out: Path) -> None:
+    import keras
+    import numpy as np
+
+    from cxr_convert.bundle import write_bundle
+    from cxr_convert.tflite import convert
+    from cxr_edge.bundle import FORMAT_VERSION
+    from cxr_edge.images import to_model_input
+    from cxr_edge.labels import LABELS
+    from cxr_train.alexnet import build_model
+    from cxr_train.synth import image_rng, make_image
+
+    keras.utils.set_random_seed(0)
+    calibration = np.stack([to_model_input(make_image(lb, 299, image_rng(5, lb, i)).pixels, 227)
+                            for i in range(4) for lb in LABELS])
+    models = {f"stage{n}.tflite": convert(build_model("alexnet-edge", k, name=f"stage{n}"), "int8", calibration)
+              for n, k in ((1, 2), (2, 3))}
+    write_bundle(out, models, {"format_version": FORMAT_VERSION, "labels": list(LABELS), "quantization": "int8",
+                               "input": {"size": 227, "channels": 1, "dtype": "uint8"}, "stage1_threshold": 0.5,
+                               "min_confidence": 0.6, "deployable": False,
+                               "training_data": {"name": "untrained pi-check model", "synthetic": True}})
+
+
+def make_images(out: Path) -> None:
+    from PIL import Image
+
+    from cxr_edge.labels import LABELS
+    from cxr_train.synth import image_rng, make_image
+
+    out.mkdir(parents=True)
+    for i in range(2):
+        for label in LABELS:
+            Image.fromarray(make_image(label, 299, image_rng(77, label, i)).pixels).save(out / f"{label}-{i}.png")
+    (out / "corrupt.png").write_bytes((out / "normal-0.png").read_bytes()[:500])
+
+
+def cpuinfo(cpu: str) -> str:
+    part, features = CPUS[cpu]
+    block = (f"BogoMIPS\t: 108.00\nFeatures\t: {features}\nCPU implementer\t: 0x41\nCPU architecture: 8\n"
+             f"CPU variant\t: 0x0\nCPU part\t: {part}\nCPU revision\t: 3\n")
+    return "".join(f"processor\t: {i}\n{block}\n" for i in range(4)) + "Model\t\t: Raspberry Pi\n"
+
+
+def compare(host_path: Path, pi_path: Path, label: str) -> bool:
+    host, pi = (json.loads(Path(p).read_text())["results"] for p in (host_path, pi_path))
+    problems, max_diff = [], 0.0
+    if [r["path"] for r in host] != [r["path"] for r in pi]:
+        problems.append("different rows")
+    for h, p in zip(host, pi):
+        for key in ("label", "refer", "reason", "error"):
+            if h[key] != p[key]:
+                problems.append(f"{h['path']}: {key} {h[key]!r} on the host, {p[key]!r} on the Pi")
+        for key, value in h.items():
+            if key.startswith("p_") and value is not None:
+                max_diff = max(max_diff, abs(value - p[key]))
+    if max_diff > TOLERANCE:
+        problems.append(f"probabilities differ by up to {max_diff:.2e} (> {TOLERANCE})")
+    verdict = "PASS" if not problems else "FAIL"
+    print(f"{verdict} {label}: {len(host)} rows compared, labels and refer flags "
+          f"{'identical' if not problems else 'differ'}, max |probability difference| {max_diff:.2e}")
+    for problem in problems:
+        print(f"  {problem}")
+    return not problems
+
+
+def main() -> None:
+    command, *args = sys.argv[1:]
+    if command == "bundle":
+        make_bundle(Path(args[0]))
+    elif command == "images":
+        make_images(Path(args[0]))
+    elif command == "cpuinfo":
+        print(cpuinfo(args[0]), end="")
+    elif command == "compare":
+        sys.exit(0 if compare(Path(args[0]), Path(args[1]), args[2]) else 1)
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main()
