@@ -6,6 +6,7 @@ grayscale pixels, so the box does no float work; a representative data set calib
 
 from __future__ import annotations
 
+import csv
 import tempfile
 from typing import Iterator
 
@@ -59,8 +60,6 @@ def debug_quantization(model: keras.Model, calibration: np.ndarray) -> list[dict
         with tempfile.NamedTemporaryFile("w+", suffix=".csv") as fh:
             debugger.layer_statistics_dump(fh)
             fh.seek(0)
-            import csv
-
             rows = list(csv.DictReader(fh))
     for row in rows:
         for key in ("mean_squared_error", "num_elements", "stddev", "mean_error", "max_abs_error"):

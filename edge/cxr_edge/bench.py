@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from .classify import Classifier, classify_paths
-from .discover import find_images
+from .discover import find_image_names
 from .images import load_image, to_model_input
 from .interpreter import backend
 
@@ -55,15 +55,15 @@ def peak_memory_mb() -> float:
 
 def run_bench(classifier: Classifier, folder: Path | None, count: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        paths = find_images(folder)[:count] if folder else generated_images(Path(tmp), count)
-        if not paths:
-            raise ValueError(f"no images in {folder}")
         root = Path(folder) if folder else Path(tmp)
+        names = find_image_names(root)[:count] if folder else [p.name for p in generated_images(root, count)]
+        if not names:
+            raise ValueError(f"no images in {folder}")
         decode, inputs = [], []
-        for path in paths:
+        for name in names:
             start = time.perf_counter()
             try:
-                inputs.append(to_model_input(load_image(path), classifier.size))
+                inputs.append(to_model_input(load_image(root / name), classifier.size))
             except ValueError:
                 continue
             decode.append(time.perf_counter() - start)
@@ -74,7 +74,7 @@ def run_bench(classifier: Classifier, folder: Path | None, count: int) -> dict:
                 model.predict(pixels[np.newaxis])
                 stage_times[name].append(time.perf_counter() - start)
         start = time.perf_counter()
-        n = sum(1 for _ in classify_paths(classifier, root, [p.relative_to(root).as_posix() for p in paths]))
+        n = sum(1 for _ in classify_paths(classifier, root, names))
         end_to_end = time.perf_counter() - start
     decode_total, infer_total = sum(decode), sum(map(sum, stage_times.values()))
     b = backend()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -147,8 +148,6 @@ def info(bundle_path: Path | None) -> None:
     Example: cxr-edge info bundle/
     """
     from .bundle import read_manifest, verify_files
-
-    import os
 
     path = bundle_path or (Path(os.environ[ENV_VAR]) if os.environ.get(ENV_VAR) else None)
     if path is None:
