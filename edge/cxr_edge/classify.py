@@ -116,19 +116,20 @@ class Classifier:
         return Result(rel_path, label, tuple(float(p) for p in probs), bool(reasons), "; ".join(reasons))
 
 
-def _decode(path: Path, size: int):
-    """Everything but inference, so that it all overlaps inference: (model input, sanity problems, error)."""
+def _decode(path: Path, size: int, keep_gray: bool):
+    """Everything but inference, so that it all overlaps inference: (model input, sanity problems, full-size
+    gray image when asked for, error)."""
     try:
         gray = load_image(path)
-        return to_model_input(gray, size), sanity_problems(gray), None
+        return to_model_input(gray, size), sanity_problems(gray), gray if keep_gray else None, None
     except ImageError as exc:
-        return None, None, exc.problem
+        return None, None, None, exc.problem
     except OSError as exc:  # e.g. the stick was pulled: an error row, and the run goes on
-        return None, None, f"cannot be read ({exc.strerror or exc})"
+        return None, None, None, f"cannot be read ({exc.strerror or exc})"
 
 
-def prefetched(folder: Path, names: Iterable[str], size: int,
-               depth: int = PREFETCH) -> Iterator[tuple[str, object, object, str | None]]:
+def prefetched(folder: Path, names: Iterable[str], size: int, depth: int = PREFETCH,
+               keep_gray: bool = False) -> Iterator[tuple[str, object, object, object, str | None]]:
     """Decode in a background thread, at most `depth` images ahead of the consumer."""
     buffer: queue.Queue = queue.Queue(maxsize=depth)
     done = object()
@@ -138,7 +139,7 @@ def prefetched(folder: Path, names: Iterable[str], size: int,
         for name in names:
             if stop.is_set():
                 break
-            buffer.put((name, *_decode(folder / name, size)))
+            buffer.put((name, *_decode(folder / name, size, keep_gray)))
         buffer.put(done)
 
     thread = threading.Thread(target=work, name="cxr-decode", daemon=True)
@@ -156,25 +157,33 @@ def prefetched(folder: Path, names: Iterable[str], size: int,
 
 
 def classify_paths(classifier: Classifier, folder: Path, names: list[str],
-                   on_result: Callable[[Result], None] | None = None, batch_size: int = BATCH) -> Iterator[Result]:
+                   on_result: Callable[[Result], None] | None = None, batch_size: int = BATCH,
+                   heatmaps: Path | None = None) -> Iterator[Result]:
     """One Result per image (named relative to `folder`), in order; a file that cannot be decoded gets an
-    error row and the run goes on."""
+    error row and the run goes on. With `heatmaps`, an occlusion heatmap per classified image goes there."""
     pending: list[tuple[str, np.ndarray, list[str]]] = []
+    grays: list = []
 
     def emit(results: list[Result]) -> Iterator[Result]:
-        for result in results:
+        for i, result in enumerate(results):
+            if heatmaps is not None and not result.error:
+                from .heatmap import write_heatmap
+
+                write_heatmap(classifier, heatmaps, result, grays[i], pending[i][1])
             if on_result:
                 on_result(result)
             yield result
 
-    for rel, pixels, problems, error in prefetched(Path(folder), names, classifier.size):
+    for rel, pixels, problems, gray, error in prefetched(Path(folder), names, classifier.size,
+                                                         keep_gray=heatmaps is not None):
         if error is None:
             pending.append((rel, pixels, problems))
+            grays.append(gray)
             if len(pending) < batch_size:
                 continue
         if pending:  # a full batch, or an error row that must keep its place in the order
             yield from emit(classifier.results(pending))
-            pending = []
+            pending, grays = [], []
         if error is not None:
             yield from emit([Result(rel, error=error)])
     if pending:
@@ -202,7 +211,8 @@ def summarize(results: list[Result], seconds: float, resumed: int = 0) -> Summar
 
 
 def run_folder(classifier: Classifier, folder: os.PathLike | str, recursive: bool = True,
-               progress: Callable[[int, int], None] | None = None) -> tuple[list[Result], Summary]:
+               progress: Callable[[int, int], None] | None = None,
+               heatmaps: Path | None = None) -> tuple[list[Result], Summary]:
     """Classify every image under `folder`; the folder is only read, never written.
 
     `progress(done, total)` is called after each image.
@@ -214,6 +224,6 @@ def run_folder(classifier: Classifier, folder: os.PathLike | str, recursive: boo
     start = time.perf_counter()
     results: list[Result] = []
     on_result = (lambda r: progress(len(results) + 1, len(names))) if progress else None
-    for result in classify_paths(classifier, folder, names, on_result):
+    for result in classify_paths(classifier, folder, names, on_result, heatmaps=heatmaps):
         results.append(result)
     return results, summarize(results, time.perf_counter() - start)

@@ -75,7 +75,10 @@ def _inside(path: Path, folder: Path) -> bool:
 @click.option("--min-confidence", type=click.FloatRange(0, 1), default=None,
               help="Refer images whose label's probability is below this [default: the bundle's, 0.6].")
 @click.option("--restart", is_flag=True, help="Discard the journal of an interrupted run instead of resuming it.")
-def classify(folder: Path, model, threads, allow_unverified, fmt, output, recursive, min_confidence, restart) -> None:
+@click.option("--heatmaps", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write an occlusion heatmap PNG per image into this folder (slower; off by default).")
+def classify(folder: Path, model, threads, allow_unverified, fmt, output, recursive, min_confidence, restart,
+             heatmaps) -> None:
     """Classify every image in FOLDER (a USB stick); never writes to FOLDER.
 
     Exit status 0: every image classified; 1: some files could not be read (they have error rows);
@@ -92,18 +95,25 @@ def classify(folder: Path, model, threads, allow_unverified, fmt, output, recurs
                           "write the report elsewhere")
         with errors_as_failures(ValueError):
             report_format(output)
+    if heatmaps is not None:
+        if _inside(heatmaps, folder):
+            raise Failure(f"--heatmaps {heatmaps} is inside the input folder {folder}, which is never written to; "
+                          "choose a folder elsewhere")
+        with errors_as_failures(OSError):
+            heatmaps.mkdir(parents=True, exist_ok=True)
     classifier = _classifier(model, threads, allow_unverified, min_confidence)
     fmt = fmt or ("table" if sys.stdout.isatty() else "csv")
     progress = _Progress() if sys.stderr.isatty() else None
     update = progress.update if progress else None
     journal = None
     if output is None:
-        results, summary = run_folder(classifier, folder, recursive, update)
+        results, summary = run_folder(classifier, folder, recursive, update, heatmaps)
     else:
         from .journal import run_with_journal
 
         with errors_as_failures(OSError):
-            results, summary, journal = run_with_journal(classifier, folder, output, recursive, restart, update)
+            results, summary, journal = run_with_journal(classifier, folder, output, recursive, restart, update,
+                                                         heatmaps)
     if progress:
         progress.close()
     if journal is not None and journal.set_aside:

@@ -94,7 +94,7 @@ def _parse(line: str):
 
 
 def run_with_journal(classifier, folder: os.PathLike | str, report: os.PathLike | str, recursive: bool = True,
-                     restart: bool = False, progress=None):
+                     restart: bool = False, progress=None, heatmaps: Path | None = None):
     """Classify `folder`, resuming from REPORT.journal; returns (results in folder order, summary, journal).
 
     The caller writes the report and then calls journal.remove().
@@ -118,7 +118,7 @@ def run_with_journal(classifier, folder: os.PathLike | str, report: os.PathLike 
             progress(len(journal.done), len(paths))
 
     start = time.perf_counter()
-    for _ in classify_paths(classifier, folder, todo, record):
+    for _ in classify_paths(classifier, folder, todo, record, heatmaps=heatmaps):
         pass
     results = [journal.done[keys[p]] for p in paths]
     summary = summarize(results, time.perf_counter() - start, resumed)
