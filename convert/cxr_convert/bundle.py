@@ -19,7 +19,7 @@ import numpy as np
 
 from cxr_edge import __version__
 from cxr_edge.atomic import umask_mode
-from cxr_edge.bundle import FORMAT_VERSION, MANIFEST, sha256_bytes
+from cxr_edge.bundle import FORMAT_VERSION, MANIFEST, OOD_FILE, sha256_bytes
 from cxr_edge.images import IMAGE_CONTRACT_VERSION, RESIZE_FILTER
 from cxr_edge.labels import LABELS, STAGE1_LABELS, STAGE2_LABELS
 from cxr_train.data import label_indices, load_pixels
@@ -27,6 +27,9 @@ from cxr_train.dataset import DatasetError, read_split, select
 
 from .parity import Limits, compare, gate, parity_markdown, predict_keras, predict_tflite
 from .tflite import convert, debug_quantization
+
+
+OOD_SAMPLES = 2000  # images per split for the out-of-distribution statistics: enough for a 32-d covariance
 
 
 class ConvertError(ValueError):
@@ -44,8 +47,8 @@ class ConvertOptions:
     seed: int = 0
 
 
-def calibration_set(records, data_dir, size: int, n: int, seed: int) -> np.ndarray:
-    """Up to n training images, drawn evenly across the four classes, decoded with the image contract."""
+def stratified_sample(records, n: int, seed: int) -> list:
+    """Up to n records, drawn evenly across the four classes."""
     rng = np.random.default_rng(seed)
     per_class = max(1, n // len(LABELS))
     chosen = []
@@ -53,7 +56,47 @@ def calibration_set(records, data_dir, size: int, n: int, seed: int) -> np.ndarr
         pool = [r for r in records if r.label == label]
         take = rng.permutation(len(pool))[:per_class]
         chosen += [pool[i] for i in sorted(take)]
-    return load_pixels(data_dir, chosen[:n], size)
+    return chosen[:n]
+
+
+def calibration_set(records, data_dir, size: int, n: int, seed: int) -> np.ndarray:
+    """Up to n training images, drawn evenly across the four classes, decoded with the image contract."""
+    return load_pixels(data_dir, stratified_sample(records, n, seed), size)
+
+
+def with_features(model: keras.Model) -> keras.Model:
+    """Stage 1 with its penultimate features as a second output, for the box's out-of-distribution score;
+    a model with no `features` layer is returned as it is."""
+    try:
+        feats = model.get_layer("features").output
+    except ValueError:
+        return model
+    return keras.Model(model.input, [model.output, feats], name=model.name)
+
+
+def _ood(stage1_int8: bytes, records, data_dir, size: int, test_pixels, y_true, seed: int, log) -> tuple[dict, bytes]:
+    """Fit the statistics on training images, the threshold on validation images, and measure both kinds
+    of error: radiographs wrongly referred (test split) and unlike images let through, by kind."""
+    from cxr_edge.ood import OODStats, to_bytes
+
+    from . import ood
+
+    train = stratified_sample(select(records, "train"), OOD_SAMPLES, seed)
+    val = stratified_sample(select(records, "val"), OOD_SAMPLES, seed)
+    log(f"out-of-distribution statistics from {len(train)} training and {len(val)} validation images")
+    stats = ood.fit(ood.features(stage1_int8, load_pixels(data_dir, train, size)), label_indices(train))
+    limit = ood.threshold(stats, ood.features(stage1_int8, load_pixels(data_dir, val, size)))
+    scorer = OODStats(stats, limit)
+    in_dist = scorer.score(ood.features(stage1_int8, test_pixels))
+    unlike = ood.unlike_images(test_pixels, 50, size, seed)
+    referred = {kind: float((scorer.score(ood.features(stage1_int8, images)) > limit).mean())
+                for kind, images in unlike.items()}
+    info = {"file": OOD_FILE, "stage": "stage1", "method": "mahalanobis-pca", "components": int(stats["components"].shape[1]),
+            "threshold": limit, "percentile": ood.PERCENTILE,
+            "figures": {"test_radiographs_wrongly_referred": float((in_dist > limit).mean()),
+                        "test_radiographs": int(len(in_dist)), "unlike_images_referred": referred,
+                        "unlike_images_per_kind": 50}}
+    return info, to_bytes(stats)
 
 
 def _load_run(run: Path) -> tuple[dict, keras.Model, keras.Model, list]:
@@ -97,9 +140,10 @@ def build_bundle(run_dir: os.PathLike | str, out: os.PathLike | str, options: Co
 
     start = time.perf_counter()
     log(f"converting both stages to TFLite float32 and {options.quantization} ({len(calibration)} calibration images)")
-    float32 = {s: convert(m, "float32") for s, m in (("stage1", stage1), ("stage2", stage2))}
+    deployed = (("stage1", with_features(stage1)), ("stage2", stage2))
+    float32 = {s: convert(m, "float32") for s, m in deployed}
     quantized = float32 if options.quantization == "float32" else {
-        s: convert(m, options.quantization, calibration) for s, m in (("stage1", stage1), ("stage2", stage2))}
+        s: convert(m, options.quantization, calibration) for s, m in deployed}
     log(f"parity check on {len(test)} held-out test images")
     reference = predict_keras(stage1, stage2, test_pixels)
     models = {"keras_float": compare(y_true, threshold, reference, reference),
@@ -108,6 +152,10 @@ def build_bundle(run_dir: os.PathLike | str, out: os.PathLike | str, options: Co
     failures = gate(models["keras_float"], models["quantized"], options.limits, options.quantization)
     parity = {"quantization": options.quantization, "n_images": len(test), "threshold": threshold, "models": models,
               "gate": {"limits": asdict(options.limits), "passed": not failures, "failures": failures}}
+    extra_files = {}
+    if deployed[0][1] is not stage1:
+        parity["ood"], extra_files[OOD_FILE] = _ood(quantized["stage1"], records, data_dir, size, test_pixels, y_true,
+                                                    options.seed, log)
     if options.debug_quantization and options.quantization == "int8":
         log("running TensorFlow's quantization debugger (per-layer error)")
         parity["layer_errors"] = {s: debug_quantization(m, calibration) for s, m in (("stage1", stage1), ("stage2", stage2))}
@@ -130,7 +178,9 @@ def build_bundle(run_dir: os.PathLike | str, out: os.PathLike | str, options: Co
         "metrics": {"float": _summary(models["keras_float"]), "quantized": _summary(models["quantized"])},
         "parity_gate": parity["gate"], "deployable": not failures,
     }
-    manifest = write_bundle(out, {f"{s}.tflite": data for s, data in quantized.items()}, manifest,
+    if "ood" in parity:
+        manifest["ood"] = parity["ood"]
+    manifest = write_bundle(out, {**{f"{s}.tflite": data for s, data in quantized.items()}, **extra_files}, manifest,
                             {"parity.json": json.dumps(parity, indent=2) + "\n", "parity.md": parity_markdown(parity)})
     log(f"conversion and parity check took {time.perf_counter() - start:.1f} s")
     return manifest

@@ -116,6 +116,14 @@ def parity_markdown(parity: dict) -> str:
              f"Limits: cascade accuracy drop <= {g['limits']['max_accuracy_drop']}, each class's F1 drop <= "
              f"{g['limits']['max_f1_drop']}, agreement with float >= {g['limits']['min_agreement']}.", ""]
     lines += [f"- {failure}" for failure in g["failures"]] or ["All checks passed."]
+    if "ood" in parity:
+        f = parity["ood"]["figures"]
+        lines += ["", "## Out-of-distribution referral (stage 1 features, Mahalanobis distance)", "",
+                  f"Threshold {parity['ood']['threshold']:.3f} (the {parity['ood']['percentile']:g}th percentile of "
+                  f"validation radiographs). Test radiographs wrongly referred: "
+                  f"{f['test_radiographs_wrongly_referred']:.1%} of {f['test_radiographs']}.", "",
+                  f"| unlike images ({f['unlike_images_per_kind']} of each kind) | referred |", "|---|---|"]
+        lines += [f"| {kind} | {share:.1%} |" for kind, share in f["unlike_images_referred"].items()]
     for stage, layers in parity.get("layer_errors", {}).items():
         lines += ["", f"## {stage}: layers with the largest quantization error (TensorFlow's quantization debugger)", "",
                   "| op | tensor | mean squared error | max abs error |", "|---|---|---|---|"]

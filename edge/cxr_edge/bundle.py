@@ -10,10 +10,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: optional out-of-distribution statistics (ood.npz); 1 is still read
 MANIFEST = "manifest.json"
 MODEL_FILES = ("stage1.tflite", "stage2.tflite")
-BUNDLE_FILES = (MANIFEST, *MODEL_FILES, "parity.json", "parity.md")
+OOD_FILE = "ood.npz"
+BUNDLE_FILES = (MANIFEST, *MODEL_FILES, OOD_FILE, "parity.json", "parity.md")
 ARCHIVE_SUFFIX = ".cxrb"
 ENV_VAR = "CXR_EDGE_MODEL"
 
@@ -52,6 +53,16 @@ class Bundle:
     def min_confidence(self) -> float:
         return float(self.manifest.get("min_confidence", 0.6))
 
+    def ood_stats(self):
+        """The out-of-distribution statistics, or None for a bundle without them (format 1, or a model
+        with no features output)."""
+        ood = self.manifest.get("ood")
+        if not ood or OOD_FILE not in self.models:
+            return None
+        from .ood import OODStats
+
+        return OODStats.from_bytes(self.models[OOD_FILE], ood["threshold"])
+
 
 def _name(path: Path, member: str) -> str:
     return f"{path}:{member}" if path.is_file() else str(path / member)
@@ -61,7 +72,8 @@ def verify_files(path: Path, manifest: dict, contents: dict[str, bytes] | None =
     """Each model file's bytes and 'ok', or None and the problem (missing, wrong size, checksum mismatch)."""
     contents = read_contents(path) if contents is None else contents
     results = {}
-    for name in MODEL_FILES:
+    checked = [*MODEL_FILES, *([OOD_FILE] if OOD_FILE in manifest.get("files", {}) else [])]
+    for name in checked:
         entry = manifest.get("files", {}).get(name)
         where = _name(path, name)
         data = contents.get(name)

@@ -37,16 +37,18 @@ class Result:
     refer: bool = False
     reason: str = ""
     error: str = ""
+    ood_score: float | None = None  # None: the bundle has no out-of-distribution statistics, or an error row
 
     def as_row(self) -> dict:
         row = {"path": self.path, "label": self.label}
         for i, label in enumerate(LABELS):
             row[f"p_{label}"] = round(self.probs[i], 6) if self.probs else None
-        row.update(refer=self.refer, reason=self.reason, error=self.error)
+        row.update(refer=self.refer, reason=self.reason, error=self.error,
+                   ood_score=None if self.ood_score is None else round(self.ood_score, 4))
         return row
 
 
-COLUMNS = ("path", "label", *(f"p_{label}" for label in LABELS), "refer", "reason", "error")
+COLUMNS = ("path", "label", *(f"p_{label}" for label in LABELS), "refer", "reason", "error", "ood_score")
 
 
 def sanity_problems(gray: np.ndarray) -> list[str]:
@@ -81,31 +83,40 @@ class Classifier:
         self.size = bundle.input_size
         self.threshold = bundle.threshold
         self.min_confidence = bundle.min_confidence if min_confidence is None else min_confidence
+        self.ood = bundle.ood_stats()
         if self.stage1.input_size != self.size or self.stage2.input_size != self.size:
             raise ValueError(f"bundle input size {self.size} does not match its models' "
                              f"({self.stage1.input_size}, {self.stage2.input_size})")
 
-    def predict(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Label indices and (N, 4) probabilities for a batch of model inputs (N, size, size, 1) uint8."""
-        p_abnormal = self.stage1.predict(pixels)[0][:, 1]
-        stage2 = self.stage2.predict(pixels)[0]
-        return combine(p_abnormal, stage2, self.threshold)
+    def predict(self, pixels: np.ndarray, with_ood: bool = False):
+        """Label indices and (N, 4) probabilities for a batch of model inputs (N, size, size, 1) uint8;
+        with `with_ood`, also the (N,) out-of-distribution scores (None without statistics)."""
+        stage1 = self.stage1.predict(pixels)
+        labels, probs = combine(stage1[0][:, 1], self.stage2.predict(pixels)[0], self.threshold)
+        if not with_ood:
+            return labels, probs
+        scores = self.ood.score(stage1[1].reshape(len(pixels), -1)) if self.ood and len(stage1) > 1 else None
+        return labels, probs, scores
 
-    def predict_padded(self, pixels: np.ndarray, batch_size: int = BATCH) -> tuple[np.ndarray, np.ndarray]:
+    def predict_padded(self, pixels: np.ndarray, batch_size: int = BATCH, with_ood: bool = False):
         """predict() with the batch padded to `batch_size`, so the interpreter never re-allocates for a short one."""
         n = len(pixels)
         if 0 < n < batch_size:
             pixels = np.concatenate([pixels, np.zeros((batch_size - n, *pixels.shape[1:]), pixels.dtype)])
-        labels, probs = self.predict(pixels)
-        return labels[:n], probs[:n]
+        return tuple(None if part is None else part[:n] for part in self.predict(pixels, with_ood))
 
     def results(self, items: list[tuple[str, np.ndarray, list[str]]]) -> list[Result]:
         """Rows for decoded images, given as (relative path, model input, sanity problems)."""
-        labels, probs = self.predict_padded(np.stack([pixels for _, pixels, _ in items]))
-        return [self._row(rel, int(index), p, problems) for (rel, _, problems), index, p in zip(items, labels, probs)]
+        labels, probs, scores = self.predict_padded(np.stack([pixels for _, pixels, _ in items]), with_ood=True)
+        scores = [None] * len(items) if scores is None else scores
+        return [self._row(rel, int(index), p, problems, score)
+                for (rel, _, problems), index, p, score in zip(items, labels, probs, scores)]
 
-    def _row(self, rel_path: str, index: int, probs: np.ndarray, problems: list[str]) -> Result:
+    def _row(self, rel_path: str, index: int, probs: np.ndarray, problems: list[str], ood_score=None) -> Result:
         label, reasons = LABELS[index], list(problems)
+        if ood_score is not None and ood_score > self.ood.threshold:
+            reasons.append(f"out-of-distribution (score {ood_score:.2f} > {self.ood.threshold:.2f}: unlike the "
+                           "training radiographs)")
         # The cascade's label is not always the most probable class (a low stage 1 threshold favours
         # abnormal), so the confidence is that of the label given: the top probability when they agree.
         confidence = float(probs[index])
@@ -113,7 +124,8 @@ class Classifier:
             reasons.append(f"low confidence ({label} probability {confidence:.3f} < {self.min_confidence:.3f})")
         if not self.bundle.deployable:  # used with --allow-unverified
             reasons.append("unverified model (the bundle failed its float-vs-quantized parity gate)")
-        return Result(rel_path, label, tuple(float(p) for p in probs), bool(reasons), "; ".join(reasons))
+        return Result(rel_path, label, tuple(float(p) for p in probs), bool(reasons), "; ".join(reasons),
+                      ood_score=None if ood_score is None else float(ood_score))
 
 
 def _decode(path: Path, size: int, keep_gray: bool):

@@ -182,6 +182,14 @@ def info(bundle_path: Path | None) -> None:
             f1 = ", ".join(f"{k} {v:.3f}" for k, v in s["f1"].items())
             click.echo(f"{kind:9s} accuracy {s['accuracy']:.4f}, macro-F1 {s['macro_f1']:.4f}, agreement "
                        f"{s['agreement']:.4f}; F1 {f1}")
+    ood = m.get("ood")
+    if ood:
+        f = ood.get("figures", {})
+        click.echo(f"out-of-distribution referral: {ood['method']} on {ood['stage']} features, threshold "
+                   f"{ood['threshold']:.3f}; test radiographs wrongly referred "
+                   f"{f.get('test_radiographs_wrongly_referred', float('nan')):.1%}")
+    else:
+        click.echo(f"out-of-distribution referral: none (format {m['format_version']} bundle without statistics)")
     click.echo(f"deployable: {'yes' if m.get('deployable') else 'NO (failed the parity gate)'}")
     failures = 0
     for name, (_, problem) in verify_files(path, m).items():

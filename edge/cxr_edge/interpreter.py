@@ -85,15 +85,22 @@ class TFLiteModel:
         self._interpreter = interpreter_class(model_content=model_content, num_threads=threads or default_threads())
         self._interpreter.allocate_tensors()
         self.input = _spec(self._interpreter.get_input_details()[0])
-        self.outputs = [_spec(d) for d in self._interpreter.get_output_details()]
+        self.outputs = self._output_specs()
         self._batch = self.input.shape[0]
+
+    def _output_specs(self) -> list[TensorSpec]:
+        """Outputs in a fixed order, narrowest first: the class probabilities, then any features output
+        (stage 1 models carry one for the out-of-distribution score). TFLite's own order is not fixed."""
+        specs = [_spec(d) for d in self._interpreter.get_output_details()]
+        return sorted(specs, key=lambda spec: (spec.shape[-1], spec.index))
 
     @property
     def input_size(self) -> int:
         return self.input.shape[1]
 
     def predict(self, pixels: np.ndarray) -> list[np.ndarray]:
-        """Run a batch of uint8 images (N, size, size, 1); returns each output as float32 (N, ...)."""
+        """Run a batch of uint8 images (N, size, size, 1); returns each output as float32 (N, ...),
+        probabilities first."""
         if pixels.dtype != np.uint8 or pixels.shape[1:] != self.input.shape[1:]:
             raise ValueError(f"model expects uint8 images of shape {self.input.shape[1:]}, "
                              f"got {pixels.dtype} {pixels.shape[1:]}")
@@ -101,7 +108,7 @@ class TFLiteModel:
             self._interpreter.resize_tensor_input(self.input.index, [pixels.shape[0], *self.input.shape[1:]])
             self._interpreter.allocate_tensors()
             self._batch = pixels.shape[0]
-            self.outputs = [_spec(d) for d in self._interpreter.get_output_details()]
+            self.outputs = self._output_specs()
         self._interpreter.set_tensor(self.input.index, _quantize_input(pixels, self.input))
         self._interpreter.invoke()
         return [_dequantize(self._interpreter.get_tensor(o.index), o) for o in self.outputs]

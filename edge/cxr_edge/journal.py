@@ -59,7 +59,7 @@ class Journal:
                 continue  # the torn last line of a crashed run
             key = tuple(entry["key"])
             self.done[key] = Result(entry["path"], entry["label"], tuple(entry["probs"]), entry["refer"],
-                                    entry["reason"], entry["error"])
+                                    entry["reason"], entry["error"], entry.get("ood_score"))
 
     def _write(self, entry: dict) -> None:
         self._fh.write(json.dumps(entry) + "\n")
@@ -67,7 +67,8 @@ class Journal:
 
     def append(self, key: tuple[str, int, int], result: Result) -> None:
         self._write({"key": list(key), "path": result.path, "label": result.label, "probs": list(result.probs),
-                     "refer": result.refer, "reason": result.reason, "error": result.error})
+                     "refer": result.refer, "reason": result.reason, "error": result.error,
+                     "ood_score": result.ood_score})
         self.done[key] = result
         if time.monotonic() - self._last_sync >= FSYNC_SECONDS:
             os.fsync(self._fh.fileno())

@@ -1,0 +1,87 @@
+"""Out-of-distribution referral: the statistics, the box's score, and bundles with and without them."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cxr_convert import ood
+from cxr_edge.atomic import write_atomic
+from cxr_edge.bundle import load_bundle
+from cxr_edge.cli import main
+from cxr_edge.ood import OODStats
+
+
+def test_mahalanobis_score_separates_shifted_data():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 3, (4, 20))
+    labels = rng.integers(0, 4, 2000)
+    train = centres[labels] + rng.normal(0, 1, (2000, 20))
+    val = centres[rng.integers(0, 4, 500)] + rng.normal(0, 1, (500, 20))
+    stats = ood.fit(train, labels, components=8)
+    limit = ood.threshold(stats, val)
+    scorer = OODStats(stats, limit)
+    fresh = centres[rng.integers(0, 4, 1000)] + rng.normal(0, 1, (1000, 20))
+    far = rng.normal(0, 1, (1000, 20)) + 12
+    assert (scorer.score(fresh) > limit).mean() < 0.03  # about the 1% the 99th percentile promises
+    assert (scorer.score(far) > limit).mean() == 1.0
+
+
+def test_statistics_survive_the_bundle_file_round_trip():
+    from cxr_edge.ood import to_bytes
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 10))
+    stats = ood.fit(x, rng.integers(0, 4, 300), components=5)
+    back = OODStats.from_bytes(to_bytes(stats), 3.0)
+    np.testing.assert_allclose(back.score(x[:20]), OODStats(stats, 3.0).score(x[:20]), rtol=1e-4)
+
+
+def test_unlike_images_of_every_kind():
+    radiographs = np.random.default_rng(2).integers(0, 256, (5, 64, 64, 1), dtype=np.uint8)
+    kinds = ood.unlike_images(radiographs, 3, 64)
+    assert set(kinds) == {"noise", "photograph", "document", "other body part", "inverted radiograph",
+                          "rotated radiograph"}
+    for images in kinds.values():
+        assert images.shape == (3, 64, 64, 1) and images.dtype == np.uint8
+
+
+@pytest.mark.slow
+def test_bundle_carries_statistics_and_the_box_uses_them(edge_bundle, usb_stick, tmp_path):
+    manifest = json.loads((edge_bundle / "manifest.json").read_text())
+    assert manifest["format_version"] == 2 and manifest["ood"]["file"] == "ood.npz"
+    assert "ood.npz" in manifest["files"] and load_bundle(edge_bundle).ood_stats() is not None
+    figures = manifest["ood"]["figures"]
+    assert 0 <= figures["test_radiographs_wrongly_referred"] <= 1 and len(figures["unlike_images_referred"]) == 6
+    assert "Out-of-distribution referral" in (edge_bundle / "parity.md").read_text()
+    rows = json.loads(CliRunner().invoke(main, ["classify", str(usb_stick), "--model", str(edge_bundle),
+                                                "--format", "json"]).stdout)["results"]
+    assert all(isinstance(r["ood_score"], float) for r in rows if not r["error"])
+    # a zero threshold: every image is unlike the training data, and is referred as such
+    strict = tmp_path / "strict"
+    shutil.copytree(edge_bundle, strict)
+    manifest["ood"]["threshold"] = 0.0
+    write_atomic(strict / "manifest.json", json.dumps(manifest))
+    rows = json.loads(CliRunner().invoke(main, ["classify", str(usb_stick), "--model", str(strict),
+                                                "--format", "json"]).stdout)["results"]
+    assert all(r["refer"] and "out-of-distribution" in r["reason"] for r in rows if not r["error"])
+
+
+@pytest.mark.slow
+def test_format_1_bundles_still_load_without_ood(edge_bundle, usb_stick, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(edge_bundle, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest["format_version"] = 1
+    manifest.pop("ood")
+    manifest["files"].pop("ood.npz")
+    (old / "ood.npz").unlink()
+    write_atomic(old / "manifest.json", json.dumps(manifest))
+    assert load_bundle(old).ood_stats() is None
+    info = CliRunner().invoke(main, ["info", str(old)])
+    assert info.exit_code == 0 and "out-of-distribution referral: none (format 1 bundle" in info.output
+    result = CliRunner().invoke(main, ["classify", str(usb_stick), "--model", str(old), "--format", "json"])
+    rows = json.loads(result.stdout)["results"]
+    assert rows and all(r["ood_score"] is None for r in rows)
