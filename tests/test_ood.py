@@ -85,3 +85,6 @@ def test_format_1_bundles_still_load_without_ood(edge_bundle, usb_stick, tmp_pat
     result = CliRunner().invoke(main, ["classify", str(usb_stick), "--model", str(old), "--format", "json"])
     rows = json.loads(result.stdout)["results"]
     assert rows and all(r["ood_score"] is None for r in rows)
+
+
+

@@ -65,12 +65,17 @@ def calibration_set(records, data_dir, size: int, n: int, seed: int) -> np.ndarr
 
 
 def with_features(model: keras.Model) -> keras.Model:
-    """Stage 1 with its penultimate features as a second output, for the box's out-of-distribution score;
-    a model with no `features` layer is returned as it is."""
+    """Stage 1 with a second output for the box's out-of-distribution score: the penultimate features and,
+    as in Lee et al.'s feature ensemble, the globally pooled activations of an early layer (relu2), which
+    keep the low-level statistics (contrast polarity, edge orientation) that the last layers learn to ignore.
+    A model without those layers is returned as it is."""
     try:
-        feats = model.get_layer("features").output
+        penultimate = model.get_layer("features").output
+        early = model.get_layer("relu2").output
     except ValueError:
         return model
+    pooled = keras.layers.GlobalAveragePooling2D(name="ood_pool2")(early)
+    feats = keras.layers.Concatenate(name="ood_features")([pooled, penultimate])
     return keras.Model(model.input, [model.output, feats], name=model.name)
 
 
