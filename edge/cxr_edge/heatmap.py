@@ -7,6 +7,7 @@ one model per image, batched; it is off by default.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -74,8 +75,6 @@ def write_heatmap(classifier, out_dir: Path, result, gray: np.ndarray, pixels: n
         heat = occlusion_map(classifier.stage2, pixels, index - 1)
     caption = f"{result.label} {result.probs[index]:.2f}" + ("  REFER" if result.refer else "") + "  (not a diagnosis)"
     path = out_dir / heatmap_name(result.path)
-    import io
-
     buffer = io.BytesIO()
     overlay(gray, heat, caption).save(buffer, "PNG")
     write_atomic(path, buffer.getvalue())
