@@ -79,7 +79,7 @@ def with_features(model: keras.Model) -> keras.Model:
     return keras.Model(model.input, [model.output, feats], name=model.name)
 
 
-def _ood(stage1_int8: bytes, records, data_dir, size: int, test_pixels, y_true, seed: int, log) -> tuple[dict, bytes]:
+def _ood(stage1_int8: bytes, records, data_dir, size: int, test_pixels, seed: int, log) -> tuple[dict, bytes]:
     """Fit the statistics on training images, the threshold on validation images, and measure both kinds
     of error: radiographs wrongly referred (test split) and unlike images let through, by kind."""
     from cxr_edge.ood import OODStats, to_bytes
@@ -159,7 +159,7 @@ def build_bundle(run_dir: os.PathLike | str, out: os.PathLike | str, options: Co
               "gate": {"limits": asdict(options.limits), "passed": not failures, "failures": failures}}
     extra_files = {}
     if deployed[0][1] is not stage1:
-        parity["ood"], extra_files[OOD_FILE] = _ood(quantized["stage1"], records, data_dir, size, test_pixels, y_true,
+        parity["ood"], extra_files[OOD_FILE] = _ood(quantized["stage1"], records, data_dir, size, test_pixels,
                                                     options.seed, log)
     if options.debug_quantization and options.quantization == "int8":
         log("running TensorFlow's quantization debugger (per-layer error)")

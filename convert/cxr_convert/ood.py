@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from cxr_edge.interpreter import TFLiteModel
+from cxr_edge.interpreter import TFLiteModel, predict_in_batches
 from cxr_edge.ood import OODStats
 
 COMPONENTS = 32
@@ -18,12 +18,7 @@ def features(model_bytes: bytes, pixels: np.ndarray, batch: int = 32) -> np.ndar
     model = TFLiteModel(model_bytes)
     if len(model.outputs) < 2:
         raise ValueError("the stage 1 model has no features output")
-    out = []
-    for start in range(0, len(pixels), batch):
-        chunk = pixels[start:start + batch]
-        padded = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), chunk.dtype)])
-        out.append(model.predict(padded)[1][:len(chunk)])
-    return np.concatenate(out).reshape(len(pixels), -1)
+    return predict_in_batches(model, pixels, batch)[1].reshape(len(pixels), -1)
 
 
 def fit(train_features: np.ndarray, train_labels: np.ndarray, components: int = COMPONENTS) -> dict[str, np.ndarray]:

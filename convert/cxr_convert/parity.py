@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cxr_edge.cascade import combine
-from cxr_edge.interpreter import TFLiteModel
+from cxr_edge.interpreter import TFLiteModel, predict_in_batches
 from cxr_edge.labels import LABELS, STAGE1_LABELS, STAGE2_LABELS
 from cxr_train.evaluate import classification_metrics
 
@@ -36,12 +36,8 @@ def predict_keras(stage1, stage2, pixels: np.ndarray, batch_size: int = 64) -> P
 
 
 def predict_tflite(stage1: bytes, stage2: bytes, pixels: np.ndarray, batch_size: int = 32) -> Predictions:
-    outputs = []
-    for content in (stage1, stage2):
-        model = TFLiteModel(content)
-        outputs.append(np.concatenate([model.predict(pixels[i:i + batch_size])[0]
-                                       for i in range(0, len(pixels), batch_size)]))
-    return Predictions(outputs[0][:, 1], outputs[1])
+    probs = [predict_in_batches(TFLiteModel(content), pixels, batch_size)[0] for content in (stage1, stage2)]
+    return Predictions(probs[0][:, 1], probs[1])
 
 
 def _compare(y_true, y_pred, y_ref, probs, ref_probs, names) -> dict:

@@ -16,7 +16,7 @@ import numpy as np
 from .bundle import Bundle
 from .cascade import combine
 from .images import ImageError, load_image, to_model_input
-from .interpreter import TFLiteModel
+from .interpreter import TFLiteModel, pad_batch
 from .labels import LABELS
 
 # Sanity checks for "is this plausibly a chest radiograph at all": failing one refers the image.
@@ -100,10 +100,8 @@ class Classifier:
 
     def predict_padded(self, pixels: np.ndarray, batch_size: int = BATCH, with_ood: bool = False):
         """predict() with the batch padded to `batch_size`, so the interpreter never re-allocates for a short one."""
-        n = len(pixels)
-        if 0 < n < batch_size:
-            pixels = np.concatenate([pixels, np.zeros((batch_size - n, *pixels.shape[1:]), pixels.dtype)])
-        return tuple(None if part is None else part[:n] for part in self.predict(pixels, with_ood))
+        parts = self.predict(pad_batch(pixels, batch_size), with_ood)
+        return tuple(None if part is None else part[:len(pixels)] for part in parts)
 
     def results(self, items: list[tuple[str, np.ndarray, list[str]]]) -> list[Result]:
         """Rows for decoded images, given as (relative path, model input, sanity problems)."""

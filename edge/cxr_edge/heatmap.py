@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .atomic import write_atomic
+from .interpreter import predict_in_batches
 from .labels import LABELS
 
 GRID = 8
@@ -28,19 +29,9 @@ def occlusion_map(model, pixels: np.ndarray, class_index: int, grid: int = GRID,
     for i in range(grid):
         for j in range(grid):
             variants[i * grid + j, edges[i]:edges[i + 1], edges[j]:edges[j + 1]] = fill
-    base = float(_predict(model, pixels[np.newaxis], batch)[0, class_index])
-    probs = _predict(model, variants, batch)[:, class_index]
+    base = float(predict_in_batches(model, pixels[np.newaxis], batch)[0][0, class_index])
+    probs = predict_in_batches(model, variants, batch)[0][:, class_index]
     return np.clip(base - probs, 0, None).reshape(grid, grid)
-
-
-def _predict(model, pixels: np.ndarray, batch: int) -> np.ndarray:
-    """Run in fixed-size batches (the last one padded), so the interpreter never re-allocates."""
-    out = []
-    for start in range(0, len(pixels), batch):
-        chunk = pixels[start:start + batch]
-        padded = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), chunk.dtype)])
-        out.append(model.predict(padded)[0][:len(chunk)])
-    return np.concatenate(out)
 
 
 def overlay(gray: np.ndarray, heat: np.ndarray, caption: str) -> Image.Image:

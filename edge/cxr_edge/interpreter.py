@@ -129,3 +129,20 @@ def _dequantize(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
         return values.astype(np.float32)
     # int64 before subtracting the zero point: uint8 arithmetic would wrap around
     return ((values.astype(np.int64) - spec.zero_point) * spec.scale).astype(np.float32)
+
+
+def pad_batch(pixels: np.ndarray, batch: int) -> np.ndarray:
+    """`pixels` with zero images appended up to `batch`, so a short batch reuses the interpreter's buffers
+    (a new batch size means re-allocating, and re-preparing the delegate)."""
+    if len(pixels) >= batch:
+        return pixels
+    return np.concatenate([pixels, np.zeros((batch - len(pixels), *pixels.shape[1:]), pixels.dtype)])
+
+
+def predict_in_batches(model, pixels: np.ndarray, batch: int) -> list[np.ndarray]:
+    """model.predict over `pixels` in fixed-size batches (the last one padded); each output concatenated."""
+    chunks = []
+    for start in range(0, len(pixels), batch):
+        chunk = pixels[start:start + batch]
+        chunks.append([out[:len(chunk)] for out in model.predict(pad_batch(chunk, batch))])
+    return [np.concatenate(parts) for parts in zip(*chunks)]
