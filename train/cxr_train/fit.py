@@ -251,10 +251,8 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
                                   pixels["val"][sick["val"]], labels["val"][sick["val"]] - 1, cfg.epochs_stage2, init2,
                                   strategy, log)
 
-    metrics = evaluate_predictions(labels["test"], predict(stage1, pixels["test"], cfg.batch_size)[:, 1],
-                                   predict(stage2, pixels["test"], cfg.batch_size), threshold)
-    metrics["split"] = "test"
-    write_eval(out / "eval", metrics, f"Cascade on the test split ({cfg.preset})")
+    metrics = _evaluate(stage1, stage2, pixels["test"], labels["test"], threshold, "test", out, cfg.preset,
+                        cfg.batch_size)
     plot_curves(out, out / "curves.png")
     config.update(status="finished", stage1_threshold=threshold, weights=int(stage1.count_params()),
                   seconds={"decode": round(decode_s, 1), "total": round(time.perf_counter() - start, 1)},
@@ -277,9 +275,21 @@ def evaluate_run(run_dir: os.PathLike | str, split: str = "test", data_dir: str 
     stage1 = keras.models.load_model(run / "stage1.keras", compile=False)
     stage2 = keras.models.load_model(run / "stage2.keras", compile=False)
     pixels = load_pixels(data, records, size)
-    metrics = evaluate_predictions(label_indices(records), predict(stage1, pixels, batch_size)[:, 1],
-                                   predict(stage2, pixels, batch_size), config["stage1_threshold"])
+    metrics = _evaluate(stage1, stage2, pixels, label_indices(records), config["stage1_threshold"], split, run,
+                        config["preset"], batch_size)
+    return metrics, _eval_dir(run, split)
+
+
+def _eval_dir(run: Path, split: str) -> Path:
+    """eval/ always means the test split; other splits get eval-<split>/."""
+    return run / ("eval" if split == "test" else f"eval-{split}")
+
+
+def _evaluate(stage1, stage2, pixels, y_true, threshold: float, split: str, run: Path, preset: str,
+              batch_size: int) -> dict:
+    """The cascade's metrics on one split, written to its eval folder."""
+    metrics = evaluate_predictions(y_true, predict(stage1, pixels, batch_size)[:, 1],
+                                   predict(stage2, pixels, batch_size), threshold)
     metrics["split"] = split
-    out = run / ("eval" if split == "test" else f"eval-{split}")
-    write_eval(out, metrics, f"Cascade on the {split} split ({config['preset']})")
-    return metrics, out
+    write_eval(_eval_dir(run, split), metrics, f"Cascade on the {split} split ({preset})")
+    return metrics
