@@ -68,9 +68,8 @@ def _name(path: Path, member: str) -> str:
     return f"{path}:{member}" if path.is_file() else str(path / member)
 
 
-def verify_files(path: Path, manifest: dict, contents: dict[str, bytes] | None = None) -> dict[str, tuple[bytes | None, str]]:
+def verify_files(path: Path, manifest: dict, contents: dict[str, bytes]) -> dict[str, tuple[bytes | None, str]]:
     """Each model file's bytes and 'ok', or None and the problem (missing, wrong size, checksum mismatch)."""
-    contents = read_contents(path) if contents is None else contents
     results = {}
     checked = [*MODEL_FILES, *([OOD_FILE] if OOD_FILE in manifest.get("files", {}) else [])]
     for name in checked:
@@ -116,10 +115,6 @@ def parse_manifest(path: Path, contents: dict[str, bytes]) -> dict:
         raise BundleError(f"{where}: format version {version!r}, this cxr-edge reads versions 1 to {FORMAT_VERSION}; "
                           "upgrade cxr-edge or convert the model with a matching cxr-convert")
     return manifest
-
-
-def read_manifest(path: Path) -> dict:
-    return parse_manifest(path, read_contents(path))
 
 
 def load_bundle(path: os.PathLike | str | None, allow_unverified: bool = False) -> Bundle:

@@ -157,13 +157,14 @@ def info(bundle_path: Path | None) -> None:
 
     Example: cxr-edge info bundle/
     """
-    from .bundle import read_manifest, verify_files
+    from .bundle import parse_manifest, read_contents, verify_files
 
     path = bundle_path or (Path(os.environ[ENV_VAR]) if os.environ.get(ENV_VAR) else None)
     if path is None:
         raise Failure(f"no bundle given: pass BUNDLE or set {ENV_VAR}")
     with errors_as_failures(BundleError):
-        manifest = read_manifest(path)
+        contents = read_contents(path)  # read once: model files can be tens of megabytes
+        manifest = parse_manifest(path, contents)
     m = manifest
     click.echo(f"bundle {path} (format version {m['format_version']}, made by cxr-edge {m.get('cxr_edge_version')})")
     click.echo(f"labels: {', '.join(m['labels'])}")
@@ -192,7 +193,7 @@ def info(bundle_path: Path | None) -> None:
         click.echo(f"out-of-distribution referral: none (format {m['format_version']} bundle without statistics)")
     click.echo(f"deployable: {'yes' if m.get('deployable') else 'NO (failed the parity gate)'}")
     failures = 0
-    for name, (_, problem) in verify_files(path, m).items():
+    for name, (_, problem) in verify_files(path, m, contents).items():
         click.echo(f"  {name}: {problem if problem != 'ok' else 'checksum ok'}")
         failures += problem != "ok"
     if data.get("synthetic"):
