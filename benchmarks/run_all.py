@@ -28,6 +28,9 @@ def main() -> None:
     figures["edge_alexnet_int8"] = e
     rows += [("edge pipeline efficiency (end-to-end / invoke-only images/s), alexnet int8",
               f"{e['pipeline_efficiency']} ({e['end_to_end_images_per_s']} / {e['invoke_only_images_per_s']})"),
+             ("its ceiling: inference CPU / (inference + decode CPU), ms per image",
+              f"{e['pipeline_efficiency_ceiling']} ({e['invoke_cpu_ms_per_image']} / "
+              f"({e['invoke_cpu_ms_per_image']} + {e['decode_cpu_ms_per_image']}))"),
              ("int8 vs float32 TFLite vs Keras, ms per image (both stages)",
               f"{e['int8_ms_per_image']} / {e['float32_tflite_ms_per_image']} / {e['keras_ms_per_image']}"),
              ("int8 speed-up vs Keras / vs float32 TFLite",
