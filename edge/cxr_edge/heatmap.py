@@ -35,7 +35,8 @@ def occlusion_map(model, pixels: np.ndarray, class_index: int, grid: int = GRID,
 
 
 def overlay(gray: np.ndarray, heat: np.ndarray, caption: str) -> Image.Image:
-    """The radiograph in gray with the heat in red-to-yellow over it, and the caption printed on it."""
+    """The radiograph in gray with the heat in red-to-yellow over it, and the caption (lines split by \\n)
+    printed on it."""
     height, width = gray.shape
     peak = float(heat.max())
     norm = heat / peak if peak > 0 else heat
@@ -49,7 +50,7 @@ def overlay(gray: np.ndarray, heat: np.ndarray, caption: str) -> Image.Image:
     font = ImageFont.load_default(size=max(10, min(width, height) // 24))
     box = draw.textbbox((4, 4), caption, font=font)
     draw.rectangle((box[0] - 3, box[1] - 3, box[2] + 3, box[3] + 3), fill=(0, 0, 0))
-    draw.text((4, 4), caption, fill=(255, 255, 255), font=font)
+    draw.multiline_text((4, 4), caption, fill=(255, 255, 255), font=font)
     return image
 
 
@@ -64,7 +65,7 @@ def write_heatmap(classifier, out_dir: Path, result, gray: np.ndarray, pixels: n
         heat = occlusion_map(classifier.stage1, pixels, 0)
     else:
         heat = occlusion_map(classifier.stage2, pixels, index - 1)
-    caption = f"{result.label} {result.probs[index]:.2f}" + ("  REFER" if result.refer else "") + "  (not a diagnosis)"
+    caption = f"{result.label} {result.probs[index]:.2f}" + ("  REFER" if result.refer else "") + "\n(not a diagnosis)"
     path = out_dir / heatmap_name(result.path)
     buffer = io.BytesIO()
     overlay(gray, heat, caption).save(buffer, "PNG")

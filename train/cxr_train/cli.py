@@ -145,3 +145,33 @@ def evaluate(run_dir: Path, split: str, data_dir) -> None:
         metrics, out = evaluate_run(run_dir, split, data_dir)
     _print_summary(metrics)
     click.echo(f"wrote {out}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the overlays go [default: RUN_DIR/explain]; never the images' own folder.")
+def explain(run_dir: Path, images: tuple[Path, ...], out: Path | None) -> None:
+    """Grad-CAM overlays from a run's float models: where each image's label came from.
+
+    IMAGE may be a file or a folder (its images, recursively). Writes <stem>.gradcam.png per image, with the
+    cascade's label and probability on it: stage 2's map for a disease, stage 1's for normal.
+
+    Example: cxr-train explain runs/first data/COVID/images/COVID-1.png --out review/
+    """
+    from cxr_edge.discover import find_images
+
+    from .explain import write_overlays
+
+    paths = [p for image in images for p in (find_images(image) if image.is_dir() else [image])]
+    if not paths:
+        raise click.UsageError("no images found in the folders given (PNG, JPEG, BMP, TIFF or DICOM)")
+    with _library_errors(), errors_as_failures(ValueError):
+        results = write_overlays(run_dir, paths, out or run_dir / "explain")
+    for r in results:
+        click.echo(f"{r.image}: {r.label} {r.probability:.3f} -> {r.overlay}" if r.overlay else
+                   f"{r.image}: error: {r.error}")
+    click.echo(DISCLAIMER)
+    if any(r.error for r in results):
+        raise SystemExit(1)

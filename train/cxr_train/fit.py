@@ -265,19 +265,26 @@ def evaluate_run(run_dir: os.PathLike | str, split: str = "test", data_dir: str 
                  batch_size: int = 64) -> tuple[dict, Path]:
     """Recompute the evaluation of a saved run on one split; returns the metrics and the folder written."""
     run = Path(run_dir)
+    config, stage1, stage2 = load_run(run)
+    data = data_dir or config["data_dir"]
+    records = select(read_split(run / "split.csv"), split)
+    pixels = load_pixels(data, records, config["image_size"])
+    metrics = _evaluate(stage1, stage2, pixels, label_indices(records), config["stage1_threshold"], split, run,
+                        config["preset"], batch_size)
+    return metrics, _eval_dir(run, split)
+
+
+def load_run(run_dir: os.PathLike | str) -> tuple[dict, keras.Model, keras.Model]:
+    """A finished run's config and its two float models."""
+    run = Path(run_dir)
     config_path = run / "config.json"
     if not config_path.is_file() or not (run / "stage2.keras").is_file():
         raise RunError(f"{run} is not a finished run folder (config.json, stage1.keras and stage2.keras are needed)")
     config = json.loads(config_path.read_text())
-    data = data_dir or config["data_dir"]
-    records = select(read_split(run / "split.csv"), split)
-    size = config["image_size"]
-    stage1 = keras.models.load_model(run / "stage1.keras", compile=False)
-    stage2 = keras.models.load_model(run / "stage2.keras", compile=False)
-    pixels = load_pixels(data, records, size)
-    metrics = _evaluate(stage1, stage2, pixels, label_indices(records), config["stage1_threshold"], split, run,
-                        config["preset"], batch_size)
-    return metrics, _eval_dir(run, split)
+    if "stage1_threshold" not in config:
+        raise RunError(f"{run} has not finished training (config.json has no stage1_threshold): rerun cxr-train fit")
+    return (config, keras.models.load_model(run / "stage1.keras", compile=False),
+            keras.models.load_model(run / "stage2.keras", compile=False))
 
 
 def _eval_dir(run: Path, split: str) -> Path:
