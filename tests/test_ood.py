@@ -88,3 +88,70 @@ def test_format_1_bundles_still_load_without_ood(edge_bundle, usb_stick, tmp_pat
 
 
 
+
+
+@pytest.fixture(scope="module")
+def ood_bundle(tmp_path_factory):
+    """A tiny model trained on 100 synthetic images per class and converted to int8: enough validation images
+    (60) for the 99.5th-percentile threshold to mean something."""
+    from cxr_convert.cli import main as convert
+    from cxr_train.cli import main as train
+    from cxr_train.synth import write_dataset
+
+    root = tmp_path_factory.mktemp("ood")
+    data = write_dataset(root / "data", per_class=100, size=64, seed=21)
+    result = CliRunner().invoke(train, ["fit", str(data), "--out", str(root / "run"), "--preset", "tiny",
+                                        "--epochs-stage1", "15", "--epochs-stage2", "15", "--seed", "21"])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(convert, [str(root / "run"), "--out", str(root / "bundle"),
+                                          "--calibration-samples", "100"])
+    assert result.exit_code in (0, 1), result.output  # the parity gate is not what this module tests
+    return root / "bundle"
+
+
+def _ood_share(bundle, folder) -> float:
+    result = CliRunner().invoke(main, ["classify", str(folder), "--model", str(bundle), "--format", "json",
+                                       "--allow-unverified"])
+    rows = json.loads(result.stdout)["results"]
+    assert rows and not any(r["error"] for r in rows)
+    return sum("out-of-distribution" in r["reason"] for r in rows) / len(rows)
+
+
+@pytest.mark.slow
+def test_referral_targets_on_the_box_at_the_stored_threshold(ood_bundle, tmp_path):
+    """Issue 8's targets, measured through `cxr-edge classify` on image files the model has never seen:
+    at most 5% of new synthetic radiographs referred as out-of-distribution, at least 95% of each kind of
+    unlike image."""
+    from PIL import Image
+
+    from cxr_edge.images import to_model_input
+    from cxr_train.synth import image_rng, make_image
+    from cxr_edge.labels import LABELS
+
+    radiographs = tmp_path / "radiographs"
+    radiographs.mkdir()
+    fresh = []
+    for label in LABELS:
+        for i in range(1000, 1060):  # indices the training set never drew
+            pixels = make_image(label, 64, image_rng(21, label, i)).pixels
+            Image.fromarray(pixels).save(radiographs / f"{label}-{i}.png")
+            fresh.append(to_model_input(pixels, 64))
+    shares = {"radiographs": _ood_share(ood_bundle, radiographs)}
+    for kind, images in ood.unlike_images(np.stack(fresh), 40, 64, seed=5).items():
+        folder = tmp_path / kind.replace(" ", "-")
+        folder.mkdir()
+        for i, image in enumerate(images):
+            Image.fromarray(image[..., 0]).save(folder / f"{i}.png")
+        shares[kind] = _ood_share(ood_bundle, folder)
+    print("referred as out-of-distribution:", {k: round(v, 3) for k, v in shares.items()})
+    assert shares.pop("radiographs") <= 0.05, shares
+    assert all(share >= 0.95 for share in shares.values()), shares
+
+
+@pytest.mark.slow
+def test_converter_reports_the_targets_it_measured(ood_bundle):
+    figures = json.loads((ood_bundle / "manifest.json").read_text())["ood"]["figures"]
+    print("cxr-convert's figures:", figures)
+    assert figures["test_radiographs_wrongly_referred"] <= 0.05
+    assert all(share >= 0.95 for share in figures["unlike_images_referred"].values())
+    assert "Out-of-distribution referral" in (ood_bundle / "parity.md").read_text()

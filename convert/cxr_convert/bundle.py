@@ -66,17 +66,29 @@ def calibration_set(records, data_dir, size: int, n: int, seed: int) -> np.ndarr
 
 def with_features(model: keras.Model) -> keras.Model:
     """Stage 1 with a second output for the box's out-of-distribution score: the penultimate features and,
-    as in Lee et al.'s feature ensemble, the globally pooled activations of an early layer (relu2), which
-    keep the low-level statistics (contrast polarity, edge orientation) that the last layers learn to ignore.
+    as in Lee et al.'s feature ensemble, an early layer's activations (relu2), which keep the low-level
+    statistics (contrast polarity, edge orientation) that the last layers learn to ignore. relu2 is averaged
+    over the four quadrants rather than the whole image, so that the layout (lungs left and right, abdomen
+    below) counts too: with one global average, rotated radiographs passed for upright ones 12-14% of the time.
     A model without those layers is returned as it is."""
     try:
         penultimate = model.get_layer("features").output
         early = model.get_layer("relu2").output
     except ValueError:
         return model
-    pooled = keras.layers.GlobalAveragePooling2D(name="ood_pool2")(early)
-    feats = keras.layers.Concatenate(name="ood_features")([pooled, penultimate])
+    feats = keras.layers.Concatenate(name="ood_features")([_quadrant_means(early), penultimate])
     return keras.Model(model.input, [model.output, feats], name=model.name)
+
+
+def _quadrant_means(x):
+    """(N, h, w, c) -> (N, 4c): the mean over each quadrant (overlapping by a row or column when h or w is
+    odd); plain average pooling, which int8 TFLite runs as it is. Maps too small to split are averaged whole."""
+    h, w = x.shape[1], x.shape[2]
+    if h < 2 or w < 2:
+        return keras.layers.GlobalAveragePooling2D(name="ood_pool2")(x)
+    pool = (-(-h // 2), -(-w // 2))
+    pooled = keras.layers.AveragePooling2D(pool, strides=(h - pool[0], w - pool[1]), name="ood_pool2")(x)
+    return keras.layers.Flatten(name="ood_quadrants")(pooled)
 
 
 def _ood(stage1_int8: bytes, records, data_dir, size: int, test_pixels, seed: int, log) -> tuple[dict, bytes]:
