@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The end-to-end demo: synthetic data -> training -> int8 bundle -> classify a "USB stick" -> evaluate.
+# The end-to-end demo: synthetic data -> training -> int8 bundle -> classify a "USB stick" -> evaluate -> explain.
 # Called by `make demo` with BIN (the venv's bin folder) and OUT (the output folder) set.
 set -euo pipefail
 BIN=${BIN:-.venv/bin}
@@ -38,8 +38,9 @@ head -c 2000 "$OUT/usb/clinic-day/COVID-1.png" > "$OUT/usb/clinic-day/corrupt.pn
 printf 'Mac OS X        \0\0' > "$OUT/usb/clinic-day/._COVID-1.png"
 echo "appointment list" > "$OUT/usb/clinic-day/appointments.txt"
 set +e
+rm -rf "$OUT/heatmaps"
 "$BIN/cxr-edge" classify "$OUT/usb" --model "$OUT/bundle" "${ALLOW[@]}" --format table \
-    --output "$OUT/classification.csv"
+    --output "$OUT/classification.csv" --heatmaps "$OUT/heatmaps"
 status=$?
 set -e
 [ "$status" -le 1 ] || exit "$status"
@@ -49,6 +50,10 @@ rm -rf "$OUT/labeled"
 "$BIN/cxr-train" synth "$OUT/labeled" --per-class 25 --size 299 --seed 7 >/dev/null
 "$BIN/cxr-edge" evaluate "$OUT/labeled" --model "$OUT/bundle" "${ALLOW[@]}"
 
+step "6. Grad-CAM from the float models, for review on the training side"
+"$BIN/cxr-train" explain "$OUT/run" "$OUT"/usb/clinic-day/{Normal,Lung_Opacity,Viral_Pneumonia,COVID}-1.png \
+    --out "$OUT/explain"
+
 step "Where to look"
 cat <<MSG
   training curves:        $OUT/run/curves.png
@@ -57,6 +62,8 @@ cat <<MSG
   parity report:          $OUT/bundle/parity.md
   bundle for the box:     $OUT/bundle/  (manifest.json, stage1.tflite, stage2.tflite)
   classification report:  $OUT/classification.csv
+  heatmaps from the box:  $OUT/heatmaps/  (occlusion, int8 models)
+  Grad-CAM overlays:      $OUT/explain/  (float models)
 The bundle was trained on synthetic data: its results mean nothing for real patients.
 Pre-diagnosis aid, not a diagnosis: a clinician must review every result.
 MSG
