@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= demo-output
 
-.PHONY: demo test bench pi-check install clean
+.PHONY: demo test bench pi-check pi-kit install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,5 +33,9 @@ bench: $(VENV)/.installed-train+dev+dicom
 pi-check: $(VENV)/.installed-train+dev+dicom
 	BIN=$(BIN) bash scripts/pi_check.sh
 
+# The same check for a real Raspberry Pi: a folder to copy there and run (`sh run-on-pi.sh`).
+pi-kit: $(VENV)/.installed-train+dev+dicom
+	BIN=$(BIN) bash scripts/pi_kit.sh
+
 clean:
-	rm -rf $(DEMO_OUT) bench-output build dist
+	rm -rf $(DEMO_OUT) bench-output build dist pi-kit

@@ -72,7 +72,7 @@ def cpuinfo(cpu: str) -> str:
 
 def compare(host_path: Path, pi_path: Path, label: str) -> bool:
     host, pi = (json.loads(Path(p).read_text())["results"] for p in (host_path, pi_path))
-    problems, max_diff = [], 0.0
+    problems, max_diff, max_ood = [], 0.0, 0.0
     if [r["path"] for r in host] != [r["path"] for r in pi]:
         problems.append("different rows")
     for h, p in zip(host, pi):
@@ -84,12 +84,15 @@ def compare(host_path: Path, pi_path: Path, label: str) -> bool:
         for key, value in h.items():
             if key.startswith("p_") and value is not None:
                 max_diff = max(max_diff, abs(value - p[key]))
+        if h.get("ood_score") is not None and p.get("ood_score") is not None:  # not a probability: shown only
+            max_ood = max(max_ood, abs(h["ood_score"] - p["ood_score"]))
     if max_diff > TOLERANCE:
         problems.append(f"probabilities differ by up to {max_diff:.2e} (> {TOLERANCE})")
     verdict = "PASS" if not problems else "FAIL"
     same = not any(": label " in p or ": refer " in p or ": error " in p for p in problems)
     print(f"{verdict} {label}: {len(host)} rows compared, labels, refer flags and errors "
-          f"{'identical' if same else 'differ'}, max |probability difference| {max_diff:.2e} (limit {TOLERANCE})")
+          f"{'identical' if same else 'differ'}, max |probability difference| {max_diff:.2e} (limit {TOLERANCE}), "
+          f"max |ood_score difference| {max_ood:.2e}")
     for problem in problems:
         print(f"  {problem}")
     return not problems
