@@ -55,7 +55,7 @@ def test_finished_run_is_not_overwritten(tiny_run, synth_medium):
 @pytest.mark.parametrize("args, message", [
     (["fit", "/nonexistent/data", "--out", "{tmp}/r"], "does not exist"),
     (["fit", "{data}", "--out", "{tmp}/r", "--preset", "tiny", "--init-weights", "{tmp}/missing.npy"], "not found"),
-    (["evaluate", "{tmp}"], "not a finished run folder"),
+    (["evaluate", "{tmp}"], "not a finished training run"),
 ])
 def test_errors_are_one_line_exit_2(tmp_path, synth_small, args, message):
     args = [a.format(tmp=tmp_path, data=synth_small) for a in args]

@@ -23,6 +23,7 @@ from cxr_edge.bundle import FORMAT_VERSION, MANIFEST, OOD_FILE, sha256_bytes
 from cxr_edge.images import IMAGE_CONTRACT_VERSION, RESIZE_FILTER
 from cxr_edge.labels import LABELS, STAGE1_LABELS, STAGE2_LABELS
 from cxr_train.data import label_indices, load_pixels
+from cxr_train.fit import RunError, load_run
 from cxr_train.dataset import DatasetError, read_split, select
 
 from .parity import Limits, compare, gate, parity_markdown, predict_keras, predict_tflite
@@ -117,16 +118,10 @@ def _ood(stage1_int8: bytes, records, data_dir, size: int, test_pixels, seed: in
 
 
 def _load_run(run: Path) -> tuple[dict, keras.Model, keras.Model, list]:
-    needed = ["config.json", "split.csv", "stage1.keras", "stage2.keras"]
-    missing = [name for name in needed if not (run / name).is_file()]
-    if missing:
-        raise ConvertError(f"{run} is not a finished training run: missing {', '.join(missing)} "
-                           "(make one with `cxr-train fit DATA_DIR --out RUN_DIR`)")
-    config = json.loads((run / "config.json").read_text())
-    if "stage1_threshold" not in config:
-        raise ConvertError(f"{run / 'config.json'} has no stage1_threshold: the training run did not finish")
-    stage1 = keras.models.load_model(run / "stage1.keras", compile=False)
-    stage2 = keras.models.load_model(run / "stage2.keras", compile=False)
+    try:
+        config, stage1, stage2 = load_run(run)
+    except RunError as exc:
+        raise ConvertError(str(exc)) from None
     return config, stage1, stage2, read_split(run / "split.csv")
 
 

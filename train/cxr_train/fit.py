@@ -274,15 +274,19 @@ def evaluate_run(run_dir: os.PathLike | str, split: str = "test", data_dir: str 
     return metrics, _eval_dir(run, split)
 
 
+RUN_FILES = ("config.json", "split.csv", "stage1.keras", "stage2.keras")
+
+
 def load_run(run_dir: os.PathLike | str) -> tuple[dict, keras.Model, keras.Model]:
     """A finished run's config and its two float models."""
     run = Path(run_dir)
-    config_path = run / "config.json"
-    if not config_path.is_file() or not (run / "stage2.keras").is_file():
-        raise RunError(f"{run} is not a finished run folder (config.json, stage1.keras and stage2.keras are needed)")
-    config = json.loads(config_path.read_text())
+    missing = [name for name in RUN_FILES if not (run / name).is_file()]
+    if missing:
+        raise RunError(f"{run} is not a finished training run: missing {', '.join(missing)} "
+                       "(make one with `cxr-train fit DATA_DIR --out RUN_DIR`)")
+    config = json.loads((run / "config.json").read_text())
     if "stage1_threshold" not in config:
-        raise RunError(f"{run} has not finished training (config.json has no stage1_threshold): rerun cxr-train fit")
+        raise RunError(f"{run / 'config.json'} has no stage1_threshold: the training run did not finish")
     return (config, keras.models.load_model(run / "stage1.keras", compile=False),
             keras.models.load_model(run / "stage2.keras", compile=False))
 
