@@ -87,9 +87,6 @@ def test_format_1_bundles_still_load_without_ood(edge_bundle, usb_stick, tmp_pat
     assert rows and all(r["ood_score"] is None for r in rows)
 
 
-
-
-
 @pytest.fixture(scope="module")
 def ood_bundle(tmp_path_factory):
     """A tiny model trained on 100 synthetic images per class and converted to int8: enough validation images
@@ -125,8 +122,8 @@ def test_referral_targets_on_the_box_at_the_stored_threshold(ood_bundle, tmp_pat
     from PIL import Image
 
     from cxr_edge.images import to_model_input
-    from cxr_train.synth import image_rng, make_image
     from cxr_edge.labels import LABELS
+    from cxr_train.synth import image_rng, make_image
 
     radiographs = tmp_path / "radiographs"
     radiographs.mkdir()

@@ -1,8 +1,8 @@
 """Grad-CAM (Selvaraju et al., 2017) from a run's float Keras models, for review on the training side.
 
 The map is the last convolution's activations weighted by the gradient of the class log-probability,
-averaged over each channel; only positive evidence is kept. As on the box, the cascade's label picks what is explained:
-stage 2's disease for an abnormal image, stage 1's "normal" for a normal one.
+averaged over each channel; only positive evidence is kept. As on the box, the cascade's label picks what
+is explained: stage 2's disease for an abnormal image, stage 1's "normal" for a normal one.
 """
 
 from __future__ import annotations
@@ -87,33 +87,34 @@ class Explained:
 
 
 def write_overlays(run: Path, images: list[Path], out_dir: Path, batch: int = 16) -> list[Explained]:
-    """One Grad-CAM overlay PNG per image in `out_dir` (<stem>.gradcam.png); an unreadable image gets an error
-    and the others go on."""
+    """One Grad-CAM overlay PNG per image in `out_dir` (<stem>.gradcam.png), in the order given; an unreadable
+    image gets an error and the others go on. Images are read a batch at a time, so a folder of any size fits."""
     from .fit import load_run
 
     config, stage1, stage2 = load_run(run)
-    size = config["image_size"]
     out_dir = Path(out_dir)
     _refuse_input_folders(out_dir, images)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results, readable, names = [], [], _overlay_names(images)
-    for path in images:
-        try:
-            readable.append((path, load_image(path)))
-        except ImageError as exc:
-            results.append(Explained(path, error=exc.problem))
-    for start in range(0, len(readable), batch):
-        chunk = readable[start:start + batch]
-        pixels = np.stack([to_model_input(gray, size) for _, gray in chunk])
-        labels, probs, maps = explain(stage1, stage2, pixels, config["stage1_threshold"])
-        for (path, gray), index, p, cam in zip(chunk, labels, probs, maps):
-            label, probability = LABELS[int(index)], float(p[index])
-            buffer = io.BytesIO()
-            overlay(gray, cam, f"Grad-CAM {label} {probability:.2f}\n(not a diagnosis)").save(buffer, "PNG")
-            write_atomic(out_dir / names[path], buffer.getvalue())
-            results.append(Explained(path, out_dir / names[path], label, probability))
-    order = {path: i for i, path in enumerate(images)}
-    return sorted(results, key=lambda r: order[r.image])
+    names, results = _overlay_names(images), []
+    for start in range(0, len(images), batch):
+        done: dict[Path, Explained] = {}
+        readable = []
+        for path in images[start:start + batch]:
+            try:
+                readable.append((path, load_image(path)))
+            except ImageError as exc:
+                done[path] = Explained(path, error=exc.problem)
+        if readable:
+            pixels = np.stack([to_model_input(gray, config["image_size"]) for _, gray in readable])
+            labels, probs, maps = explain(stage1, stage2, pixels, config["stage1_threshold"])
+            for (path, gray), index, p, cam in zip(readable, labels, probs, maps):
+                label, probability = LABELS[int(index)], float(p[index])
+                buffer = io.BytesIO()
+                overlay(gray, cam, f"Grad-CAM {label} {probability:.2f}\n(not a diagnosis)").save(buffer, "PNG")
+                write_atomic(out_dir / names[path], buffer.getvalue())
+                done[path] = Explained(path, out_dir / names[path], label, probability)
+        results += [done[path] for path in images[start:start + batch]]
+    return results
 
 
 def _overlay_names(images: list[Path]) -> dict[Path, str]:
