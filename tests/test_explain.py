@@ -31,11 +31,13 @@ def test_explain_writes_one_overlay_per_image_and_goes_on_past_bad_ones(tiny_run
     assert {p: p.stat().st_mtime_ns for p in covid.iterdir()} == before
 
 
-def test_explain_takes_folders_and_names_same_stems_apart(tiny_run, synth_medium, tmp_path):
+def test_explain_takes_folders_without_masks_and_names_same_stems_apart(tiny_run, synth_medium, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     for folder in (a, b):
         folder.mkdir()
         (folder / "x.png").write_bytes((synth_medium / "COVID" / "images" / "COVID-2.png").read_bytes())
+    (b / "masks").mkdir()  # the Database's lung masks are not radiographs: left out
+    (b / "masks" / "y.png").write_bytes((synth_medium / "COVID" / "masks" / "COVID-2.png").read_bytes())
     result = CliRunner().invoke(main, ["explain", str(tiny_run), str(a), str(b), "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["x-2.gradcam.png", "x.gradcam.png"]

@@ -155,16 +155,15 @@ def evaluate(run_dir: Path, split: str, data_dir) -> None:
 def explain(run_dir: Path, images: tuple[Path, ...], out: Path | None) -> None:
     """Grad-CAM overlays from a run's float models: where each image's label came from.
 
-    IMAGE may be a file or a folder (its images, recursively). Writes <stem>.gradcam.png per image, with the
-    cascade's label and probability on it: stage 2's map for a disease, stage 1's for normal.
+    IMAGE may be a file or a folder (its images, recursively, leaving out the Database's masks/ folders).
+    Writes <stem>.gradcam.png per image, with the cascade's label and probability on it: stage 2's map for a
+    disease, stage 1's for normal.
 
     Example: cxr-train explain runs/first data/COVID/images/COVID-1.png --out review/
     """
-    from cxr_edge.discover import find_images
-
     from .explain import write_overlays
 
-    paths = [p for image in images for p in (find_images(image) if image.is_dir() else [image])]
+    paths = [p for image in images for p in (_folder_images(image) if image.is_dir() else [image])]
     if not paths:
         raise click.UsageError("no images found in the folders given (PNG, JPEG, BMP, TIFF or DICOM)")
     with _library_errors(), errors_as_failures(ValueError):
@@ -175,3 +174,10 @@ def explain(run_dir: Path, images: tuple[Path, ...], out: Path | None) -> None:
     click.echo(DISCLAIMER)
     if any(r.error for r in results):
         raise SystemExit(1)
+
+
+def _folder_images(folder: Path) -> list[Path]:
+    """A folder's images, without the lung masks the Database keeps in masks/ folders (they are not radiographs)."""
+    from cxr_edge.discover import find_images
+
+    return [p for p in find_images(folder) if "masks" not in p.relative_to(folder).parts[:-1]]
