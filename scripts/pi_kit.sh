@@ -23,6 +23,6 @@ for bundle in "$KIT"/bundles/*/; do
     "$BIN/cxr-edge" classify "$KIT/images" --model "$bundle" --allow-unverified --format json \
         > "$KIT/host-$name.json" 2>/dev/null || [ $? -eq 1 ]
 done
-cp scripts/pi_assets.py scripts/run_on_pi.sh "$KIT/"
-mv "$KIT/run_on_pi.sh" "$KIT/run-on-pi.sh"
+cp scripts/pi_assets.py "$KIT/"
+cp scripts/run_on_pi.sh "$KIT/run-on-pi.sh"
 echo "wrote $KIT/: copy it to the Raspberry Pi and run 'sh run-on-pi.sh' there"
