@@ -1,18 +1,20 @@
 """The single-file bundle (.cxrb): a zip archive of the bundle folder, easy to carry on a USB stick.
 
-Opening one is safe by construction: every member is checked (its name is one of the bundle's five file
-names, so never absolute and never with '..'; not a link or a folder; within the size limit; not duplicated)
+Opening one is safe by construction: every member is checked (its name is one of the bundle's file names,
+so never absolute and never with '..'; not a link or a folder; within the size limit; not duplicated)
 before any member is read, and members are read into memory, never extracted to disk.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import zipfile
 from pathlib import Path
 
-from .bundle import BUNDLE_FILES, BundleError
+from .atomic import write_atomic
+from .bundle_files import BUNDLE_FILES, BundleError
 
 MAX_MEMBER_BYTES = 512 * 1024 * 1024  # far above the largest model (about 57 MB for int8 AlexNet)
 _FIXED_TIME = (2020, 1, 1, 0, 0, 0)  # archives of the same bundle have the same bytes
@@ -62,9 +64,6 @@ def read_archive(path: os.PathLike | str) -> dict[str, bytes]:
 
 def write_archive(folder: os.PathLike | str, out: os.PathLike | str) -> Path:
     """Pack a bundle folder into one .cxrb file, atomically, with fixed timestamps."""
-    from .atomic import write_atomic
-    import io
-
     folder, out = Path(folder), Path(out)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:

@@ -12,8 +12,6 @@ import io
 
 import numpy as np
 
-from .bundle import OOD_FILE
-
 _KEYS = ("mean", "components", "class_means", "precision")
 
 
@@ -21,7 +19,7 @@ class OODStats:
     def __init__(self, arrays: dict[str, np.ndarray], threshold: float):
         missing = [k for k in _KEYS if k not in arrays]
         if missing:
-            raise ValueError(f"{OOD_FILE} lacks {', '.join(missing)}")
+            raise ValueError(f"the out-of-distribution statistics lack {', '.join(missing)}")
         self.mean, self.components = arrays["mean"], arrays["components"]
         self.class_means, self.precision = arrays["class_means"], arrays["precision"]
         self.threshold = float(threshold)
