@@ -10,8 +10,11 @@ from click.testing import CliRunner
 from cxr_convert import ood
 from cxr_edge.atomic import write_atomic
 from cxr_edge.bundle import load_bundle
+from cxr_edge.bundle_files import FORMAT_VERSION
 from cxr_edge.cli import main
 from cxr_edge.ood import OODStats
+
+from .bundle_edits import older_format
 
 
 def test_mahalanobis_score_separates_shifted_data():
@@ -51,7 +54,7 @@ def test_unlike_images_of_every_kind():
 @pytest.mark.slow
 def test_bundle_carries_statistics_and_the_box_uses_them(edge_bundle, usb_stick, tmp_path):
     manifest = json.loads((edge_bundle / "manifest.json").read_text())
-    assert manifest["format_version"] == 2 and manifest["ood"]["file"] == "ood.npz"
+    assert manifest["format_version"] == FORMAT_VERSION and manifest["ood"]["file"] == "ood.npz"
     assert "ood.npz" in manifest["files"] and load_bundle(edge_bundle).ood_stats() is not None
     figures = manifest["ood"]["figures"]
     assert 0 <= figures["test_radiographs_wrongly_referred"] <= 1 and len(figures["unlike_images_referred"]) == 6
@@ -71,14 +74,7 @@ def test_bundle_carries_statistics_and_the_box_uses_them(edge_bundle, usb_stick,
 
 @pytest.mark.slow
 def test_format_1_bundles_still_load_without_ood(edge_bundle, usb_stick, tmp_path):
-    old = tmp_path / "old"
-    shutil.copytree(edge_bundle, old)
-    manifest = json.loads((old / "manifest.json").read_text())
-    manifest["format_version"] = 1
-    manifest.pop("ood")
-    manifest["files"].pop("ood.npz")
-    (old / "ood.npz").unlink()
-    write_atomic(old / "manifest.json", json.dumps(manifest))
+    old = older_format(edge_bundle, tmp_path / "old", 1)
     assert load_bundle(old).ood_stats() is None
     info = CliRunner().invoke(main, ["info", str(old)])
     assert info.exit_code == 0 and "out-of-distribution referral: none (format 1 bundle" in info.output

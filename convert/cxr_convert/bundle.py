@@ -19,7 +19,7 @@ import numpy as np
 
 from cxr_edge import __version__
 from cxr_edge.atomic import umask_mode
-from cxr_edge.bundle import FORMAT_VERSION, MANIFEST, OOD_FILE, sha256_bytes
+from cxr_edge.bundle_files import FORMAT_VERSION, MANIFEST, OOD_FILE, SELFTEST_FILE, sha256_bytes
 from cxr_edge.images import IMAGE_CONTRACT_VERSION, RESIZE_FILTER
 from cxr_edge.labels import LABELS, STAGE1_LABELS, STAGE2_LABELS
 from cxr_train.data import label_indices, load_pixels
@@ -27,6 +27,7 @@ from cxr_train.fit import RunError, load_run
 from cxr_train.dataset import DatasetError, read_split, select
 
 from .parity import Limits, compare, gate, parity_markdown, predict_keras, predict_tflite
+from .selftest import make_selftest
 from .tflite import convert, debug_quantization
 
 
@@ -192,7 +193,9 @@ def build_bundle(run_dir: os.PathLike | str, out: os.PathLike | str, options: Co
     }
     if "ood" in parity:
         manifest["ood"] = parity["ood"]
-    manifest = write_bundle(out, {**{f"{s}.tflite": data for s, data in quantized.items()}, **extra_files}, manifest,
+    log("self-test: reference inputs and the converted models' outputs for them")
+    model_files = {f"{s}.tflite": data for s, data in quantized.items()}
+    manifest = write_bundle(out, {**model_files, **extra_files}, manifest,
                             {"parity.json": json.dumps(parity, indent=2) + "\n", "parity.md": parity_markdown(parity)})
     log(f"conversion and parity check took {time.perf_counter() - start:.1f} s")
     return manifest
@@ -200,9 +203,12 @@ def build_bundle(run_dir: os.PathLike | str, out: os.PathLike | str, options: Co
 
 def write_bundle(out: os.PathLike | str, models: dict[str, bytes], manifest: dict,
                  extras: dict[str, str] | None = None) -> dict:
-    """Write a bundle folder: the models, the manifest with their sizes and sha256, and any extra files."""
-    manifest = {**manifest, "files": {name: {"size": len(data), "sha256": sha256_bytes(data)}
-                                      for name, data in models.items()}}
+    """Write a bundle folder: the models (and data files), the self-test made from the models, the manifest
+    with every file's size and sha256, and any extra files. Every bundle carries its self-test."""
+    selftest, description = make_selftest(models, int(manifest["input"]["size"]))
+    models = {**models, SELFTEST_FILE: selftest}
+    manifest = {**manifest, "selftest": description,
+                "files": {name: {"size": len(data), "sha256": sha256_bytes(data)} for name, data in models.items()}}
     _write_atomically(Path(out), {**models, MANIFEST: json.dumps(manifest, indent=2) + "\n", **(extras or {})})
     return manifest
 

@@ -45,7 +45,7 @@ def main(run_dir: Path, out: Path, quantization, calibration_samples, max_accura
         manifest = build_bundle(run_dir, out, options, log=lambda msg: click.echo(msg, err=True))
     if archive:
         from cxr_edge.archive import write_archive
-        from cxr_edge.bundle import ARCHIVE_SUFFIX
+        from cxr_edge.bundle_files import ARCHIVE_SUFFIX
 
         with errors_as_failures(OSError):
             packed = write_archive(out, out.with_name(out.name + ARCHIVE_SUFFIX))

@@ -86,7 +86,8 @@ def run_bench(classifier: Classifier, folder: Path | None, count: int) -> dict:
             "end_to_end": {"images_per_s": round(n / end_to_end, 2), "seconds": round(end_to_end, 3)},
             "time_split": {"decode_resize": round(decode_total / (decode_total + infer_total), 3),
                            "inference": round(infer_total / (decode_total + infer_total), 3)},
-            "peak_memory_mb": peak_memory_mb()}
+            "peak_memory_mb": peak_memory_mb(), "selftest": classifier.selftest.as_dict(),
+            "selftest_summary": classifier.selftest.summary(), "selftest_warning": classifier.selftest.warning()}
 
 
 def format_bench(r: dict) -> str:
@@ -99,5 +100,6 @@ def format_bench(r: dict) -> str:
     lines += [f"inference only: {r['inference']['images_per_s']} images/s; end to end (decode overlapping "
               f"inference): {r['end_to_end']['images_per_s']} images/s",
               f"time split: decode+resize {r['time_split']['decode_resize']:.0%}, inference "
-              f"{r['time_split']['inference']:.0%}; peak memory {r['peak_memory_mb']} MB"]
+              f"{r['time_split']['inference']:.0%}; peak memory {r['peak_memory_mb']} MB",
+              r["selftest_summary"], *([r["selftest_warning"]] if r["selftest_warning"] else [])]
     return "\n".join(lines)

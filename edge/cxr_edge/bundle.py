@@ -1,30 +1,20 @@
 """The deployable model bundle: one folder (or one .cxrb archive of it) holding manifest.json, stage1.tflite,
-stage2.tflite, parity.json and parity.md. The box reads nothing else. Loading verifies the format version, every model file's size
-and sha256, and `deployable`, and names the file and the problem when any check fails."""
+stage2.tflite, ood.npz, selftest.npz, parity.json and parity.md. The box reads nothing else. Loading verifies the
+format version, every listed file's size and sha256, and `deployable`, and names the file and the problem when
+any check fails."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-FORMAT_VERSION = 2  # 2: optional out-of-distribution statistics (ood.npz); 1 is still read
-MANIFEST = "manifest.json"
-MODEL_FILES = ("stage1.tflite", "stage2.tflite")
-OOD_FILE = "ood.npz"
-BUNDLE_FILES = (MANIFEST, *MODEL_FILES, OOD_FILE, "parity.json", "parity.md")
-ARCHIVE_SUFFIX = ".cxrb"
-ENV_VAR = "CXR_EDGE_MODEL"
-
-
-class BundleError(ValueError):
-    """A bundle that must not be used; the message names the file and the problem."""
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+from .archive import read_archive
+from .bundle_files import (BUNDLE_FILES, DATA_FILES, ENV_VAR, FORMAT_VERSION, MANIFEST, MODEL_FILES, OOD_FILE,
+                           SELFTEST_FILE, BundleError, sha256_bytes)
+from .ood import OODStats
+from .selftest import KnownAnswers
 
 
 @dataclass(frozen=True)
@@ -59,9 +49,20 @@ class Bundle:
         ood = self.manifest.get("ood")
         if not ood or OOD_FILE not in self.models:
             return None
-        from .ood import OODStats
-
         return OODStats.from_bytes(self.models[OOD_FILE], ood["threshold"])
+
+    @property
+    def format_version(self) -> int:
+        return int(self.manifest["format_version"])
+
+    def known_answers(self) -> KnownAnswers | None:
+        """The self-test's reference inputs and outputs, or None for a bundle without them (formats 1-2)."""
+        if SELFTEST_FILE not in self.models:
+            return None
+        try:
+            return KnownAnswers.from_bytes(self.models[SELFTEST_FILE])
+        except (ValueError, OSError) as exc:
+            raise BundleError(f"{_name(self.path, SELFTEST_FILE)}: unreadable ({exc})") from None
 
 
 def _name(path: Path, member: str) -> str:
@@ -69,9 +70,10 @@ def _name(path: Path, member: str) -> str:
 
 
 def verify_files(path: Path, manifest: dict, contents: dict[str, bytes]) -> dict[str, tuple[bytes | None, str]]:
-    """Each model file's bytes and 'ok', or None and the problem (missing, wrong size, checksum mismatch)."""
+    """Each model and data file's bytes and 'ok', or None and the problem (missing, wrong size, checksum
+    mismatch)."""
     results = {}
-    checked = [*MODEL_FILES, *([OOD_FILE] if OOD_FILE in manifest.get("files", {}) else [])]
+    checked = [*MODEL_FILES, *(name for name in DATA_FILES if name in manifest.get("files", {}))]
     for name in checked:
         entry = manifest.get("files", {}).get(name)
         where = _name(path, name)
@@ -93,8 +95,6 @@ def verify_files(path: Path, manifest: dict, contents: dict[str, bytes]) -> dict
 def read_contents(path: Path) -> dict[str, bytes]:
     """The bundle's files by name, from a bundle folder or a .cxrb archive."""
     if path.is_file():
-        from .archive import read_archive
-
         return read_archive(path)
     if not path.is_dir():
         raise BundleError(f"bundle {str(path)!r} not found: pass --model with a bundle folder or .cxrb file made "
@@ -131,6 +131,9 @@ def load_bundle(path: os.PathLike | str | None, allow_unverified: bool = False) 
     problems = [problem for _, problem in checked.values() if problem != "ok"]
     if problems:
         raise BundleError("; ".join(problems))
+    if manifest["format_version"] >= 3 and SELFTEST_FILE not in manifest.get("files", {}):
+        raise BundleError(f"{_name(path, MANIFEST)}: a format {manifest['format_version']} bundle must carry its "
+                          f"self-test ({SELFTEST_FILE}) and this one lists none; convert the model again")
     if not manifest.get("deployable") and not allow_unverified:
         raise BundleError(f"{_name(path, MANIFEST)}: the bundle is marked not deployable (it failed the "
                           "float-vs-quantized parity gate; see parity.md); pass --allow-unverified to use it anyway")

@@ -17,8 +17,9 @@ from PIL import Image
 from .bundle import Bundle
 from .cascade import combine
 from .images import ImageError, load_image, to_model_input
-from .interpreter import TFLiteModel, pad_batch
+from .interpreter import pad_batch
 from .labels import LABELS
+from .selftest import trusted_models
 
 # Sanity checks for "is this plausibly a chest radiograph at all": failing one refers the image.
 MIN_SIDE = 128  # pixels; real radiographs are hundreds to thousands of pixels across
@@ -76,12 +77,14 @@ def _percentiles(gray: np.ndarray, low: float, high: float) -> tuple[int, int]:
 
 
 class Classifier:
-    """The bundle's two models in cascade."""
+    """The bundle's two models in cascade, on interpreters that passed the bundle's known-answer self-test
+    (cxr_edge.selftest raises SelfTestError when none does)."""
 
     def __init__(self, bundle: Bundle, threads: int | None = None, min_confidence: float | None = None):
         self.bundle = bundle
-        self.stage1 = TFLiteModel(bundle.models["stage1.tflite"], threads)
-        self.stage2 = TFLiteModel(bundle.models["stage2.tflite"], threads)
+        models, self.selftest = trusted_models(bundle.models, bundle.known_answers(), threads,
+                                               bundle.format_version)
+        self.stage1, self.stage2 = models["stage1"], models["stage2"]
         self.size = bundle.input_size
         self.threshold = bundle.threshold
         self.min_confidence = bundle.min_confidence if min_confidence is None else min_confidence

@@ -15,11 +15,14 @@ from .clitools import Failure, errors_as_failures, version_option
 
 
 def _interpreter_version() -> str:
+    """The interpreter, and what the int8 probe model shows of it here (XNNPACK on or off, right or wrong)."""
+    import platform
+
     from .interpreter import NoInterpreterError, backend
+    from .probe import probe
 
     try:
-        b = backend()
-        return f"interpreter: {b.name} {b.version}"
+        return f"interpreter: {backend()} on {platform.machine()} ({probe().describe()})"
     except NoInterpreterError as exc:
         return f"interpreter: none ({exc})"
 
@@ -40,11 +43,13 @@ def _load(model: Path | None, allow_unverified: bool):
 
 
 def _classifier(model, threads, allow_unverified, min_confidence=None):
+    """The bundle's classifier, after its self-test (which --allow-unverified does not skip)."""
     from .classify import Classifier
     from .interpreter import NoInterpreterError
+    from .selftest import SelfTestError
 
     bundle = _load(model, allow_unverified)
-    with errors_as_failures(NoInterpreterError, ValueError):
+    with errors_as_failures(NoInterpreterError, SelfTestError, ValueError):
         return Classifier(bundle, threads, min_confidence)
 
 
@@ -121,12 +126,12 @@ def classify(folder: Path, model, threads, allow_unverified, fmt, output, recurs
                    f"{journal.path.name}.old", err=True)
     if summary.resumed:
         click.echo(f"resumed an interrupted run: {summary.resumed} image(s) taken from {journal.path.name}", err=True)
-    click.echo(render(fmt, results, summary, classifier.bundle), nl=False)
+    click.echo(render(fmt, results, summary, classifier), nl=False)
     if fmt != "table":
         click.echo(summary_text(summary), err=True)
     if output is not None:
         with errors_as_failures(OSError):
-            write_report(output, results, summary, classifier.bundle)
+            write_report(output, results, summary, classifier)
             journal.remove()
         click.echo(f"report written to {output}", err=True)
     sys.exit(1 if summary.errors else 0)
@@ -157,7 +162,7 @@ def info(bundle_path: Path | None) -> None:
 
     Example: cxr-edge info bundle/
     """
-    from .bundle import parse_manifest, read_contents, verify_files
+    from .bundle import Bundle, parse_manifest, read_contents, verify_files
 
     path = bundle_path or (Path(os.environ[ENV_VAR]) if os.environ.get(ENV_VAR) else None)
     if path is None:
@@ -192,14 +197,41 @@ def info(bundle_path: Path | None) -> None:
     else:
         click.echo(f"out-of-distribution referral: none (format {m['format_version']} bundle without statistics)")
     click.echo(f"deployable: {'yes' if m.get('deployable') else 'NO (failed the parity gate)'}")
+    checked = verify_files(path, m, contents)
     failures = 0
-    for name, (_, problem) in verify_files(path, m, contents).items():
+    for name, (_, problem) in checked.items():
         click.echo(f"  {name}: {problem if problem != 'ok' else 'checksum ok'}")
         failures += problem != "ok"
+    if not failures:
+        failures += not _show_selftest(Bundle(path, m, {name: data for name, (data, _) in checked.items()}))
     if data.get("synthetic"):
         click.echo("WARNING: trained on synthetic data: results mean nothing for real patients.")
     click.echo(DISCLAIMER)
     sys.exit(2 if failures else 0)
+
+
+def _show_selftest(bundle) -> bool:
+    """Run the bundle's self-test on this box as classify would, print what it found; False when it failed."""
+    from .interpreter import NoInterpreterError
+    from .selftest import SelfTestError, trusted_models
+
+    made = bundle.manifest.get("selftest", {}).get("reference", {})
+    if made:
+        click.echo(f"self-test reference: {made.get('interpreter')} on {made.get('machine')} "
+                   f"(XNNPACK {'on' if made.get('xnnpack') else 'off'})")
+    try:
+        with errors_as_failures(NoInterpreterError, BundleError):
+            _, selftest = trusted_models(bundle.models, bundle.known_answers(), None, bundle.format_version)
+    except SelfTestError as exc:
+        selftest = exc.selftest
+    click.echo(f"interpreter here: {_interpreter_version().removeprefix('interpreter: ')}")
+    click.echo(selftest.summary())
+    if warning := selftest.warning():
+        click.echo(warning)
+    if selftest.status == "failed":
+        click.echo("FAILED: cxr-edge refuses to classify with this bundle on this interpreter "
+                   f"({selftest.as_dict()['interpreter']}); see the README, \"Verified interpreters\".")
+    return selftest.status != "failed"
 
 
 @main.command()
@@ -219,13 +251,15 @@ def evaluate(folder: Path, model, threads, allow_unverified, fmt) -> None:
     classifier = _classifier(model, threads, allow_unverified)
     with errors_as_failures(LabeledFolderError):
         result = evaluate_folder(classifier, folder)
+    warnings = [w for w in [classifier.selftest.warning()] if w]
     if fmt == "json":
         import json
 
-        click.echo(json.dumps({**result, "notice": DISCLAIMER}, indent=2))
+        click.echo(json.dumps({**result, "notice": DISCLAIMER, "warnings": warnings,
+                               "selftest": classifier.selftest.as_dict()}, indent=2))
     else:
         click.echo(format_table(result))
-        click.echo(DISCLAIMER)
+        click.echo("\n".join([classifier.selftest.summary(), *warnings, DISCLAIMER]))
 
 
 @main.command()

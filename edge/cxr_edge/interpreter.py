@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
@@ -23,6 +24,11 @@ _BACKENDS = (
 )
 
 
+# The kernel sets an interpreter offers, in the order the box tries them: "default" lets the interpreter
+# apply its default delegate (XNNPACK, where it supports the ops), "builtin" keeps TFLite's own kernels.
+KERNELS = ("default", "builtin")
+
+
 class NoInterpreterError(RuntimeError):
     """No TFLite interpreter is installed."""
 
@@ -32,6 +38,16 @@ class Backend:
     name: str  # the distribution: ai-edge-litert, tflite-runtime or tensorflow
     version: str
     interpreter_class: type
+
+    def resolver(self, kernels: str):
+        """The interpreter's op resolver argument for a kernel set (each interpreter defines its own enum)."""
+        if kernels not in KERNELS:
+            raise ValueError(f"unknown kernel set {kernels!r}: choose one of {', '.join(KERNELS)}")
+        resolvers = sys.modules[self.interpreter_class.__module__].OpResolverType
+        return resolvers.AUTO if kernels == "default" else resolvers.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.version}"
 
 
 @lru_cache(maxsize=1)
@@ -80,9 +96,11 @@ class TFLiteModel:
     Quantization parameters come from the interpreter's own tensor details; nothing is hard-coded.
     """
 
-    def __init__(self, model_content: bytes, threads: int | None = None):
-        interpreter_class = backend().interpreter_class
-        self._interpreter = interpreter_class(model_content=model_content, num_threads=threads or default_threads())
+    def __init__(self, model_content: bytes, threads: int | None = None, kernels: str = "default"):
+        b = backend()
+        self.kernels = kernels
+        self._interpreter = b.interpreter_class(model_content=model_content, num_threads=threads or default_threads(),
+                                                experimental_op_resolver_type=b.resolver(kernels))
         self._interpreter.allocate_tensors()
         self.input = _spec(self._interpreter.get_input_details()[0])
         self.outputs = self._output_specs()
@@ -97,6 +115,12 @@ class TFLiteModel:
     @property
     def input_size(self) -> int:
         return self.input.shape[1]
+
+    @property
+    def xnnpack(self) -> bool:
+        """Whether XNNPACK runs (part of) this model, as the interpreter reports it: a delegate applied to the
+        graph shows as a DELEGATE node, and XNNPACK is the only delegate the box's interpreters apply."""
+        return any(op.get("op_name") == "DELEGATE" for op in self._interpreter._get_ops_details())
 
     def predict(self, pixels: np.ndarray) -> list[np.ndarray]:
         """Run a batch of uint8 images (N, size, size, 1); returns each output as float32 (N, ...),

@@ -1,5 +1,6 @@
 """Report forms for `classify`: a terminal table, CSV, JSON and JSON lines. Every form carries the notice
-that this is not a diagnosis, and a warning when the bundle was trained on synthetic data."""
+that this is not a diagnosis, and a warning when the bundle was trained on synthetic data, failed its parity
+gate, or when the box's self-test fell back to other kernels or found no self-test to run."""
 
 from __future__ import annotations
 
@@ -11,8 +12,7 @@ from pathlib import Path
 
 from . import DISCLAIMER
 from .atomic import write_atomic
-from .bundle import Bundle
-from .classify import COLUMNS, Result, Summary
+from .classify import COLUMNS, Classifier, Result, Summary
 from .labels import LABELS
 
 SYNTHETIC_WARNING = ("WARNING: this bundle was trained on synthetic data: its results mean nothing for real "
@@ -22,12 +22,14 @@ UNVERIFIED_WARNING = ("WARNING: this bundle failed its float-vs-quantized parity
 REPORT_SUFFIXES = (".csv", ".json", ".jsonl")
 
 
-def notices(bundle: Bundle) -> list[str]:
+def notices(classifier: Classifier) -> list[str]:
     lines = [DISCLAIMER]
-    if bundle.synthetic:
+    if classifier.bundle.synthetic:
         lines.append(SYNTHETIC_WARNING)
-    if not bundle.deployable:
+    if not classifier.bundle.deployable:
         lines.append(UNVERIFIED_WARNING)
+    if warning := classifier.selftest.warning():
+        lines.append(warning)
     return lines
 
 
@@ -43,9 +45,9 @@ def summary_text(summary: Summary) -> str:
             f"errors {summary.errors}; {summary.images_per_s:.1f} images/s")
 
 
-def to_csv(results: list[Result], bundle: Bundle) -> str:
+def to_csv(results: list[Result], classifier: Classifier) -> str:
     out = io.StringIO()
-    for line in notices(bundle):
+    for line in notices(classifier):
         out.write(f"# {line}\n")
     writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -55,18 +57,18 @@ def to_csv(results: list[Result], bundle: Bundle) -> str:
     return out.getvalue()
 
 
-def to_json(results: list[Result], summary: Summary, bundle: Bundle) -> str:
-    data = {"notice": DISCLAIMER, "warnings": notices(bundle)[1:], "bundle": _bundle_info(bundle),
+def to_json(results: list[Result], summary: Summary, classifier: Classifier) -> str:
+    data = {"notice": DISCLAIMER, "warnings": notices(classifier)[1:], "bundle": _bundle_info(classifier),
             "summary": summary_dict(summary), "results": [r.as_row() for r in results]}
     return json.dumps(data, indent=2) + "\n"
 
 
-def to_jsonl(results: list[Result], bundle: Bundle) -> str:
-    head = json.dumps({"notice": DISCLAIMER, "warnings": notices(bundle)[1:], "bundle": _bundle_info(bundle)})
+def to_jsonl(results: list[Result], classifier: Classifier) -> str:
+    head = json.dumps({"notice": DISCLAIMER, "warnings": notices(classifier)[1:], "bundle": _bundle_info(classifier)})
     return "\n".join([head, *(json.dumps(r.as_row()) for r in results)]) + "\n"
 
 
-def to_table(results: list[Result], summary: Summary, bundle: Bundle) -> str:
+def to_table(results: list[Result], summary: Summary, classifier: Classifier) -> str:
     headers = ["path", "label", *(f"p_{lb}" for lb in LABELS), "refer", "reason / error"]
     rows = []
     for r in results:
@@ -77,23 +79,24 @@ def to_table(results: list[Result], summary: Summary, bundle: Bundle) -> str:
     line = lambda cells: "  ".join(str(c)[:w].ljust(w) if i < len(cells) - 1 else str(c)  # noqa: E731
                                    for i, (c, w) in enumerate(zip(cells, widths)))
     out = [line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows), "", summary_text(summary)]
-    return "\n".join(out + notices(bundle)) + "\n"
+    return "\n".join(out + notices(classifier)) + "\n"
 
 
-def _bundle_info(bundle: Bundle) -> dict:
-    m = bundle.manifest
-    return {"path": str(bundle.path), "quantization": m.get("quantization"), "threshold": bundle.threshold,
-            "synthetic": bundle.synthetic, "deployable": bundle.deployable}
+def _bundle_info(classifier: Classifier) -> dict:
+    bundle = classifier.bundle
+    return {"path": str(bundle.path), "quantization": bundle.manifest.get("quantization"),
+            "threshold": bundle.threshold, "synthetic": bundle.synthetic, "deployable": bundle.deployable,
+            "selftest": classifier.selftest.as_dict()}
 
 
-def render(fmt: str, results: list[Result], summary: Summary, bundle: Bundle) -> str:
+def render(fmt: str, results: list[Result], summary: Summary, classifier: Classifier) -> str:
     if fmt == "table":
-        return to_table(results, summary, bundle)
+        return to_table(results, summary, classifier)
     if fmt == "csv":
-        return to_csv(results, bundle)
+        return to_csv(results, classifier)
     if fmt == "jsonl":
-        return to_jsonl(results, bundle)
-    return to_json(results, summary, bundle)
+        return to_jsonl(results, classifier)
+    return to_json(results, summary, classifier)
 
 
 def report_format(path: os.PathLike | str) -> str:
@@ -103,6 +106,6 @@ def report_format(path: os.PathLike | str) -> str:
     return suffix[1:]
 
 
-def write_report(path: os.PathLike | str, results: list[Result], summary: Summary, bundle: Bundle) -> None:
+def write_report(path: os.PathLike | str, results: list[Result], summary: Summary, classifier: Classifier) -> None:
     """Write the report file atomically, in the format its suffix names."""
-    write_atomic(path, render(report_format(path), results, summary, bundle))
+    write_atomic(path, render(report_format(path), results, summary, classifier))
