@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= demo-output
 
-.PHONY: demo test bench pi-check pi-kit install clean
+.PHONY: demo test bench pi-check pi-kit litert-matrix install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,13 +29,18 @@ demo: $(VENV)/.installed-train+dicom
 bench: $(VENV)/.installed-train+dev+dicom
 	$(BIN)/python -m benchmarks.run_all --json bench-output.json
 
-# Not part of `make test`: builds an arm64 Debian root once (about 5 minutes), needs root.
+# Not part of `make test`: builds an arm64 Debian root once (about 5 minutes), needs root; trains a small
+# tiny run for the kit (about a minute).
 pi-check: $(VENV)/.installed-train+dev+dicom
 	BIN=$(BIN) bash scripts/pi_check.sh
 
 # The same check for a real Raspberry Pi: a folder to copy there and run (`sh run-on-pi.sh`).
 pi-kit: $(VENV)/.installed-train+dev+dicom
 	BIN=$(BIN) bash scripts/pi_kit.sh
+
+# Every published LiteRT version on the emulated Pi, against the probe's x86_64 answers: when the pin can move.
+litert-matrix: $(VENV)/.installed-train+dev+dicom
+	BIN=$(BIN) bash scripts/litert_matrix.sh
 
 clean:
 	rm -rf $(DEMO_OUT) bench-output build dist pi-kit
