@@ -1,4 +1,6 @@
-"""A minimal, standalone reproduction of LiteRT's aarch64 int8 fault, for an upstream bug report: a 3 kB
+"""A minimal, standalone reproduction of the int8 fault of LiteRT >= 2.1's XNNPACK on qemu 7.2's SME-capable
+arm64 CPU (`QEMU_CPU=max`), for an upstream bug report (qemu's or LiteRT's: qemu 10.0.2 gives the right
+answers on its own max CPU, and so do the Raspberry Pi CPUs cortex-a72 and cortex-a76 on qemu 7.2): a 3 kB
 full-integer model (one 3x3 convolution, average pooling, a dense softmax; uint8 in and out), 16 random
 16x16 inputs, and the outputs that x86_64 gives for them (LiteRT 2.0.3 and 2.3.0, XNNPACK on or off, agree bit
 for bit). Needs only numpy and ai-edge-litert.

@@ -4,7 +4,7 @@ report comparison.
     python scripts/pi_assets.py bundle OUT          # an int8 alexnet-edge bundle (untrained, seeded)
     python scripts/pi_assets.py images OUT          # 8 synthetic radiographs and a corrupt file
     python scripts/pi_assets.py cpuinfo cortex-a72  # a Raspberry Pi 4 (a72) or Pi 5 (a76) cpuinfo
-    python scripts/pi_assets.py compare HOST.json PI.json LABEL [exact|selftest]
+    python scripts/pi_assets.py compare HOST.json PI.json LABEL [pinned|selftest]
 """
 
 from __future__ import annotations
@@ -14,15 +14,18 @@ import re
 import sys
 from pathlib import Path
 
-TOLERANCE = 1e-6  # probabilities are reported to 6 decimals: equal as reported means the same uint8 output
-OOD_TOLERANCE = 1e-4  # ood_score is reported to 4 decimals
+PROBABILITY_STEPS = 2  # the same interpreter version: measured 0-1 step of 1/256 between aarch64 and x86_64
+OOD_RELATIVE = 0.01  # ood_score is a distance over the features, which move with them
 SELFTEST_TOLERANCE_STEPS = 16  # cxr_edge.selftest.TOLERANCE_STEPS; this file runs on the Pi with the standard library
-# (CPU part, features) as a Raspberry Pi 4 (Cortex-A72) and Pi 5 (Cortex-A76) report them.
+# (CPU part, features) as a Raspberry Pi 4 (Cortex-A72) and Pi 5 (Cortex-A76) report them. "max" is qemu's
+# everything-on CPU (SVE, SME, i8mm), like no Pi: it gets the Pi 5's text (what the code uses comes from the
+# emulated CPU itself), and pi-check runs it to show the self-test catching LiteRT's wrong outputs there.
 CPUS = {
     "cortex-a72": ("0xd08", "fp asimd evtstrm crc32 cpuid"),
     "cortex-a76": ("0xd0b", "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm "
                             "lrcpc dcpop asimddp"),
 }
+CPUS["max"] = CPUS["cortex-a76"]
 
 
 def make_bundle(out: Path) -> None:
@@ -72,42 +75,45 @@ def cpuinfo(cpu: str) -> str:
     return "".join(f"processor\t: {i}\n{block}\n" for i in range(4)) + "Model\t\t: Raspberry Pi\n"
 
 
-def compare(host_path: Path, pi_path: Path, label: str, mode: str = "exact") -> bool:
-    """Compare the Pi's report with the host's. "exact": same rows, labels, refer flags, errors and reasons,
-    probabilities and ood_score equal as reported (bit for bit). "selftest": the Pi's interpreter is one the
-    self-test may have caught (a fallback to other kernels): same rows, refer flags and errors, and the same
-    label wherever the host's top two probabilities are further apart than the self-test's tolerance allows
-    a legitimate difference to swap."""
+def compare(host_path: Path, pi_path: Path, label: str, mode: str = "pinned") -> bool:
+    """Compare the Pi's report with the host's. "pinned" (the verified interpreter): same rows, labels, refer
+    flags, errors and reasons, probabilities within PROBABILITY_STEPS steps of 1/256 (XNNPACK's int8 kernels
+    differ by a step now and then between aarch64 and x86_64), ood_score within 1%; and it says whether the
+    report is the host's bit for bit. "selftest" (a machine known to compute wrongly, where the self-test may
+    have fallen back to other kernels): same rows, refer flags and errors, and the same label wherever the
+    host's top two probabilities are further apart than the self-test's tolerance lets a legitimate
+    difference swap them."""
     host_report, pi_report = (json.loads(Path(p).read_text()) for p in (host_path, pi_path))
     host, pi = host_report["results"], pi_report["results"]
     problems, max_diff, max_ood = [], 0.0, 0.0
     if [r["path"] for r in host] != [r["path"] for r in pi]:
         problems.append("different rows")
     for h, p in zip(host, pi):
-        keys = ("label", "refer", "error") if mode == "exact" or _clear(h) else ("refer", "error")
+        keys = ("label", "refer", "error") if mode == "pinned" or _clear(h) else ("refer", "error")
         for key in keys:
             if h[key] != p[key]:
                 problems.append(f"{h['path']}: {key} {h[key]!r} on the host, {p[key]!r} on the Pi")
-        if mode == "exact" and _masked(h["reason"]) != _masked(p["reason"]):
+        if mode == "pinned" and _masked(h["reason"]) != _masked(p["reason"]):
             problems.append(f"{h['path']}: reason {h['reason']!r} on the host, {p['reason']!r} on the Pi")
         for key, value in h.items():
             if key.startswith("p_") and value is not None:
                 max_diff = max(max_diff, abs(value - p[key]))
         if h.get("ood_score") is not None and p.get("ood_score") is not None:
-            max_ood = max(max_ood, abs(h["ood_score"] - p["ood_score"]))
-    if mode == "exact" and (max_diff > TOLERANCE or max_ood > OOD_TOLERANCE):
-        problems.append(f"probabilities differ by up to {max_diff:.2e}, ood_score by {max_ood:.2e} (the host's "
-                        "figures are not reproduced bit for bit)")
+            max_ood = max(max_ood, abs(h["ood_score"] - p["ood_score"]) / max(abs(h["ood_score"]), 1e-9))
+    if mode == "pinned" and (max_diff > PROBABILITY_STEPS / 256 + 1e-6 or max_ood > OOD_RELATIVE):
+        problems.append(f"probabilities differ by up to {max_diff:.2e} (limit {PROBABILITY_STEPS}/256), "
+                        f"ood_score by {max_ood:.1%} (limit {OOD_RELATIVE:.0%})")
     selftest = pi_report.get("bundle", {}).get("selftest", {})
     tried = "; then ".join(f"{'XNNPACK' if t['xnnpack'] else t['kernels'] + ' kernels'} "
                            f"{'passed' if t['passed'] else 'FAILED'} ({t['max_steps']:g} steps)"
                            for t in selftest.get("tried", []))
     print(f"  self-test: {selftest.get('status', 'none')}{': ' + tried if tried else ''}")
     verdict = "PASS" if not problems else "FAIL"
-    judged = "labels, refer flags, errors and probabilities" if mode == "exact" else \
-        "refer flags, errors and clear labels"
-    print(f"{verdict} {label}: {len(host)} rows, {judged} {'as on the host' if not problems else 'differ'}; "
-          f"max |probability difference| {max_diff:.2e}, max |ood_score difference| {max_ood:.2e}")
+    judged = "labels, refer flags, errors" if mode == "pinned" else "refer flags, errors, clear labels"
+    bitwise = "; bit for bit" if max_diff == 0 and max_ood == 0 else ""
+    print(f"{verdict} {label}: {len(host)} rows, {judged} {'as on the host' if not problems else 'differ'}"
+          f"{bitwise}; max |probability difference| {max_diff:.2e} ({max_diff * 256:.1f} steps), "
+          f"max ood_score difference {max_ood:.2%}")
     for problem in problems:
         print(f"  {problem}")
     return not problems

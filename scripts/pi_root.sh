@@ -43,8 +43,10 @@ mountpoint -q "$ROOT/dev" || bind /dev "$ROOT/dev"
 mkdir -p "$ROOT/sys"
 mountpoint -q "$ROOT/sys" || bind /sys "$ROOT/sys"
 
+# QEMU_CPU is passed on explicitly: `env -i` would clear it, and every program it starts would then run on
+# qemu's default "max" CPU whatever was asked (earlier runs here did, unknowingly: README, "Verified interpreters").
 in_root() { chroot "$ROOT" env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/root LANG=C.UTF-8 \
-    PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_DISABLE_PIP_VERSION_CHECK=1 QEMU_CPU="${QEMU_CPU:-}" "$@"; }
+    PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_DISABLE_PIP_VERSION_CHECK=1 ${QEMU_CPU:+QEMU_CPU=$QEMU_CPU} "$@"; }
 
 # QEMU_CPU and a Pi-like /proc/cpuinfo for CPU (cortex-a72: Pi 4, cortex-a76: Pi 5): LiteRT crashes on qemu's
 # pass-through of the host's x86 cpuinfo.

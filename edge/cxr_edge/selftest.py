@@ -1,8 +1,8 @@
 """Known answers: before a bundle's models answer for anyone, they must reproduce the outputs that the converting
 machine's interpreter gave for a few reference inputs shipped in the bundle (selftest.npz).
 
-An interpreter can be wrong on one platform and right on another (LiteRT 2.1-2.3's int8 kernels under aarch64
-emulation labelled every image normal), and nothing else on the box would notice. So every command that runs
+An interpreter can be wrong on one platform and right on another (LiteRT 2.1-2.3's int8 XNNPACK kernels on an
+emulated SME-capable arm64 CPU labelled every image normal), and nothing else on the box would notice. So every command that runs
 the models checks them first, on the very interpreters it then uses, and falls back to TFLite's built-in
 kernels when the default ones (XNNPACK) fail; when every kernel set fails it refuses to run.
 
@@ -25,12 +25,13 @@ from .interpreter import KERNELS, TFLiteModel, backend, predict_in_batches
 STAGES = ("stage1", "stage2")
 # Largest difference allowed, in quantization steps. Legitimate differences measured (README, "Self-test"):
 # XNNPACK across LiteRT versions and aarch64/x86_64 up to 3 steps, built-in kernels vs XNNPACK up to 11; the
-# LiteRT 2.3 aarch64 fault 34 steps on the 3 kB probe model and 216-255 on a trained tiny bundle.
+# one fault found (LiteRT >= 2.1's XNNPACK on qemu 7.2's SME-capable CPU) 34 steps on the 3 kB probe model and
+# 216-255 on a trained tiny bundle.
 TOLERANCE_STEPS = 16.0
 BATCH = 8  # the batch size classify runs, so the self-test exercises the very allocation that then serves
 # The interpreter versions that `make pi-check` (or a real machine) showed giving the reference answers, per
 # machine; pyproject.toml installs these. Named in the refusal message as what to install.
-VERIFIED = {"aarch64": "ai-edge-litert==2.0.3", "x86_64": "ai-edge-litert==2.0.3"}
+VERIFIED = {"aarch64": "ai-edge-litert==2.3.0", "x86_64": "ai-edge-litert==2.3.0"}
 _KERNEL_NAMES = {"default": "the default kernels", "builtin": "TFLite's built-in kernels"}
 
 
@@ -219,7 +220,7 @@ def _advice() -> str:
 
 def _refusal(outcomes: list[Outcome]) -> str:
     tried = "; ".join(o.describe() for o in outcomes)
+    install = VERIFIED.get(platform.machine(), VERIFIED["x86_64"])
     return (f"the bundle's self-test failed on every kernel set of this interpreter, so its results cannot be "
-            f"trusted on this box: {tried}. {_advice()} Install that version (for example "
-            f"`pip install '{VERIFIED.get(platform.machine(), 'ai-edge-litert==2.0.3')}'`) and check again with "
-            "`cxr-edge info BUNDLE`; --allow-unverified does not skip this check.")
+            f"trusted on this box: {tried}. {_advice()} Install that version (`pip install '{install}'`) and "
+            "check again with `cxr-edge info BUNDLE`; --allow-unverified does not skip this check.")
