@@ -29,7 +29,9 @@ for version in $versions; do
     fi
     for cpu in $CPUS; do
         pi_cpu "$cpu"
-        in_root /opt/litert-matrix/bin/python "$work/litert_repro.py" "$work/model.tflite" "$work/known.npz" \
-            2>/dev/null | sed "s/^/$cpu: /" || true
+        lines=$(in_root /opt/litert-matrix/bin/python "$work/litert_repro.py" "$work/model.tflite" \
+            "$work/known.npz" 2> "$ROOT$work/run.err" | grep kernels || true)
+        echo "${lines:-ai-edge-litert $version: the reproduction did not run: $(tail -n 1 "$ROOT$work/run.err")}" \
+            | sed "s/^/$cpu: /"
     done
 done

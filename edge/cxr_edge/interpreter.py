@@ -118,9 +118,7 @@ class TFLiteModel:
 
     @property
     def xnnpack(self) -> bool:
-        """Whether XNNPACK runs (part of) this model, as the interpreter reports it: a delegate applied to the
-        graph shows as a DELEGATE node, and XNNPACK is the only delegate the box's interpreters apply."""
-        return any(op.get("op_name") == "DELEGATE" for op in self._interpreter._get_ops_details())
+        return uses_xnnpack(self._interpreter)
 
     def predict(self, pixels: np.ndarray) -> list[np.ndarray]:
         """Run a batch of uint8 images (N, size, size, 1); returns each output as float32 (N, ...),
@@ -136,6 +134,12 @@ class TFLiteModel:
         self._interpreter.set_tensor(self.input.index, _quantize_input(pixels, self.input))
         self._interpreter.invoke()
         return [_dequantize(self._interpreter.get_tensor(o.index), o) for o in self.outputs]
+
+
+def uses_xnnpack(interpreter) -> bool:
+    """Whether XNNPACK runs (part of) an allocated interpreter's model, as the interpreter reports it: a
+    delegate applied to the graph shows as a DELEGATE node, and XNNPACK is the only one the box applies."""
+    return any(op.get("op_name") == "DELEGATE" for op in interpreter._get_ops_details())
 
 
 def _quantize_input(pixels: np.ndarray, spec: TensorSpec) -> np.ndarray:

@@ -13,7 +13,7 @@ from importlib.resources import files
 
 import numpy as np
 
-from ..interpreter import backend
+from ..interpreter import backend, uses_xnnpack
 
 MODEL, KNOWN = "model.tflite", "known.npz"
 INPUT_SHAPE = (16, 16, 16, 1)  # 16 images of 16x16 pixels, one batch
@@ -29,8 +29,7 @@ def run_probe_model(model: bytes, inputs: np.ndarray, kernels: str) -> tuple[np.
     interpreter.allocate_tensors()
     interpreter.set_tensor(detail["index"], inputs)
     interpreter.invoke()
-    xnnpack = any(op.get("op_name") == "DELEGATE" for op in interpreter._get_ops_details())
-    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).copy(), xnnpack
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).copy(), uses_xnnpack(interpreter)
 
 
 @dataclass(frozen=True)
