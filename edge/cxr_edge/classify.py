@@ -7,7 +7,7 @@ import os
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -16,7 +16,7 @@ from PIL import Image
 
 from .bundle import Bundle
 from .cascade import combine
-from .images import ImageError, load_image, to_model_input
+from .images import ImageError, NotAnImage, load_radiograph, to_model_input
 from .interpreter import pad_batch
 from .labels import LABELS
 from .selftest import trusted_models
@@ -29,9 +29,16 @@ PREFETCH = 16  # images decoded ahead of inference: bounded, so memory does not 
 BATCH = 8  # images per invoke: large dense layers are read once per batch, not once per image
 
 
+def printable(name: str) -> str:
+    """A file name as reports show it: names that are not valid UTF-8 (a FAT stick written under another code
+    page) keep their odd bytes as \\xNN escapes, so every report form can carry them and they still find the file."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 @dataclass(frozen=True, slots=True)
 class Result:
-    """One row of the report. `label` is empty when `error` is set."""
+    """One row of the report. `label` is empty when `error` is set. A file that is not an image (`skipped`
+    names its kind: a DICOMDIR, a structured report) is counted in the summary, not given a row."""
 
     path: str
     label: str = ""
@@ -40,9 +47,10 @@ class Result:
     reason: str = ""
     error: str = ""
     ood_score: float | None = None  # None: the bundle has no out-of-distribution statistics, or an error row
+    skipped: str = ""
 
     def as_row(self) -> dict:
-        row = {"path": self.path, "label": self.label}
+        row = {"path": printable(self.path), "label": self.label}
         for i, label in enumerate(LABELS):
             row[f"p_{label}"] = round(self.probs[i], 6) if self.probs else None
         row.update(refer=self.refer, reason=self.reason, error=self.error,
@@ -132,15 +140,17 @@ class Classifier:
 
 
 def decode(path: Path, size: int, keep_gray: bool = False):
-    """Everything but inference, so that it all overlaps inference: (model input, sanity problems, full-size
-    gray image when asked for, error)."""
+    """Everything but inference, so that it all overlaps inference: (model input, reasons to refer from the
+    header and the sanity checks, full-size gray image when asked for, error, kind of a skipped non-image)."""
     try:
-        gray = load_image(path)
-        return to_model_input(gray, size), sanity_problems(gray), gray if keep_gray else None, None
+        gray, header = load_radiograph(path)
+        return to_model_input(gray, size), header + sanity_problems(gray), gray if keep_gray else None, None, ""
+    except NotAnImage as exc:
+        return None, None, None, None, exc.kind
     except ImageError as exc:
-        return None, None, None, exc.problem
+        return None, None, None, exc.problem, ""
     except OSError as exc:  # e.g. the stick was pulled: an error row, and the run goes on
-        return None, None, None, f"cannot be read ({exc.strerror or exc})"
+        return None, None, None, f"cannot be read ({exc.strerror or exc})", ""
 
 
 def prefetched(folder: Path, names: Iterable[str], size: int, depth: int = PREFETCH,
@@ -181,7 +191,7 @@ def classify_paths(classifier: Classifier, folder: Path, names: list[str],
 
     def emit(results: list[Result]) -> Iterator[Result]:
         for i, result in enumerate(results):
-            if heatmaps is not None and not result.error:
+            if heatmaps is not None and result.label:
                 from .heatmap import write_heatmap
 
                 write_heatmap(classifier, heatmaps, result, grays[i], pending[i][1])
@@ -189,18 +199,18 @@ def classify_paths(classifier: Classifier, folder: Path, names: list[str],
                 on_result(result)
             yield result
 
-    for rel, pixels, problems, gray, error in prefetched(Path(folder), names, classifier.size,
-                                                         keep_gray=heatmaps is not None):
-        if error is None:
+    for rel, pixels, problems, gray, error, skipped in prefetched(Path(folder), names, classifier.size,
+                                                                  keep_gray=heatmaps is not None):
+        if pixels is not None:
             pending.append((rel, pixels, problems))
             grays.append(gray)
             if len(pending) < batch_size:
                 continue
-        if pending:  # a full batch, or an error row that must keep its place in the order
+        if pending:  # a full batch, or an error or skipped row that must keep its place in the order
             yield from emit(classifier.results(pending))
             pending, grays = [], []
-        if error is not None:
-            yield from emit([Result(rel, error=error)])
+        if pixels is None:
+            yield from emit([Result(rel, error=error or "", skipped=skipped)])
     if pending:
         yield from emit(classifier.results(pending))
 
@@ -210,19 +220,30 @@ class Summary:
     counts: dict[str, int]
     referred: int
     errors: int
-    images: int
+    images: int  # rows: classified images and error rows, not skipped files
     seconds: float
     resumed: int = 0  # rows taken from the journal of an interrupted run, not classified now
+    skipped: dict[str, int] = field(default_factory=dict)  # files that are not images, by kind
 
     @property
     def images_per_s(self) -> float:
         return (self.images - self.resumed) / self.seconds if self.seconds > 0 else 0.0
 
 
+def rows_of(results: list[Result]) -> list[Result]:
+    """The results that are report rows: everything but skipped non-images."""
+    return [r for r in results if not r.skipped]
+
+
 def summarize(results: list[Result], seconds: float, resumed: int = 0) -> Summary:
-    counts = {label: sum(r.label == label for r in results) for label in LABELS}
-    return Summary(counts, sum(r.refer for r in results), sum(bool(r.error) for r in results), len(results),
-                   seconds, resumed)
+    skipped: dict[str, int] = {}
+    for r in results:
+        if r.skipped:
+            skipped[r.skipped] = skipped.get(r.skipped, 0) + 1
+    rows = rows_of(results)
+    counts = {label: sum(r.label == label for r in rows) for label in LABELS}
+    return Summary(counts, sum(r.refer for r in rows), sum(bool(r.error) for r in rows), len(rows),
+                   seconds, resumed, dict(sorted(skipped.items())))
 
 
 def run_folder(classifier: Classifier, folder: os.PathLike | str, recursive: bool = True,

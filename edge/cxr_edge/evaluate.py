@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .classify import Classifier, classify_paths
+from .classify import Classifier, classify_paths, printable, rows_of
 from .discover import find_images
 from .labels import LABELS, UnknownLabelError, label_from_folder
 
@@ -56,13 +56,13 @@ def evaluate_folder(classifier: Classifier, folder: Path) -> dict:
     folder = Path(folder)
     pairs = labeled_images(folder)
     truth = {p.relative_to(folder).as_posix(): label for p, label in pairs}
-    results = list(classify_paths(classifier, folder, list(truth)))
+    results = rows_of(list(classify_paths(classifier, folder, list(truth))))
     ok = [r for r in results if not r.error]
     y_true = np.array([LABELS.index(truth[r.path]) for r in ok], dtype=np.int64)
     y_pred = np.array([LABELS.index(r.label) for r in ok], dtype=np.int64)
     metrics = table_metrics(confusion(y_true, y_pred, len(LABELS)))
     metrics.update(images=len(results), referred=sum(r.refer for r in ok),
-                   errors=[{"path": r.path, "error": r.error} for r in results if r.error])
+                   errors=[{"path": printable(r.path), "error": r.error} for r in results if r.error])
     return metrics
 
 

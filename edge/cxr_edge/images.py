@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .dicom import load_dicom, looks_like_dicom
+from .dicom import NoPixelData, looks_like_dicom, read_dicom
 
 IMAGE_CONTRACT_VERSION = 1
 RESIZE_FILTER = "bilinear"  # Pillow's bilinear, antialiased when shrinking; integer arithmetic for mode L
@@ -34,8 +34,21 @@ class ImageError(ValueError):
         super().__init__(f"{self.path}: {problem}")
 
 
+class NotAnImage(ImageError):
+    """A file that is not an image and not an error either (a DICOMDIR, a structured report): skipped."""
+
+    def __init__(self, path: os.PathLike | str, kind: str):
+        super().__init__(path, f"{kind}: not an image")
+        self.kind = kind
+
+
 def load_image(path: os.PathLike | str) -> np.ndarray:
-    """Decode an image file to a 2-D uint8 grayscale array.
+    """load_radiograph without the header's reasons: the image contract, as training and conversion use it."""
+    return load_radiograph(path)[0]
+
+
+def load_radiograph(path: os.PathLike | str) -> tuple[np.ndarray, list[str]]:
+    """Decode an image file to a 2-D uint8 grayscale array, with the reasons its DICOM header gives to refer it.
 
     DICOM files (.dcm, or any file with the DICOM preamble) go through cxr_edge.dicom. For the rest:
     8-bit data keeps its values; 16-bit and 32-bit data are scaled linearly from the image's own
@@ -46,7 +59,10 @@ def load_image(path: os.PathLike | str) -> np.ndarray:
     _check_file(path)
     if looks_like_dicom(path):
         try:
-            return load_dicom(path)
+            image = read_dicom(path)
+            return image.pixels, image.refer
+        except NoPixelData as exc:
+            raise NotAnImage(path, exc.kind) from None
         except ValueError as exc:
             raise ImageError(path, str(exc)) from None
         except MemoryError:
@@ -69,7 +85,7 @@ def load_image(path: os.PathLike | str) -> np.ndarray:
         raise ImageError(path, f"truncated or corrupt image data ({type(exc).__name__}: {exc})") from None
     if gray.ndim != 2 or gray.size == 0:
         raise ImageError(path, f"decoded to an unusable array of shape {gray.shape}")
-    return gray
+    return gray, []
 
 
 def to_model_input(gray: np.ndarray, size: int) -> np.ndarray:

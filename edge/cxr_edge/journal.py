@@ -59,7 +59,7 @@ class Journal:
                 continue  # the torn last line of a crashed run
             key = tuple(entry["key"])
             self.done[key] = Result(entry["path"], entry["label"], tuple(entry["probs"]), entry["refer"],
-                                    entry["reason"], entry["error"], entry.get("ood_score"))
+                                    entry["reason"], entry["error"], entry.get("ood_score"), entry.get("skipped", ""))
 
     def _write(self, entry: dict) -> None:
         self._fh.write(json.dumps(entry) + "\n")
@@ -68,7 +68,7 @@ class Journal:
     def append(self, key: tuple[str, int, int], result: Result) -> None:
         self._write({"key": list(key), "path": result.path, "label": result.label, "probs": list(result.probs),
                      "refer": result.refer, "reason": result.reason, "error": result.error,
-                     "ood_score": result.ood_score})
+                     "ood_score": result.ood_score, "skipped": result.skipped})
         self.done[key] = result
         if time.monotonic() - self._last_sync >= FSYNC_SECONDS:
             os.fsync(self._fh.fileno())
@@ -111,7 +111,7 @@ def run_with_journal(classifier, folder: os.PathLike | str, report: os.PathLike 
     journal = Journal(report, identity, restart)
     todo = [p for p in paths if keys[p] not in journal.done]
     key_by_rel = {keys[p][0]: keys[p] for p in todo}
-    resumed = len(paths) - len(todo)
+    resumed = sum(not journal.done[keys[p]].skipped for p in paths if keys[p] in journal.done)  # rows, as counted
 
     def record(result: Result) -> None:
         journal.append(key_by_rel[result.path], result)

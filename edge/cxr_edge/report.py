@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import DISCLAIMER
 from .atomic import write_atomic
-from .classify import COLUMNS, Classifier, Result, Summary
+from .classify import COLUMNS, Classifier, Result, Summary, printable, rows_of
 from .labels import LABELS
 
 SYNTHETIC_WARNING = ("WARNING: this bundle was trained on synthetic data: its results mean nothing for real "
@@ -35,14 +35,18 @@ def notices(classifier: Classifier) -> list[str]:
 
 def summary_dict(summary: Summary) -> dict:
     return {"images": summary.images, "counts": summary.counts, "referred": summary.referred,
-            "errors": summary.errors, "seconds": round(summary.seconds, 3),
+            "errors": summary.errors, "skipped": summary.skipped, "seconds": round(summary.seconds, 3),
             "images_per_s": round(summary.images_per_s, 2)}
 
 
 def summary_text(summary: Summary) -> str:
     counts = ", ".join(f"{label} {n}" for label, n in summary.counts.items())
+    skipped = ""
+    if summary.skipped:
+        kinds = ", ".join(f"{kind} {n}" for kind, n in summary.skipped.items())
+        skipped = f"; skipped {sum(summary.skipped.values())} file(s) that are not images ({kinds})"
     return (f"{summary.images} images: {counts}; referred to a clinician {summary.referred}; "
-            f"errors {summary.errors}; {summary.images_per_s:.1f} images/s")
+            f"errors {summary.errors}{skipped}; {summary.images_per_s:.1f} images/s")
 
 
 def to_csv(results: list[Result], classifier: Classifier) -> str:
@@ -51,7 +55,7 @@ def to_csv(results: list[Result], classifier: Classifier) -> str:
         out.write(f"# {line}\n")
     writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
-    for r in results:
+    for r in rows_of(results):
         row = r.as_row()
         writer.writerow({k: ("" if v is None else str(v).lower() if isinstance(v, bool) else v) for k, v in row.items()})
     return out.getvalue()
@@ -59,21 +63,21 @@ def to_csv(results: list[Result], classifier: Classifier) -> str:
 
 def to_json(results: list[Result], summary: Summary, classifier: Classifier) -> str:
     data = {"notice": DISCLAIMER, "warnings": notices(classifier)[1:], "bundle": _bundle_info(classifier),
-            "summary": summary_dict(summary), "results": [r.as_row() for r in results]}
+            "summary": summary_dict(summary), "results": [r.as_row() for r in rows_of(results)]}
     return json.dumps(data, indent=2) + "\n"
 
 
 def to_jsonl(results: list[Result], classifier: Classifier) -> str:
     head = json.dumps({"notice": DISCLAIMER, "warnings": notices(classifier)[1:], "bundle": _bundle_info(classifier)})
-    return "\n".join([head, *(json.dumps(r.as_row()) for r in results)]) + "\n"
+    return "\n".join([head, *(json.dumps(r.as_row()) for r in rows_of(results))]) + "\n"
 
 
 def to_table(results: list[Result], summary: Summary, classifier: Classifier) -> str:
     headers = ["path", "label", *(f"p_{lb}" for lb in LABELS), "refer", "reason / error"]
     rows = []
-    for r in results:
+    for r in rows_of(results):
         probs = [f"{p:.3f}" for p in r.probs] if r.probs else ["-"] * len(LABELS)
-        rows.append([r.path, r.label or "ERROR", *probs, "yes" if r.refer else "", r.error or r.reason])
+        rows.append([printable(r.path), r.label or "ERROR", *probs, "yes" if r.refer else "", r.error or r.reason])
     widths = [min(48, max(len(h), *(len(row[i]) for row in rows))) if rows else len(h) for i, h in enumerate(headers)]
     widths[-1] = len(headers[-1])  # the last column runs free
     line = lambda cells: "  ".join(str(c)[:w].ljust(w) if i < len(cells) - 1 else str(c)  # noqa: E731

@@ -1,0 +1,211 @@
+"""What X-ray units write to a stick: every common DICOM transfer syntax from the base install, an IHE PDI
+export (DICOMDIR, nested extension-less files, non-image objects), header-based referral, and file names that
+are not valid UTF-8."""
+
+import csv
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import pydicom
+from pydicom import uid as uids
+
+from cxr_edge.cli import main
+from cxr_edge.images import NotAnImage, load_image, load_radiograph
+
+from .test_dicom import write_dicom
+
+PATIENT = ("Test^Patient", "PID-0042")  # planted in every header: must never reach a report
+LOSSLESS = [uids.ImplicitVRLittleEndian, uids.DeflatedExplicitVRLittleEndian, uids.RLELossless,
+            uids.JPEGLossless, uids.JPEGLosslessSV1, uids.JPEGLSLossless, uids.JPEG2000Lossless]
+LOSSY = [uids.JPEGLSNearLossless, uids.JPEG2000]
+
+
+def _radiograph(size=160, seed=0):
+    """A 12-bit grayscale radiograph-like image: smooth anatomy-like structure plus noise."""
+    from cxr_train.synth import image_rng, make_image
+
+    pixels = make_image("covid19", 299, image_rng(seed, "covid19", 0)).pixels
+    small = np.asarray(Image.fromarray(pixels).resize((size, size)), np.float64)
+    return np.rint(small / 255 * 4095)
+
+
+def _dicom(path, pixels, bits=12, syntax=uids.ExplicitVRLittleEndian, **header):
+    write_dicom(path, pixels, bits)
+    ds = pydicom.dcmread(path)
+    ds.PatientName, ds.PatientID = PATIENT
+    ds.PatientBirthDate, ds.StudyDate = "19700101", "20260101"
+    for keyword, value in header.items():
+        setattr(ds, keyword, value)
+    ds.save_as(path, enforce_file_format=True)
+    return _transcode(path, syntax) if syntax != uids.ExplicitVRLittleEndian else path
+
+
+def _transcode(path, syntax):
+    """Rewrite a file in another transfer syntax: pydicom for the uncompressed ones and RLE, GDCM (in the base
+    install) for the JPEG family, as a unit's own encoder would."""
+    if syntax in (uids.ImplicitVRLittleEndian, uids.DeflatedExplicitVRLittleEndian):
+        ds = pydicom.dcmread(path)
+        ds.file_meta.TransferSyntaxUID = syntax
+        ds.save_as(path, enforce_file_format=True, implicit_vr=syntax == uids.ImplicitVRLittleEndian)
+    elif syntax == uids.RLELossless:
+        ds = pydicom.dcmread(path)
+        ds.compress(syntax)
+        ds.save_as(path, enforce_file_format=True)
+    else:
+        import gdcm
+
+        reader = gdcm.ImageReader()
+        reader.SetFileName(str(path))
+        assert reader.Read()
+        change = gdcm.ImageChangeTransferSyntax()
+        change.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.GetTSType(str(syntax))))
+        change.SetInput(reader.GetImage())
+        assert change.Change(), syntax.name
+        writer = gdcm.ImageWriter()
+        writer.SetFileName(str(path))
+        writer.SetFile(reader.GetFile())
+        writer.SetImage(change.GetOutput())
+        assert writer.Write()
+    assert pydicom.dcmread(path).file_meta.TransferSyntaxUID == syntax
+    return path
+
+
+@pytest.mark.parametrize("syntax", LOSSLESS + LOSSY, ids=lambda s: s.name)
+def test_every_common_transfer_syntax_decodes_like_the_uncompressed_original(tmp_path, syntax):
+    pixels = _radiograph()
+    original = load_image(_dicom(tmp_path / "plain.dcm", pixels))
+    decoded = load_image(_dicom(tmp_path / "coded.dcm", pixels, syntax=syntax))
+    if syntax in LOSSLESS:
+        np.testing.assert_array_equal(decoded, original)
+    else:  # lossy: close, as the unit's own viewer would show it
+        assert np.abs(decoded.astype(int) - original).mean() < 2.0
+
+
+def test_jpeg_baseline_8_bit(tmp_path):
+    pixels = np.rint(_radiograph() / 4095 * 255)
+    original = load_image(_dicom(tmp_path / "plain.dcm", pixels, bits=8))
+    decoded = load_image(_dicom(tmp_path / "jpeg.dcm", pixels, bits=8, syntax=uids.JPEGBaseline8Bit))
+    assert np.abs(decoded.astype(int) - original).mean() < 3.0
+
+
+def test_header_safety_reasons_name_no_header_value(tmp_path):
+    pixels = _radiograph()
+    cases = {"frontal": {"ViewPosition": "PA", "BodyPartExamined": "CHEST"},
+             "lateral": {"ViewPosition": "LL"}, "skull": {"BodyPartExamined": "SKULL"},
+             "ct": {"Modality": "CT"}, "raw": {"PresentationIntentType": "FOR PROCESSING"}}
+    reasons = {name: load_radiograph(_dicom(tmp_path / f"{name}.dcm", pixels, **header))[1]
+               for name, header in cases.items()}
+    assert reasons["frontal"] == []
+    assert "not a frontal view" in reasons["lateral"][0]
+    assert "body part other than the chest" in reasons["skull"][0]
+    assert "modality other than radiography" in reasons["ct"][0]
+    assert "for processing" in reasons["raw"][0]
+    assert not any(value in " ".join(sum(reasons.values(), [])) for value in ("SKULL", "CT", " LL"))
+
+
+def test_presentation_lut_shape_inverse_is_inverted(tmp_path):
+    pixels = _radiograph()
+    plain = load_image(_dicom(tmp_path / "plain.dcm", pixels))
+    inverse = load_image(_dicom(tmp_path / "inverse.dcm", pixels, PresentationLUTShape="INVERSE"))
+    assert np.abs(inverse.astype(int) - (255 - plain)).max() <= 1  # rounding at .5 may go the other way
+
+
+def _pdi_stick(tmp_path):
+    """An IHE PDI export as a DR console writes it: DICOMDIR at the root, extension-less files in nested
+    folders, one image per common syntax, a structured report, a lateral view, MONOCHROME1, a SIGMOID window."""
+    from pydicom.fileset import FileSet
+
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    pixels = _radiograph()
+    files = [_dicom(staging / f"{i}.dcm", pixels, syntax=syntax, ViewPosition="PA")
+             for i, syntax in enumerate([uids.ExplicitVRLittleEndian, uids.JPEGLosslessSV1, uids.JPEGLSLossless,
+                                         uids.JPEG2000Lossless, uids.RLELossless])]
+    files.append(_dicom(staging / "lateral.dcm", pixels, ViewPosition="LL"))
+    files.append(_dicom(staging / "m1.dcm", pixels, PhotometricInterpretation="MONOCHROME1"))
+    files.append(_dicom(staging / "sigmoid.dcm", pixels, WindowCenter=2048, WindowWidth=3000,
+                        VOILUTFunction="SIGMOID"))
+    sr = pydicom.dcmread(files[0])
+    del sr.PixelData
+    sr.SOPClassUID = sr.file_meta.MediaStorageSOPClassUID = uids.BasicTextSRStorage
+    sr.SOPInstanceUID = sr.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    sr.Modality = "SR"
+    sr.CompletionFlag, sr.VerificationFlag = "COMPLETE", "UNVERIFIED"
+    sr.ContentDate, sr.ContentTime = "20260101", "120000"
+    code = pydicom.Dataset()
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "18748-4", "LN", "Diagnostic imaging report"
+    sr.ConceptNameCodeSequence = [code]
+    sr.save_as(staging / "sr.dcm", enforce_file_format=True)
+    files.append(staging / "sr.dcm")
+    fileset = FileSet()
+    study = {"StudyInstanceUID": pydicom.uid.generate_uid(), "StudyTime": "120000", "StudyID": "1",
+             "AccessionNumber": "A1", "SeriesInstanceUID": pydicom.uid.generate_uid(), "SeriesNumber": 1}
+    for number, f in enumerate(files, 1):
+        ds = pydicom.dcmread(f)
+        for keyword, value in {**study, "InstanceNumber": number}.items():
+            setattr(ds, keyword, value)
+        ds.save_as(f, enforce_file_format=True)
+        fileset.add(f)
+    stick = tmp_path / "stick"
+    fileset.write(stick)
+    (stick / "autorun.inf").write_text("[autorun]\nopen=viewer.exe\n")
+    (stick / "index.htm").write_text("<html>viewer</html>")
+    return stick
+
+
+@pytest.mark.slow
+def test_a_pdi_stick_through_classify(tmp_path, edge_bundle):
+    stick = _pdi_stick(tmp_path)
+    assert (stick / "DICOMDIR").exists()
+    with pytest.raises(NotAnImage, match="DICOMDIR"):
+        load_image(stick / "DICOMDIR")
+    outputs = {}
+    for suffix in (".csv", ".json", ".jsonl"):
+        report = tmp_path / f"report{suffix}"
+        result = CliRunner().invoke(main, ["classify", str(stick), "--model", str(edge_bundle), "--format", "table",
+                                           "--output", str(report)])
+        assert result.exit_code == 0, result.output  # nothing is wrong with the stick: every image classified
+        outputs[suffix] = report.read_text()
+        outputs["table"] = result.output
+    data = json.loads(outputs[".json"])
+    rows = data["results"]
+    assert len(rows) == 8 and all(r["label"] and not r["error"] for r in rows)  # DICOMDIR and the SR are no rows
+    assert data["summary"]["skipped"] == {"Basic Text SR": 1, "DICOMDIR": 1}
+    assert "skipped 2 file(s) that are not images (Basic Text SR 1, DICOMDIR 1)" in outputs["table"]
+    referred = [r for r in rows if "not a frontal view" in r["reason"]]
+    assert len(referred) == 1 and referred[0]["refer"]
+    for text in outputs.values():
+        for value in (*PATIENT, "Test", "PID", "19700101", "20260101"):
+            assert value not in text
+    # the same pixels in five lossless syntaxes (and the lateral view) give the same probabilities
+    from collections import Counter
+
+    assert Counter(r["p_normal"] for r in rows).most_common(1)[0][1] >= 6
+
+
+@pytest.mark.slow
+def test_file_names_that_are_not_utf8_reach_every_report_form(tmp_path, edge_bundle, synth_small):
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    odd = os.fsdecode(b"caf\xff-\xe9.png")  # bytes a FAT stick written under another code page leaves
+    Image.open(synth_small / "Normal/images/Normal-1.png").resize((160, 160)).save(stick / odd)
+    Image.open(synth_small / "COVID/images/COVID-1.png").resize((160, 160)).save(stick / "plain.png")
+    for suffix in (".csv", ".json", ".jsonl"):
+        report = tmp_path / f"report{suffix}"
+        for _ in range(2):  # the second run resumes from nothing and writes again
+            result = CliRunner().invoke(main, ["classify", str(stick), "--model", str(edge_bundle),
+                                               "--format", "table", "--output", str(report)])
+            assert result.exit_code == 0, result.output
+        text = report.read_text(encoding="utf-8")
+        shown = "caf\\xff-\\xe9.png"  # escaped, and still enough to find the file
+        assert (shown if suffix == ".csv" else json.dumps(shown)) in text
+    rows = list(csv.DictReader(io.StringIO("\n".join(
+        line for line in (tmp_path / "report.csv").read_text().splitlines() if not line.startswith("#")))))
+    assert sorted(r["path"] for r in rows) == ["caf\\xff-\\xe9.png", "plain.png"]
+    assert all(r["label"] for r in rows)
