@@ -2,7 +2,7 @@
 report comparison.
 
     python scripts/pi_assets.py bundle OUT          # an int8 alexnet-edge bundle (untrained, seeded)
-    python scripts/pi_assets.py images OUT          # 8 synthetic radiographs and a corrupt file
+    python scripts/pi_assets.py images OUT          # 8 radiographs, 5 DICOM syntaxes, a corrupt file
     python scripts/pi_assets.py cpuinfo cortex-a72  # a Raspberry Pi 4 (a72) or Pi 5 (a76) cpuinfo
     python scripts/pi_assets.py compare HOST.json PI.json LABEL [pinned|selftest]
 """
@@ -56,15 +56,22 @@ def make_bundle(out: Path) -> None:
 
 
 def make_images(out: Path) -> None:
+    """8 synthetic radiographs as PNG, one as DICOM in each compressed syntax units write (decoded in the root by
+    the base install's GDCM), and a corrupt file."""
+    import numpy as np
     from PIL import Image
 
     from cxr_edge.labels import LABELS
     from cxr_train.synth import image_rng, make_image
+    from cxr_train.synth_dicom import SYNTAXES, write_dicom
 
     out.mkdir(parents=True)
     for i in range(2):
         for label in LABELS:
             Image.fromarray(make_image(label, 299, image_rng(77, label, i)).pixels).save(out / f"{label}-{i}.png")
+    stored = np.rint(make_image("lung_opacity", 299, image_rng(78, "lung_opacity", 0)).pixels / 255 * 4095)
+    for name in ("explicit", "jpeg-lossless-sv1", "jpeg-ls", "j2k-lossless", "rle"):
+        write_dicom(out / f"dicom-{name}", stored, syntax=SYNTAXES[name], ViewPosition="PA")
     (out / "corrupt.png").write_bytes((out / "normal-0.png").read_bytes()[:500])
 
 
