@@ -1,5 +1,5 @@
 """`make bench`: the project's figures in one table, each a ratio measured in one run or a size, with the
-machine and date. Takes about 10 minutes on a 2-core machine.
+machine and date. Takes about 15 minutes on a 2-core machine.
 
 Run from the repository root: .venv/bin/python -m benchmarks.run_all [--json bench.json]
 """
@@ -13,7 +13,7 @@ import platform
 import time
 from pathlib import Path
 
-from benchmarks import edge, model_sizes, training
+from benchmarks import clinic, edge, model_sizes, training
 
 
 def main() -> None:
@@ -39,6 +39,11 @@ def main() -> None:
               f"{e['cold_start_classify_1_image_s']} vs {e['cold_start_python_pass_s']} ({e['cold_start_ratio']}x)"),
              ("peak memory of classify, 100 vs 1,000 images (MB)",
               f"{e['peak_memory_mb_100']} vs {e['peak_memory_mb_1000']} (ratio {e['peak_memory_ratio']})")]
+    c = clinic.measure(log=lambda line: None)
+    figures["clinic"] = c
+    rows += [(f"full-size {fmt} ({c['size']} px): end-to-end / inference images/s, decode CPU, peak MB",
+              f"{r['ratio']} ({r['end_to_end_images_per_s']} / {r['inference_images_per_s']}), "
+              f"{r['decode_cpu_ms']} ms, {r['peak_memory_mb']} MB") for fmt, r in c["formats"].items()]
     sizes = model_sizes.measure(("alexnet", "alexnet-edge"))
     figures["sizes"] = sizes
     rows += [(f"{r['preset']} float32 / int8 size (MB)", f"{r['float32_mb']} / {r['int8_mb']} ({r['ratio']}x)")

@@ -166,3 +166,14 @@ def test_file_names_that_are_not_utf8_reach_every_report_form(tmp_path, edge_bun
         line for line in (tmp_path / "report.csv").read_text().splitlines() if not line.startswith("#")))))
     assert sorted(r["path"] for r in rows) == ["caf\\xff-\\xe9.png", "plain.png"]
     assert all(r["label"] for r in rows)
+
+
+
+def test_an_image_object_without_its_pixels_is_an_error_not_a_skip(tmp_path):
+    path = write_dicom(tmp_path / "broken.dcm", _radiograph())
+    ds = pydicom.dcmread(path)
+    del ds.PixelData  # a DX image whose pixels were lost: damaged, and never silently left out
+    ds.save_as(path, enforce_file_format=True)
+    with pytest.raises(Exception) as caught:
+        load_image(path)
+    assert not isinstance(caught.value, NotAnImage) and "no pixel data" in str(caught.value)

@@ -3,10 +3,11 @@ thread that prepares the next images while the current one runs through the mode
 
 from __future__ import annotations
 
+import collections
+import itertools
 import os
-import queue
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -153,32 +154,38 @@ def decode(path: Path, size: int, keep_gray: bool = False):
         return None, None, None, f"cannot be read ({exc.strerror or exc})", ""
 
 
+DECODE_WORKERS = 2  # at most; CXR_EDGE_DECODE_WORKERS overrides
+
+
+def decode_workers() -> int:
+    """Decoding threads. A full-size radiograph's decode takes 10-40 times its inference, so the interpreter
+    mostly waits for it; a second thread made 16-bit PNGs 1.8x and JPEGs 1.3x faster here (Pillow lets go of the
+    GIL; GDCM does not, so JPEG Lossless gained nothing), at about 50-100 MB more peak memory per thread: two,
+    not one per core, so that a 4-core Pi with little memory stays well inside it."""
+    return int(os.environ.get("CXR_EDGE_DECODE_WORKERS", 0)) or min(DECODE_WORKERS, os.cpu_count() or 1)
+
+
 def prefetched(folder: Path, names: Iterable[str], size: int, depth: int = PREFETCH,
-               keep_gray: bool = False) -> Iterator[tuple[str, object, object, object, str | None]]:
-    """Decode in a background thread, at most `depth` images ahead of the consumer."""
-    buffer: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
+               keep_gray: bool = False, workers: int | None = None) -> Iterator[tuple]:
+    """(name, *decode(...)) for each name, in order, decoded by a pool of threads at most `depth` images ahead
+    of the consumer."""
+    pool = ThreadPoolExecutor(workers or decode_workers(), thread_name_prefix="cxr-decode")
+    names = iter(names)
+    ahead: collections.deque = collections.deque()
 
-    def work() -> None:
-        for name in names:
-            if stop.is_set():
-                break
-            buffer.put((name, *decode(folder / name, size, keep_gray)))
-        buffer.put(done)
+    def submit(count: int) -> None:
+        for name in itertools.islice(names, count):
+            ahead.append((name, pool.submit(decode, folder / name, size, keep_gray)))
 
-    thread = threading.Thread(target=work, name="cxr-decode", daemon=True)
-    thread.start()
     try:
-        while (item := buffer.get()) is not done:
-            yield item
+        submit(depth)
+        while ahead:
+            name, future = ahead.popleft()
+            item = future.result()
+            submit(1)
+            yield (name, *item)
     finally:
-        stop.set()
-        while thread.is_alive():  # unblock a producer waiting on a full queue
-            try:
-                buffer.get_nowait()
-            except queue.Empty:
-                thread.join(0.05)
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def classify_paths(classifier: Classifier, folder: Path, names: list[str],

@@ -57,13 +57,22 @@ RADIOGRAPHY = frozenset({"", "CR", "DX", "DR", "RG"})  # DR is not a DICOM term,
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 
 
-def _kind(ds) -> str:
-    """What a DICOM object without pixel data is, from its SOP class (no header value beyond that)."""
+# SOP classes that hold no image by design: structured reports and key object selections, presentation
+# states, encapsulated documents, raw data. Anything else without pixel data is a damaged file: an error row.
+NON_IMAGE_CLASSES = ("1.2.840.10008.5.1.4.1.1.88.", "1.2.840.10008.5.1.4.1.1.11.", "1.2.840.10008.5.1.4.1.1.104.",
+                     "1.2.840.10008.5.1.4.1.1.66")
+
+
+def _kind(ds) -> str | None:
+    """What a DICOM object without pixel data is, from its SOP class (no header value beyond that), or None
+    when it should have held an image."""
     sop = str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "") or ds.get("SOPClassUID", ""))
     if sop == DICOMDIR_CLASS or "DirectoryRecordSequence" in ds:
         return "DICOMDIR"
     name = _uid_name(sop)
-    return name.removesuffix(" Storage") if name else "DICOM object"
+    if not name or not sop.startswith(NON_IMAGE_CLASSES):
+        return None
+    return name.removesuffix(" Storage")
 
 
 def _uid_name(uid: str) -> str:
@@ -103,7 +112,9 @@ def read_dicom(path: os.PathLike | str) -> DicomImage:
     except Exception as exc:  # pydicom raises many types for a damaged file
         raise ValueError(f"not a readable DICOM file ({type(exc).__name__}: {exc})") from None
     if "PixelData" not in ds:
-        raise NoPixelData(_kind(ds))
+        if kind := _kind(ds):
+            raise NoPixelData(kind)
+        raise ValueError("a DICOM file with no pixel data (damaged, or not an image)")
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     try:
         pixels = ds.pixel_array
@@ -116,11 +127,23 @@ def read_dicom(path: os.PathLike | str) -> DicomImage:
         pixels = pixels[0]  # multi-frame: the first frame
     if pixels.ndim != 2:
         raise ValueError(f"DICOM image of shape {pixels.shape}: a single grayscale frame is expected")
-    values = apply_voi_lut(apply_modality_lut(pixels, ds), ds).astype(np.float64)
-    if ds.get("PhotometricInterpretation", "MONOCHROME2") == "MONOCHROME1" or \
-            str(ds.get("PresentationLUTShape", "")).upper() == "INVERSE":
-        values = values.max() - values  # low values are bright
+    inverse = ds.get("PhotometricInterpretation", "MONOCHROME2") == "MONOCHROME1" or \
+        str(ds.get("PresentationLUTShape", "")).upper() == "INVERSE"  # low values are bright
+    # the LUT functions return new arrays, or `pixels` itself, which is ours: overwriting it is safe
+    values = apply_voi_lut(apply_modality_lut(pixels, ds), ds)
+    return DicomImage(to_uint8(values, inverse, overwrite=True), header_reasons(ds))
+
+
+def to_uint8(values: np.ndarray, inverse: bool = False, overwrite: bool = False) -> np.ndarray:
+    """Values scaled linearly from their own minimum..maximum to 0..255 (inverted first when asked). In place on
+    one float64 array (a full-size radiograph is 52 MB of float64, and each temporary would be another): a copy,
+    or `values` itself when it is float64 and the caller lets it be overwritten."""
+    values = np.asarray(values, dtype=np.float64) if overwrite else np.array(values, dtype=np.float64)
+    if inverse:
+        np.subtract(values.max(), values, out=values)
     lo, hi = float(values.min()), float(values.max())
     if hi <= lo:
-        return DicomImage(np.zeros(values.shape, dtype=np.uint8), header_reasons(ds))
-    return DicomImage(np.rint((values - lo) * (255.0 / (hi - lo))).astype(np.uint8), header_reasons(ds))
+        return np.zeros(values.shape, dtype=np.uint8)
+    values -= lo
+    values *= 255.0 / (hi - lo)
+    return np.rint(values, out=values).astype(np.uint8)

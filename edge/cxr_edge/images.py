@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .dicom import NoPixelData, looks_like_dicom, read_dicom
+from .dicom import NoPixelData, looks_like_dicom, read_dicom, to_uint8
 
 IMAGE_CONTRACT_VERSION = 1
 RESIZE_FILTER = "bilinear"  # Pillow's bilinear, antialiased when shrinking; integer arithmetic for mode L
@@ -140,10 +140,6 @@ def _to_gray(path: Path, img: Image.Image) -> np.ndarray:
 
 
 def _scale_to_uint8(values: np.ndarray) -> np.ndarray:
-    values = values.astype(np.float64)
-    if not np.isfinite(values).all():
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
         values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
-    lo, hi = float(values.min()), float(values.max())
-    if hi <= lo:
-        return np.zeros(values.shape, dtype=np.uint8)
-    return np.rint((values - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+    return to_uint8(values)
