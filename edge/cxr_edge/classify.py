@@ -1,5 +1,5 @@
-"""Classifying images on the box: the two int8 models in cascade, sanity checks, referral, and a decode
-thread that prepares the next images while the current one runs through the models."""
+"""Classifying images on the box: the two int8 models in cascade, sanity checks, referral, and decode
+threads that prepare the next images while the current ones run through the models."""
 
 from __future__ import annotations
 
