@@ -180,3 +180,34 @@ def test_an_image_object_without_its_pixels_is_an_error_not_a_skip(tmp_path):
     with pytest.raises(Exception) as caught:
         load_image(path)
     assert not isinstance(caught.value, NotAnImage) and "no pixel data" in str(caught.value)
+
+
+def test_vendor_quirks_are_survived(tmp_path):
+    """JPEG Lossless data labelled as JPEG baseline, JPEG data left unencapsulated under a native syntax, and a
+    file with no file meta header: each decodes to the original's pixels."""
+    from pydicom.encaps import generate_fragments
+
+    pixels = _radiograph()
+    original = load_image(write_dicom(tmp_path / "plain.dcm", pixels))
+    mislabelled = write_dicom(tmp_path / "mislabelled.dcm", pixels, syntax=uids.JPEGLosslessSV1)
+    ds = pydicom.dcmread(mislabelled)
+    ds.file_meta.TransferSyntaxUID = uids.JPEGBaseline8Bit
+    ds.save_as(mislabelled, enforce_file_format=True)
+    np.testing.assert_array_equal(load_image(mislabelled), original)
+
+    bare = tmp_path / "bare.dcm"
+    ds = pydicom.dcmread(write_dicom(bare, pixels, syntax=uids.JPEGLosslessSV1))
+    codestream = b"".join(generate_fragments(ds.PixelData))
+    ds.file_meta.TransferSyntaxUID = uids.ExplicitVRLittleEndian
+    ds.PixelData = codestream
+    ds["PixelData"].VR = "OB"
+    ds.save_as(bare, enforce_file_format=True)
+    np.testing.assert_array_equal(load_image(bare), original)
+
+    no_meta = tmp_path / "no-meta.dcm"
+    ds = pydicom.dcmread(tmp_path / "plain.dcm")
+    del ds.file_meta
+    ds.preamble = None
+    ds.save_as(no_meta, implicit_vr=True, little_endian=True)
+    assert not no_meta.read_bytes()[128:132] == b"DICM"
+    np.testing.assert_array_equal(load_image(no_meta), original)

@@ -117,7 +117,7 @@ def read_dicom(path: os.PathLike | str) -> DicomImage:
         raise ValueError("a DICOM file with no pixel data (damaged, or not an image)")
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     try:
-        pixels = ds.pixel_array
+        pixels = _pixel_array(ds)
     except Exception as exc:
         name = getattr(syntax, "name", str(syntax))
         raise ValueError(f"DICOM pixel data in transfer syntax '{name}' cannot be decoded here "
@@ -132,6 +132,47 @@ def read_dicom(path: os.PathLike | str) -> DicomImage:
     # the LUT functions return new arrays, or `pixels` itself, which is ours: overwriting it is safe
     values = apply_voi_lut(apply_modality_lut(pixels, ds), ds)
     return DicomImage(to_uint8(values, inverse, overwrite=True), header_reasons(ds))
+
+
+def _pixel_array(ds) -> np.ndarray:
+    """ds.pixel_array, surviving what units have been seen to write: no file meta header (the syntax then comes
+    from how the data set was encoded), and JPEG-family data under the wrong transfer syntax or not encapsulated
+    (the syntax then comes from the codestream's own markers, and the data is encapsulated as the standard says)."""
+    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    if "TransferSyntaxUID" not in ds.file_meta:
+        implicit, _ = ds.original_encoding
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+    try:
+        return ds.pixel_array
+    except Exception:
+        declared = ds.file_meta.TransferSyntaxUID
+        found = _syntax_of_codestream(bytes(ds.PixelData[:65536]))
+        if found is None or found == declared:
+            raise
+        if not bytes(ds.PixelData[:4]) == _ITEM_TAG:
+            from pydicom.encaps import encapsulate
+
+            ds.PixelData = encapsulate([bytes(ds.PixelData)])
+        ds.file_meta.TransferSyntaxUID = found
+        return ds.pixel_array
+
+
+_ITEM_TAG = b"\xfe\xff\x00\xe0"  # the first item of encapsulated pixel data
+_JPEG_FRAMES = {b"\xff\xc0": "1.2.840.10008.1.2.4.50", b"\xff\xc1": "1.2.840.10008.1.2.4.51",
+                b"\xff\xc3": "1.2.840.10008.1.2.4.57", b"\xff\xf7": "1.2.840.10008.1.2.4.80"}
+
+
+def _syntax_of_codestream(head: bytes) -> str | None:
+    """The transfer syntax a JPEG, JPEG-LS or JPEG 2000 codestream's markers name, or None."""
+    from pydicom.uid import UID
+
+    if b"\xff\x4f\xff\x51" in head:  # JPEG 2000: start of codestream, then image size
+        return UID("1.2.840.10008.1.2.4.90")
+    start = head.find(b"\xff\xd8")  # JPEG start of image, then its start-of-frame marker names the process
+    frames = [(head.find(marker, start), uid) for marker, uid in _JPEG_FRAMES.items()] if start >= 0 else []
+    frames = [(at, uid) for at, uid in frames if at > start]
+    return UID(min(frames)[1]) if frames else None
 
 
 def to_uint8(values: np.ndarray, inverse: bool = False, overwrite: bool = False) -> np.ndarray:
