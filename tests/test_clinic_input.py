@@ -211,3 +211,15 @@ def test_vendor_quirks_are_survived(tmp_path):
     ds.save_as(no_meta, implicit_vr=True, little_endian=True)
     assert not no_meta.read_bytes()[128:132] == b"DICM"
     np.testing.assert_array_equal(load_image(no_meta), original)
+
+
+def test_each_voi_lut_function_shapes_the_window(tmp_path):
+    ramp = np.tile(np.linspace(0, 4095, 256), (160, 1)).round()
+    window = {"WindowCenter": 2048, "WindowWidth": 1024}
+    out = {function: load_image(write_dicom(tmp_path / f"{function}.dcm", ramp, VOILUTFunction=function, **window))[0]
+           for function in ("LINEAR", "LINEAR_EXACT", "SIGMOID")}
+    for function, row in out.items():
+        assert (np.diff(row.astype(int)) >= 0).all(), function  # monotonic, dark to bright
+        assert row[0] == 0 and row[-1] == 255
+    linear, sigmoid = out["LINEAR"].astype(int), out["SIGMOID"].astype(int)
+    assert (linear[:80] == 0).all() and (sigmoid[:80] > 0).any()  # a sigmoid never clips as hard as a ramp
