@@ -99,14 +99,22 @@ def test_a_fault_in_the_default_kernels_falls_back_to_the_builtin_ones(edge_bund
     assert f"# {warning}" in report.read_text()
     table = _classify(usb_stick, edge_bundle, "--format", "table").output
     assert warning in table
-    # the rows come from the built-in kernels, which agree with the default ones here
-    rows = {r["path"]: r["label"] for r in data["results"]}
-    assert rows == {r["path"]: r["label"] for r in honest["results"]}
+    # the rows come from the built-in kernels, which agree with the default ones wherever the label is clear of
+    # the differences the two kernel sets may legitimately have (up to the tolerance on each probability)
+    fallen_back = {r["path"]: r["label"] for r in data["results"]}
+    clear = [r for r in honest["results"] if r["label"] and _margin(r) > 2 * TOLERANCE_STEPS / 256]
+    assert all(fallen_back[r["path"]] == r["label"] for r in clear)
+    assert [r["path"] for r in data["results"]] == [r["path"] for r in honest["results"]]
     evaluate = CliRunner().invoke(main, ["evaluate", str(synth_small), "--model", str(edge_bundle)])
     assert warning.split(";")[0] in evaluate.output
     bench = json.loads(CliRunner().invoke(main, ["bench", "-n", "2", "--model", str(edge_bundle), "--format",
                                                  "json"]).output)
     assert bench["selftest"]["status"] == "fallback"
+
+
+def _margin(row) -> float:
+    probs = sorted((v for k, v in row.items() if k.startswith("p_")), reverse=True)
+    return probs[0] - probs[1]
 
 
 @pytest.mark.slow

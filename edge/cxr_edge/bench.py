@@ -13,7 +13,7 @@ from PIL import Image
 
 from .classify import Classifier, classify_paths
 from .discover import find_image_names
-from .images import load_image, to_model_input
+from .images import prepare
 from .interpreter import backend
 
 
@@ -63,7 +63,7 @@ def run_bench(classifier: Classifier, folder: Path | None, count: int) -> dict:
         for name in names:
             start = time.perf_counter()
             try:
-                inputs.append(to_model_input(load_image(root / name), classifier.size))
+                inputs.append(prepare(root / name, classifier.size))
             except ValueError:
                 continue
             decode.append(time.perf_counter() - start)

@@ -144,7 +144,7 @@ def decode(path: Path, size: int, keep_gray: bool = False):
     """Everything but inference, so that it all overlaps inference: (model input, reasons to refer from the
     header and the sanity checks, full-size gray image when asked for, error, kind of a skipped non-image)."""
     try:
-        gray, header = load_radiograph(path)
+        gray, header = load_radiograph(path, size)
         return to_model_input(gray, size), header + sanity_problems(gray), gray if keep_gray else None, None, ""
     except NotAnImage as exc:
         return None, None, None, None, exc.kind
