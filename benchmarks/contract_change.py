@@ -1,6 +1,6 @@
-"""What image contract version 2 (reduced-scale JPEG decoding and an integer reduction before the final filter)
-does to a bundle's outputs on full-size files, against version 1's full decode and plain bilinear resize, next
-to what quantization itself does (the bundle's parity.json: int8 against the float model).
+"""What image contract version 2 (reduced-scale JPEG decoding) does to a bundle's outputs on full-size files,
+against version 1's full decode, next to what quantization itself does (the bundle's parity.json: int8 against
+the float model). PNG and DICOM are measured too: they must come out unchanged.
 
     .venv/bin/python -m benchmarks.contract_change RUN_DIR BUNDLE [--size 2560]
 

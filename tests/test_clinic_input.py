@@ -223,3 +223,24 @@ def test_each_voi_lut_function_shapes_the_window(tmp_path):
         assert row[0] == 0 and row[-1] == 255
     linear, sigmoid = out["LINEAR"].astype(int), out["SIGMOID"].astype(int)
     assert (linear[:80] == 0).all() and (sigmoid[:80] > 0).any()  # a sigmoid never clips as hard as a ramp
+
+
+def test_image_contract_2_changes_only_large_jpegs(tmp_path):
+    """Version 2 decodes a JPEG over twice the model size at a reduced scale; everything else keeps version 1's
+    pixels (full decode, then bilinear straight to the model size)."""
+    from cxr_edge.images import prepare
+
+    def version_1(path, size):
+        gray = load_image(path)  # no size: full decode
+        return np.asarray(Image.fromarray(gray).resize((size, size), Image.Resampling.BILINEAR))[:, :, None]
+
+    big = np.asarray(Image.fromarray(_radiograph().astype(np.float32), "F").resize((1200, 1200)))
+    eight = Image.fromarray(np.rint(big / 4095 * 255).astype(np.uint8))
+    eight.save(tmp_path / "big.jpg", quality=92)
+    eight.resize((128, 128)).save(tmp_path / "small.jpg", quality=92)  # up to twice the size: untouched
+    Image.fromarray((big * 16).astype(np.uint16)).save(tmp_path / "big16.png")
+    write_dicom(tmp_path / "big.dcm", np.rint(big))
+    for name in ("small.jpg", "big16.png", "big.dcm"):
+        np.testing.assert_array_equal(prepare(tmp_path / name, 64), version_1(tmp_path / name, 64), err_msg=name)
+    reduced, full = prepare(tmp_path / "big.jpg", 64).astype(int), version_1(tmp_path / "big.jpg", 64).astype(int)
+    assert not np.array_equal(reduced, full) and np.abs(reduced - full).mean() < 2.0

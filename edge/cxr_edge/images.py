@@ -16,14 +16,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .dicom import NoPixelData, looks_like_dicom, read_dicom, to_uint8
 
-# 2: full-size images are reduced cheaply before the final filter: a JPEG is decoded at a reduced DCT scale (to
-# no less than twice the model size), then an integer box reduction applies to images over 6 times the model
-# size. Images under 6 times it (the Database's 299-px ones for every preset) get the pixels of version 1.
-# Measured on full-size files: README, "Image contract".
+# 2: a JPEG larger than twice the model size is decoded at a reduced DCT scale (1/2 to 1/8, never below twice
+# the model size): 2560-px JPEGs decode 3x cheaper. Every other image, and every JPEG up to twice the model size
+# (the Database's), gets version 1's pixels. Measured on full-size files: README, "Image contract 2".
 IMAGE_CONTRACT_VERSION = 2
-RESIZE_FILTER = "bilinear, reducing_gap 3"  # Pillow's bilinear, antialiased when shrinking
+RESIZE_FILTER = "bilinear"  # Pillow's bilinear, antialiased when shrinking; integer arithmetic for mode L
 _RESIZE = Image.Resampling.BILINEAR
-REDUCING_GAP = 3.0  # Pillow reduces by an integer factor k first when the image is at least 2k x 3 x the target
 SUPPORTED_FORMATS = ("PNG", "JPEG", "BMP", "TIFF")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm")
 MAX_FILE_BYTES = 256 * 1024 * 1024  # far above any radiograph; guards a box with little memory
@@ -103,7 +101,7 @@ def to_model_input(gray: np.ndarray, size: int) -> np.ndarray:
         raise ValueError(f"expected a 2-D uint8 grayscale image, got shape {gray.shape} dtype {gray.dtype}")
     if size < 1:
         raise ValueError(f"model input size must be positive, got {size}")
-    resized = Image.fromarray(gray, mode="L").resize((size, size), _RESIZE, reducing_gap=REDUCING_GAP)
+    resized = Image.fromarray(gray, mode="L").resize((size, size), _RESIZE)
     return np.asarray(resized, dtype=np.uint8)[:, :, np.newaxis]
 
 
