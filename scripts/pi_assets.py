@@ -109,6 +109,10 @@ def compare(host_path: Path, pi_path: Path, label: str, mode: str = "pinned") ->
     if mode == "pinned" and (max_diff > PROBABILITY_STEPS / 256 + 1e-6 or max_ood > OOD_RELATIVE):
         problems.append(f"probabilities differ by up to {max_diff:.2e} (limit {PROBABILITY_STEPS}/256), "
                         f"ood_score by {max_ood:.1%} (limit {OOD_RELATIVE:.0%})")
+    origin = pi_report.get("bundle", {}).get("origin") or {}
+    if not origin.get("verified"):
+        problems.append(f"the bundle's signature was not verified here: {origin.get('problem')}")
+    print(f"  signature: {'verified, signer ' + repr(origin.get('signer')) if origin.get('verified') else 'NOT verified'}")
     selftest = pi_report.get("bundle", {}).get("selftest", {})
     tried = "; then ".join(f"{'XNNPACK' if t['xnnpack'] else t['kernels'] + ' kernels'} "
                            f"{'passed' if t['passed'] else 'FAILED'} ({t['max_steps']:g} steps)"

@@ -20,8 +20,15 @@ train=$(mktemp -d /tmp/cxr-pi-kit-train.XXXXXX)
 # exit status 1 is a failed parity gate: the bundle is written, and the kit uses --allow-unverified anyway
 "$BIN/cxr-convert" "$train/run" --out "$KIT/bundles/tiny" > "$train/convert.log" 2>&1 || [ $? -eq 1 ] \
     || { cat "$train/convert.log"; exit 1; }
-rm -rf "$train"
 for bundle in ${CXR_PI_BUNDLES:-}; do cp -r "$bundle" "$KIT/bundles/$(basename "$bundle")"; done
+# Every kit bundle signed with a throwaway key whose .pub is the kit's trust folder, so the Pi checks Ed25519
+# signatures with its own cryptography wheel (the private key never enters the kit).
+mkdir -p "$KIT/trusted-keys"
+"$BIN/cxr-sign" keygen "$train/kit" > /dev/null
+cp "$train/kit.pub" "$KIT/trusted-keys/kit.pub"
+for bundle in "$KIT"/bundles/*/; do "$BIN/cxr-sign" sign "$bundle" --key "$train/kit.key" > /dev/null 2>&1; done
+rm -rf "$train"
+export CXR_EDGE_TRUSTED_KEYS="$KIT/trusted-keys"
 "$BIN/python" scripts/pi_assets.py images "$KIT/images"
 for bundle in "$KIT"/bundles/*/; do
     name=$(basename "$bundle")

@@ -12,6 +12,9 @@
 # bundle; exit status 0 when all pass.
 set -eu
 cd "$(dirname "$0")"
+# the kit's bundles are signed by the key in trusted-keys/: the box must verify it (pi_assets.py compare checks)
+CXR_EDGE_TRUSTED_KEYS="$PWD/trusted-keys"
+export CXR_EDGE_TRUSTED_KEYS
 label=${CXR_PI_LABEL:-$(uname -m)}
 status=0
 

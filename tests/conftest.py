@@ -3,6 +3,13 @@ import pytest
 from cxr_train.synth import write_dataset
 
 
+@pytest.fixture(autouse=True)
+def no_trusted_keys(tmp_path_factory, monkeypatch):
+    """Every test starts with an empty trust folder, whatever /etc/cxr-edge/trusted-keys holds on this machine;
+    tests/test_signing.py installs keys where it needs them."""
+    monkeypatch.setenv("CXR_EDGE_TRUSTED_KEYS", str(tmp_path_factory.getbasetemp() / "no-trusted-keys"))
+
+
 @pytest.fixture(scope="session")
 def synth_small(tmp_path_factory):
     """A small synthetic data set in the Database layout: 6 images per class at 64 px."""

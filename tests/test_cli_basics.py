@@ -2,10 +2,12 @@ import pytest
 from click.testing import CliRunner
 
 from cxr_convert.cli import main as convert_main
+from cxr_convert.sign_cli import main as sign_main
 from cxr_edge.cli import main as edge_main
 from cxr_train.cli import main as train_main
 
-PROGRAMS = [("cxr-edge", edge_main), ("cxr-train", train_main), ("cxr-convert", convert_main)]
+PROGRAMS = [("cxr-edge", edge_main), ("cxr-train", train_main), ("cxr-convert", convert_main),
+            ("cxr-sign", sign_main)]
 
 
 @pytest.mark.parametrize("name, program", PROGRAMS)

@@ -27,8 +27,10 @@ from cxr_edge.clitools import errors_as_failures, version_option
 @click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.6, show_default=True,
               help="The box refers images whose label's probability is below this.")
 @click.option("--archive", is_flag=True, help="Also write BUNDLE_DIR.cxrb, the bundle as one file.")
+@click.option("--sign", "sign_key", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Sign the bundle with this private key (NAME.key from `cxr-sign keygen`).")
 def main(run_dir: Path, out: Path, quantization, calibration_samples, max_accuracy_drop, max_f1_drop, min_agreement,
-         data_dir, debug_quantization, min_confidence, archive) -> None:
+         data_dir, debug_quantization, min_confidence, archive, sign_key) -> None:
     """Convert a training run to a TFLite bundle and check it against the float models.
 
     Exit status 0: deployable; 1: the parity gate failed (the bundle is written, marked not deployable);
@@ -39,10 +41,22 @@ def main(run_dir: Path, out: Path, quantization, calibration_samples, max_accura
     from .bundle import ConvertError, ConvertOptions, build_bundle
     from .parity import Limits
 
+    key = None
+    if sign_key is not None:  # asked before converting: a wrong passphrase should not cost a conversion
+        from .sign_cli import signing_key
+
+        key = signing_key(sign_key)
     options = ConvertOptions(quantization, calibration_samples, Limits(max_accuracy_drop, max_f1_drop, min_agreement),
                              data_dir, debug_quantization, min_confidence)
     with errors_as_failures(ConvertError, ValueError, OSError):
         manifest = build_bundle(run_dir, out, options, log=lambda msg: click.echo(msg, err=True))
+    if key is not None:
+        from .sign_cli import key_name
+        from .signing import SigningError, sign_bundle
+
+        with errors_as_failures(SigningError, OSError):
+            sign_bundle(out, key, key_name(sign_key))
+        click.echo(f"bundle signed with {key_name(sign_key)!r}", err=True)
     if archive:
         from cxr_edge.archive import write_archive
         from cxr_edge.bundle_files import ARCHIVE_SUFFIX

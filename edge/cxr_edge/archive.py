@@ -62,16 +62,21 @@ def read_archive(path: os.PathLike | str) -> dict[str, bytes]:
         raise BundleError(f"{path}: damaged bundle archive ({type(exc).__name__}: {exc})") from None
 
 
-def write_archive(folder: os.PathLike | str, out: os.PathLike | str) -> Path:
-    """Pack a bundle folder into one .cxrb file, atomically, with fixed timestamps."""
-    folder, out = Path(folder), Path(out)
+def pack(contents: dict[str, bytes]) -> bytes:
+    """A .cxrb archive's bytes: the bundle files in a fixed order, with fixed timestamps."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name in BUNDLE_FILES:
-            if (folder / name).is_file():
+            if name in contents:
                 info = zipfile.ZipInfo(name, date_time=_FIXED_TIME)
                 info.compress_type = zipfile.ZIP_DEFLATED
                 info.external_attr = 0o644 << 16
-                zf.writestr(info, (folder / name).read_bytes())
-    write_atomic(out, buffer.getvalue())
+                zf.writestr(info, contents[name])
+    return buffer.getvalue()
+
+
+def write_archive(folder: os.PathLike | str, out: os.PathLike | str) -> Path:
+    """Pack a bundle folder into one .cxrb file, atomically."""
+    folder, out = Path(folder), Path(out)
+    write_atomic(out, pack({name: (folder / name).read_bytes() for name in BUNDLE_FILES if (folder / name).is_file()}))
     return out

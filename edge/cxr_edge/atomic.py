@@ -14,12 +14,13 @@ def umask_mode(mode: int) -> int:
     return mode & ~umask
 
 
-def write_atomic(path: os.PathLike | str, data: str | bytes) -> None:
-    """Write to a temporary file beside `path`, flush it to disk, then rename it over `path`."""
+def write_atomic(path: os.PathLike | str, data: str | bytes, mode: int | None = None) -> None:
+    """Write to a temporary file beside `path`, flush it to disk, then rename it over `path`. `mode` None: the
+    usual 0666 less the umask; otherwise exactly `mode` (a private key's 0600), set before any byte is written."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.chmod(tmp, umask_mode(0o666))
+        os.chmod(tmp, umask_mode(0o666) if mode is None else mode)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data.encode() if isinstance(data, str) else data)
             fh.flush()

@@ -87,7 +87,14 @@ def run_bench(classifier: Classifier, folder: Path | None, count: int) -> dict:
             "time_split": {"decode_resize": round(decode_total / (decode_total + infer_total), 3),
                            "inference": round(infer_total / (decode_total + infer_total), 3)},
             "peak_memory_mb": peak_memory_mb(), "selftest": classifier.selftest.as_dict(),
-            "selftest_summary": classifier.selftest.summary(), "selftest_warning": classifier.selftest.warning()}
+            "selftest_summary": classifier.selftest.summary(), "selftest_warning": classifier.selftest.warning(),
+            **_origin(classifier.bundle.origin)}
+
+
+def _origin(origin) -> dict:
+    if origin is None:
+        return {"origin": None, "origin_summary": "origin: not checked", "origin_warning": None}
+    return {"origin": origin.as_dict(), "origin_summary": origin.summary(), "origin_warning": origin.warning()}
 
 
 def format_bench(r: dict) -> str:
@@ -101,5 +108,6 @@ def format_bench(r: dict) -> str:
               f"inference): {r['end_to_end']['images_per_s']} images/s",
               f"time split: decode+resize {r['time_split']['decode_resize']:.0%}, inference "
               f"{r['time_split']['inference']:.0%}; peak memory {r['peak_memory_mb']} MB",
-              r["selftest_summary"], *([r["selftest_warning"]] if r["selftest_warning"] else [])]
+              r["selftest_summary"], *([r["selftest_warning"]] if r["selftest_warning"] else []),
+              r["origin_summary"], *([r["origin_warning"]] if r["origin_warning"] else [])]
     return "\n".join(lines)

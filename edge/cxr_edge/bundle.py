@@ -1,7 +1,7 @@
-"""The deployable model bundle: one folder (or one .cxrb archive of it) holding manifest.json, stage1.tflite,
-stage2.tflite, ood.npz, selftest.npz, parity.json and parity.md. The box reads nothing else. Loading verifies the
-format version, every listed file's size and sha256, and `deployable`, and names the file and the problem when
-any check fails."""
+"""The deployable model bundle: one folder (or one .cxrb archive of it) holding manifest.json, its signature
+manifest.sig, stage1.tflite, stage2.tflite, ood.npz, selftest.npz, parity.json and parity.md. The box reads
+nothing else. Loading verifies the format version, every listed file's size and sha256, the publisher's signature
+against the trusted keys, and `deployable`, and names the file and the problem when any check fails."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from pathlib import Path
 
 from .archive import read_archive
 from .bundle_files import (BUNDLE_FILES, DATA_FILES, ENV_VAR, FORMAT_VERSION, MANIFEST, MODEL_FILES, OOD_FILE,
-                           SELFTEST_FILE, BundleError, sha256_bytes)
+                           SELFTEST_FILE, SIGNATURE_FILE, BundleError, sha256_bytes)
 from .ood import OODStats
 from .selftest import KnownAnswers
+from .signature import Origin, TrustStore, check_origin
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class Bundle:
     path: Path
     manifest: dict
     models: dict[str, bytes]  # file name -> verified bytes
+    origin: Origin | None = None  # who signed it; None when not checked (cxr-edge info checks on its own)
 
     @property
     def threshold(self) -> float:
@@ -117,8 +119,10 @@ def parse_manifest(path: Path, contents: dict[str, bytes]) -> dict:
     return manifest
 
 
-def load_bundle(path: os.PathLike | str | None, allow_unverified: bool = False) -> Bundle:
-    """Read and verify a bundle folder or .cxrb archive; `path` None means the CXR_EDGE_MODEL variable."""
+def load_bundle(path: os.PathLike | str | None, allow_unverified: bool = False, allow_unsigned: bool = False,
+                trust: TrustStore | None = None) -> Bundle:
+    """Read and verify a bundle folder or .cxrb archive; `path` None means the CXR_EDGE_MODEL variable, `trust`
+    None the trust folder ($CXR_EDGE_TRUSTED_KEYS or /etc/cxr-edge/trusted-keys)."""
     if path is None:
         path = os.environ.get(ENV_VAR)
         if not path:
@@ -131,10 +135,12 @@ def load_bundle(path: os.PathLike | str | None, allow_unverified: bool = False) 
     problems = [problem for _, problem in checked.values() if problem != "ok"]
     if problems:
         raise BundleError("; ".join(problems))
+    origin = check_origin(contents[MANIFEST], contents.get(SIGNATURE_FILE), trust or TrustStore.load(),
+                          allow_unsigned)
     if manifest["format_version"] >= 3 and SELFTEST_FILE not in manifest.get("files", {}):
         raise BundleError(f"{_name(path, MANIFEST)}: a format {manifest['format_version']} bundle must carry its "
                           f"self-test ({SELFTEST_FILE}) and this one lists none; convert the model again")
     if not manifest.get("deployable") and not allow_unverified:
         raise BundleError(f"{_name(path, MANIFEST)}: the bundle is marked not deployable (it failed the "
                           "float-vs-quantized parity gate; see parity.md); pass --allow-unverified to use it anyway")
-    return Bundle(path, manifest, {name: data for name, (data, _) in checked.items()})
+    return Bundle(path, manifest, {name: data for name, (data, _) in checked.items()}, origin)

@@ -15,7 +15,8 @@ MODEL_FILES = ("stage1.tflite", "stage2.tflite")
 OOD_FILE = "ood.npz"
 SELFTEST_FILE = "selftest.npz"
 DATA_FILES = (OOD_FILE, SELFTEST_FILE)  # checked like the models whenever the manifest lists them
-BUNDLE_FILES = (MANIFEST, *MODEL_FILES, *DATA_FILES, "parity.json", "parity.md")
+SIGNATURE_FILE = "manifest.sig"  # the publisher's signature over manifest.json's bytes (optional)
+BUNDLE_FILES = (MANIFEST, SIGNATURE_FILE, *MODEL_FILES, *DATA_FILES, "parity.json", "parity.md")
 ARCHIVE_SUFFIX = ".cxrb"
 ENV_VAR = "CXR_EDGE_MODEL"
 

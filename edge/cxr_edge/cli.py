@@ -28,7 +28,11 @@ def _interpreter_version() -> str:
 
 
 def model_options(func):
-    """--model (default: $CXR_EDGE_MODEL), --threads and --allow-unverified, shared by every command."""
+    """--model (default: $CXR_EDGE_MODEL), --threads, --allow-unverified and --allow-unsigned, shared by every
+    command that runs a bundle."""
+    func = click.option("--allow-unsigned", is_flag=True,
+                        help="Run a bundle not signed by a trusted key (development only); every output says so. "
+                             "A revoked key is refused all the same.")(func)
     func = click.option("--allow-unverified", is_flag=True,
                         help="Use a bundle that failed its parity gate; every result is marked unverified.")(func)
     func = click.option("--threads", type=click.IntRange(min=1), default=None,
@@ -37,18 +41,19 @@ def model_options(func):
                         help=f"The model bundle folder [default: ${ENV_VAR}].")(func)
 
 
-def _load(model: Path | None, allow_unverified: bool):
+def _load(model: Path | None, allow_unverified: bool, allow_unsigned: bool):
     with errors_as_failures(BundleError):
-        return load_bundle(model, allow_unverified)
+        return load_bundle(model, allow_unverified, allow_unsigned)
 
 
-def _classifier(model, threads, allow_unverified, min_confidence=None):
-    """The bundle's classifier, after its self-test (which --allow-unverified does not skip)."""
+def _classifier(model, threads, allow_unverified, allow_unsigned, min_confidence=None):
+    """The bundle's classifier, after its signature check and self-test (which --allow-unverified does not
+    skip)."""
     from .classify import Classifier
     from .interpreter import NoInterpreterError
     from .selftest import SelfTestError
 
-    bundle = _load(model, allow_unverified)
+    bundle = _load(model, allow_unverified, allow_unsigned)
     with errors_as_failures(NoInterpreterError, SelfTestError, ValueError):
         return Classifier(bundle, threads, min_confidence)
 
@@ -82,8 +87,8 @@ def _inside(path: Path, folder: Path) -> bool:
 @click.option("--restart", is_flag=True, help="Discard the journal of an interrupted run instead of resuming it.")
 @click.option("--heatmaps", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write an occlusion heatmap PNG per image into this folder (slower; off by default).")
-def classify(folder: Path, model, threads, allow_unverified, fmt, output, recursive, min_confidence, restart,
-             heatmaps) -> None:
+def classify(folder: Path, model, threads, allow_unverified, allow_unsigned, fmt, output, recursive, min_confidence,
+             restart, heatmaps) -> None:
     """Classify every image in FOLDER (a USB stick); never writes to FOLDER.
 
     Exit status 0: every image classified; 1: some files could not be read (they have error rows);
@@ -106,7 +111,7 @@ def classify(folder: Path, model, threads, allow_unverified, fmt, output, recurs
                           "choose a folder elsewhere")
         with errors_as_failures(OSError):
             heatmaps.mkdir(parents=True, exist_ok=True)
-    classifier = _classifier(model, threads, allow_unverified, min_confidence)
+    classifier = _classifier(model, threads, allow_unverified, allow_unsigned, min_confidence)
     fmt = fmt or ("table" if sys.stdout.isatty() else "csv")
     progress = _Progress() if sys.stderr.isatty() else None
     update = progress.update if progress else None
@@ -202,12 +207,26 @@ def info(bundle_path: Path | None) -> None:
     for name, (_, problem) in checked.items():
         click.echo(f"  {name}: {problem if problem != 'ok' else 'checksum ok'}")
         failures += problem != "ok"
+    failures += not _show_origin(path, contents)
     if not failures:
         failures += not _show_selftest(Bundle(path, m, {name: data for name, (data, _) in checked.items()}))
     if data.get("synthetic"):
         click.echo("WARNING: trained on synthetic data: results mean nothing for real patients.")
     click.echo(DISCLAIMER)
     sys.exit(2 if failures else 0)
+
+
+def _show_origin(path: Path, contents: dict[str, bytes]) -> bool:
+    """Print who signed the bundle, or why its origin is not trusted; False when classify would refuse it."""
+    from .bundle_files import MANIFEST, SIGNATURE_FILE
+    from .signature import TrustStore, inspect_origin
+
+    with errors_as_failures(BundleError):
+        origin = inspect_origin(contents[MANIFEST], contents.get(SIGNATURE_FILE), TrustStore.load())
+    click.echo(f"{origin.summary()} [trust folder {origin.trust_folder}: {origin.trusted_keys} key(s)]")
+    if origin.refused:
+        click.echo("REFUSED: classify, evaluate and bench will not run this bundle on this box.")
+    return not origin.refused
 
 
 def _show_selftest(bundle) -> bool:
@@ -238,7 +257,7 @@ def _show_selftest(bundle) -> bool:
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @model_options
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def evaluate(folder: Path, model, threads, allow_unverified, fmt) -> None:
+def evaluate(folder: Path, model, threads, allow_unverified, allow_unsigned, fmt) -> None:
     """Confusion matrix (Table 2) and per-class precision/recall/F1 (Table 3) on a labeled folder.
 
     FOLDER holds one sub-folder per class (Normal/, COVID/, ... or the label names), images directly
@@ -248,18 +267,19 @@ def evaluate(folder: Path, model, threads, allow_unverified, fmt) -> None:
     """
     from .evaluate import evaluate_folder, format_table, LabeledFolderError
 
-    classifier = _classifier(model, threads, allow_unverified)
+    classifier = _classifier(model, threads, allow_unverified, allow_unsigned)
     with errors_as_failures(LabeledFolderError):
         result = evaluate_folder(classifier, folder)
-    warnings = [w for w in [classifier.selftest.warning()] if w]
+    origin = classifier.bundle.origin
+    warnings = [w for w in [classifier.selftest.warning(), origin.warning()] if w]
     if fmt == "json":
         import json
 
         click.echo(json.dumps({**result, "notice": DISCLAIMER, "warnings": warnings,
-                               "selftest": classifier.selftest.as_dict()}, indent=2))
+                               "selftest": classifier.selftest.as_dict(), "origin": origin.as_dict()}, indent=2))
     else:
         click.echo(format_table(result))
-        click.echo("\n".join([classifier.selftest.summary(), *warnings, DISCLAIMER]))
+        click.echo("\n".join([classifier.selftest.summary(), origin.summary(), *warnings, DISCLAIMER]))
 
 
 @main.command()
@@ -267,7 +287,7 @@ def evaluate(folder: Path, model, threads, allow_unverified, fmt) -> None:
 @model_options
 @click.option("-n", "count", type=click.IntRange(min=1), default=200, show_default=True, help="Images to time.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def bench(folder, model, threads, allow_unverified, count, fmt) -> None:
+def bench(folder, model, threads, allow_unverified, allow_unsigned, count, fmt) -> None:
     """Time each stage and the whole pipeline: latency p50/p95, images/s, decode vs inference, peak memory.
 
     Without FOLDER it times generated images.
@@ -276,7 +296,7 @@ def bench(folder, model, threads, allow_unverified, count, fmt) -> None:
     """
     from .bench import format_bench, run_bench
 
-    classifier = _classifier(model, threads, allow_unverified)
+    classifier = _classifier(model, threads, allow_unverified, allow_unsigned)
     result = run_bench(classifier, folder, count)
     if fmt == "json":
         import json

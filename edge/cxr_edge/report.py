@@ -1,6 +1,7 @@
 """Report forms for `classify`: a terminal table, CSV, JSON and JSON lines. Every form carries the notice
 that this is not a diagnosis, and a warning when the bundle was trained on synthetic data, failed its parity
-gate, or when the box's self-test fell back to other kernels or found no self-test to run."""
+gate, when the box's self-test fell back to other kernels or found no self-test to run, or when the bundle's
+origin (its publisher's signature) is not verified."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ def notices(classifier: Classifier) -> list[str]:
     if not classifier.bundle.deployable:
         lines.append(UNVERIFIED_WARNING)
     if warning := classifier.selftest.warning():
+        lines.append(warning)
+    if classifier.bundle.origin and (warning := classifier.bundle.origin.warning()):
         lines.append(warning)
     return lines
 
@@ -90,7 +93,8 @@ def _bundle_info(classifier: Classifier) -> dict:
     bundle = classifier.bundle
     return {"path": str(bundle.path), "quantization": bundle.manifest.get("quantization"),
             "threshold": bundle.threshold, "synthetic": bundle.synthetic, "deployable": bundle.deployable,
-            "selftest": classifier.selftest.as_dict()}
+            "selftest": classifier.selftest.as_dict(),
+            "origin": bundle.origin.as_dict() if bundle.origin else None}
 
 
 def render(fmt: str, results: list[Result], summary: Summary, classifier: Classifier) -> str:
