@@ -13,7 +13,7 @@ import platform
 import time
 from pathlib import Path
 
-from benchmarks import clinic, edge, model_sizes, training
+from benchmarks import clinic, edge, model_sizes, training, worklist
 
 
 def main() -> None:
@@ -44,6 +44,11 @@ def main() -> None:
     rows += [(f"full-size {fmt} ({c['size']} px): end-to-end / inference images/s, decode CPU, peak MB",
               f"{r['ratio']} ({r['end_to_end_images_per_s']} / {r['inference_images_per_s']}), "
               f"{r['decode_cpu_ms']} ms, {r['peak_memory_mb']} MB") for fmt, r in c["formats"].items()]
+    w = worklist.measure(log=lambda line: None)
+    figures["worklist"] = w
+    rows += [(f"classify {name}, {w['images']} full-size DICOM: images/s, peak MB, report / heatmap kB",
+              f"{r['images_per_s']}, {r['peak_memory_mb']} MB, {r['report_kb']} / {r['heatmap_kb'] or '-'} kB")
+             for name, r in w["runs"].items()]
     sizes = model_sizes.measure(("alexnet", "alexnet-edge"))
     figures["sizes"] = sizes
     rows += [(f"{r['preset']} float32 / int8 size (MB)", f"{r['float32_mb']} / {r['int8_mb']} ({r['ratio']}x)")

@@ -27,6 +27,15 @@ if [ "$gate" -eq 1 ]; then
     ALLOW=(--allow-unverified)
 fi
 
+step "3b. Sign the bundle, and trust the key as a clinic box would (README, \"Signed bundles\")"
+rm -rf "$OUT/keys" "$OUT/trusted-keys"
+mkdir -p "$OUT/keys" "$OUT/trusted-keys"
+"$BIN/cxr-sign" keygen "$OUT/keys/demo-publisher"
+"$BIN/cxr-sign" sign "$OUT/bundle" --key "$OUT/keys/demo-publisher.key"
+cp "$OUT/keys/demo-publisher.pub" "$OUT/trusted-keys/"
+export CXR_EDGE_TRUSTED_KEYS="$OUT/trusted-keys"
+"$BIN/cxr-edge" info "$OUT/bundle" | grep "^origin"
+
 step "4. Classify a \"USB stick\" of new images (with a corrupt file, a macOS ._ file and a non-image)"
 rm -rf "$OUT/usb" "$OUT/new-images"
 "$BIN/cxr-train" synth "$OUT/new-images" --per-class 3 --size 299 --seed 2026 >/dev/null
@@ -45,6 +54,19 @@ status=$?
 set -e
 [ "$status" -le 1 ] || exit "$status"
 
+step "4b. The same stick as the clinician's worklist: one HTML file, most urgent first, with heatmaps"
+set +e
+"$BIN/cxr-edge" classify "$OUT/usb" --model "$OUT/bundle" "${ALLOW[@]}" --format csv \
+    --output "$OUT/worklist.html" --html-heatmaps > /dev/null
+status=$?
+set -e
+[ "$status" -le 1 ] || exit "$status"
+if command -v chromium > /dev/null 2>&1; then  # a picture of it, as the README shows
+    chromium --headless --no-sandbox --disable-gpu --user-data-dir="$(mktemp -d)" --hide-scrollbars \
+        --screenshot="$OUT/worklist.png" --window-size=1100,1500 "file://$(realpath "$OUT/worklist.html")" \
+        > /dev/null 2>&1 || echo "(chromium could not take the worklist's screenshot)"
+fi
+
 step "5. Evaluate on a labeled folder (the study's Table 2 and Table 3)"
 rm -rf "$OUT/labeled"
 "$BIN/cxr-train" synth "$OUT/labeled" --per-class 25 --size 299 --seed 7 >/dev/null
@@ -62,6 +84,8 @@ cat <<MSG
   parity report:          $OUT/bundle/parity.md
   bundle for the box:     $OUT/bundle/  (manifest.json, stage1.tflite, stage2.tflite)
   classification report:  $OUT/classification.csv
+  clinician's worklist:   $OUT/worklist.html  (open it in any browser; screenshot $OUT/worklist.png)
+  signed bundle, its key: $OUT/bundle/manifest.sig, $OUT/trusted-keys/demo-publisher.pub
   heatmaps from the box:  $OUT/heatmaps/  (occlusion, int8 models)
   Grad-CAM overlays:      $OUT/explain/  (float models)
 The bundle was trained on synthetic data: its results mean nothing for real patients.

@@ -138,3 +138,22 @@ def test_classify_reads_dicom_and_reports_no_patient_data(tmp_path, edge_bundle,
     rows = json.loads(result.stdout)["results"]
     assert [r["path"] for r in rows] == ["IM0002", "study.dcm"] and all(r["label"] for r in rows)
     assert "Test^Patient" not in result.output and "Patient" not in result.output
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.int32])
+@pytest.mark.parametrize("inverse", [False, True])
+def test_the_lookup_table_path_gives_the_direct_paths_pixels_bit_for_bit(dtype, inverse):
+    """integer_to_uint8 (what DICOM and 16-bit PNGs go through) against to_uint8 over the whole image, for the
+    identity, a rescale, a SIGMOID-like window and a non-monotonic LUT; the image contract does not move."""
+    from cxr_edge.dicom import integer_to_uint8, to_uint8
+
+    info = np.iinfo(dtype)
+    pixels = np.random.default_rng(1).integers(max(info.min, -3000), min(info.max, 4095), (123, 77)).astype(dtype)
+    transforms = [None, lambda v: np.asarray(v, np.float64) * 0.7 - 12.5,
+                  lambda v: 255 / (1 + np.exp(-4 * (np.asarray(v, np.float64) - 1000) / 3000)),
+                  lambda v: np.sin(np.asarray(v, np.float64) / 300)]
+    for transform in transforms:
+        direct = to_uint8(pixels if transform is None else transform(pixels), inverse)
+        assert np.array_equal(integer_to_uint8(pixels, transform, inverse), direct)
+    assert integer_to_uint8(pixels.astype(np.float32)) is None
+    assert integer_to_uint8(np.array([0, 70000], np.int32)) is None  # over 16 bits: the direct path

@@ -107,7 +107,7 @@ def test_output_inside_the_input_folder_is_refused(usb_stick, edge_bundle):
 def test_bad_output_suffix(usb_stick, edge_bundle, tmp_path):
     result = CliRunner().invoke(main, ["classify", str(usb_stick), "--model", str(edge_bundle),
                                        "--output", str(tmp_path / "r.xlsx")])
-    assert result.exit_code == 2 and "use .csv, .json or .jsonl" in result.output
+    assert result.exit_code == 2 and "use .csv, .json, .jsonl or .html" in result.output
 
 
 def test_no_model_says_how_to_get_one(usb_stick, monkeypatch):

@@ -27,6 +27,7 @@ from cxr_train.fit import RunError, load_run
 from cxr_train.dataset import DatasetError, read_split, select
 
 from .parity import Limits, compare, gate, parity_markdown, predict_keras, predict_tflite
+from .reliability import model_reliability, reliability_png
 from .selftest import make_selftest
 from .tflite import convert, debug_quantization
 
@@ -159,12 +160,16 @@ def build_bundle(run_dir: os.PathLike | str, out: os.PathLike | str, options: Co
         s: convert(m, options.quantization, calibration) for s, m in deployed}
     log(f"parity check on {len(test)} held-out test images")
     reference = predict_keras(stage1, stage2, test_pixels)
+    deployed_pred = predict_tflite(quantized["stage1"], quantized["stage2"], test_pixels)
     models = {"keras_float": compare(y_true, threshold, reference, reference),
               "tflite_float32": compare(y_true, threshold, reference, predict_tflite(float32["stage1"], float32["stage2"], test_pixels)),
-              "quantized": compare(y_true, threshold, reference, predict_tflite(quantized["stage1"], quantized["stage2"], test_pixels))}
+              "quantized": compare(y_true, threshold, reference, deployed_pred)}
     failures = gate(models["keras_float"], models["quantized"], options.limits, options.quantization)
+    calibration_figures = {"float": model_reliability(y_true, threshold, reference),
+                           "quantized": model_reliability(y_true, threshold, deployed_pred)}
     parity = {"quantization": options.quantization, "n_images": len(test), "threshold": threshold, "models": models,
-              "gate": {"limits": asdict(options.limits), "passed": not failures, "failures": failures}}
+              "gate": {"limits": asdict(options.limits), "passed": not failures, "failures": failures},
+              "calibration": calibration_figures}
     extra_files = {}
     if deployed[0][1] is not stage1:
         parity["ood"], extra_files[OOD_FILE] = _ood(quantized["stage1"], records, data_dir, size, test_pixels,
@@ -190,19 +195,23 @@ def build_bundle(run_dir: os.PathLike | str, out: os.PathLike | str, options: Co
         "run": {"preset": config.get("preset"), "seed": config.get("seed"), "run_dir": str(run.resolve())},
         "metrics": {"float": _summary(models["keras_float"]), "quantized": _summary(models["quantized"])},
         "parity_gate": parity["gate"], "deployable": not failures,
+        # what a run on the box is compared with when no site file says otherwise (cxr_edge.site.monitor)
+        "expected": {"flagged_abnormal": float((deployed_pred.p_abnormal >= threshold).mean()),
+                     "split": "test", "images": len(test)},
     }
     if "ood" in parity:
         manifest["ood"] = parity["ood"]
     log("self-test: reference inputs and the converted models' outputs for them")
     model_files = {f"{s}.tflite": data for s, data in quantized.items()}
     manifest = write_bundle(out, {**model_files, **extra_files}, manifest,
-                            {"parity.json": json.dumps(parity, indent=2) + "\n", "parity.md": parity_markdown(parity)})
+                            {"parity.json": json.dumps(parity, indent=2) + "\n", "parity.md": parity_markdown(parity),
+                             "reliability.png": reliability_png(calibration_figures)})
     log(f"conversion and parity check took {time.perf_counter() - start:.1f} s")
     return manifest
 
 
 def write_bundle(out: os.PathLike | str, models: dict[str, bytes], manifest: dict,
-                 extras: dict[str, str] | None = None) -> dict:
+                 extras: dict[str, str | bytes] | None = None) -> dict:
     """Write a bundle folder: the models (and data files), the self-test made from the models, the manifest
     with every file's size and sha256, and any extra files. Every bundle carries its self-test."""
     selftest, description = make_selftest(models, int(manifest["input"]["size"]))

@@ -120,6 +120,10 @@ def parity_markdown(parity: dict) -> str:
                   f"{f['test_radiographs_wrongly_referred']:.1%} of {f['test_radiographs']}.", "",
                   f"| unlike images ({f['unlike_images_per_kind']} of each kind) | referred |", "|---|---|"]
         lines += [f"| {kind} | {share:.1%} |" for kind, share in f["unlike_images_referred"].items()]
+    if "calibration" in parity:
+        from .reliability import reliability_markdown
+
+        lines += reliability_markdown(parity["calibration"])
     for stage, layers in parity.get("layer_errors", {}).items():
         lines += ["", f"## {stage}: layers with the largest quantization error (TensorFlow's quantization debugger)", "",
                   "| op | tensor | mean squared error | max abs error |", "|---|---|---|---|"]

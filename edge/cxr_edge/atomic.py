@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -14,18 +15,26 @@ def umask_mode(mode: int) -> int:
     return mode & ~umask
 
 
-def write_atomic(path: os.PathLike | str, data: str | bytes, mode: int | None = None) -> None:
-    """Write to a temporary file beside `path`, flush it to disk, then rename it over `path`. `mode` None: the
-    usual 0666 less the umask; otherwise exactly `mode` (a private key's 0600), set before any byte is written."""
+@contextlib.contextmanager
+def atomic_file(path: os.PathLike | str, mode: int | None = None):
+    """A binary file to write that appears at `path` only when the block ends without an error: written beside
+    `path`, flushed to disk, then renamed over it. `mode` None: the usual 0666 less the umask; otherwise exactly
+    `mode` (a private key's 0600), set before any byte is written."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.chmod(tmp, umask_mode(0o666) if mode is None else mode)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode() if isinstance(data, str) else data)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path: os.PathLike | str, data: str | bytes, mode: int | None = None) -> None:
+    """Write `data` to `path` atomically (see atomic_file)."""
+    with atomic_file(path, mode) as fh:
+        fh.write(data.encode() if isinstance(data, str) else data)

@@ -1,5 +1,5 @@
 """The deployable model bundle: one folder (or one .cxrb archive of it) holding manifest.json, its signature
-manifest.sig, stage1.tflite, stage2.tflite, ood.npz, selftest.npz, parity.json and parity.md. The box reads
+manifest.sig, stage1.tflite, stage2.tflite, ood.npz, selftest.npz, parity.json, parity.md and reliability.png. The box reads
 nothing else. Loading verifies the format version, every listed file's size and sha256, the publisher's signature
 against the trusted keys, and `deployable`, and names the file and the problem when any check fails."""
 
@@ -24,6 +24,7 @@ class Bundle:
     manifest: dict
     models: dict[str, bytes]  # file name -> verified bytes
     origin: Origin | None = None  # who signed it; None when not checked (cxr-edge info checks on its own)
+    manifest_sha256: str = ""  # the bundle's identity, which a site file names
 
     @property
     def threshold(self) -> float:
@@ -143,4 +144,5 @@ def load_bundle(path: os.PathLike | str | None, allow_unverified: bool = False, 
     if not manifest.get("deployable") and not allow_unverified:
         raise BundleError(f"{_name(path, MANIFEST)}: the bundle is marked not deployable (it failed the "
                           "float-vs-quantized parity gate; see parity.md); pass --allow-unverified to use it anyway")
-    return Bundle(path, manifest, {name: data for name, (data, _) in checked.items()}, origin)
+    return Bundle(path, manifest, {name: data for name, (data, _) in checked.items()}, origin,
+                  sha256_bytes(contents[MANIFEST]))

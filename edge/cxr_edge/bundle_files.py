@@ -16,7 +16,7 @@ OOD_FILE = "ood.npz"
 SELFTEST_FILE = "selftest.npz"
 DATA_FILES = (OOD_FILE, SELFTEST_FILE)  # checked like the models whenever the manifest lists them
 SIGNATURE_FILE = "manifest.sig"  # the publisher's signature over manifest.json's bytes (optional)
-BUNDLE_FILES = (MANIFEST, SIGNATURE_FILE, *MODEL_FILES, *DATA_FILES, "parity.json", "parity.md")
+BUNDLE_FILES = (MANIFEST, SIGNATURE_FILE, *MODEL_FILES, *DATA_FILES, "parity.json", "parity.md", "reliability.png")
 ARCHIVE_SUFFIX = ".cxrb"
 ENV_VAR = "CXR_EDGE_MODEL"
 

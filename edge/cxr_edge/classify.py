@@ -21,6 +21,7 @@ from .images import ImageError, NotAnImage, load_radiograph, to_model_input
 from .interpreter import pad_batch
 from .labels import LABELS
 from .selftest import trusted_models
+from .visuals import Visuals, display_image
 
 # Sanity checks for "is this plausibly a chest radiograph at all": failing one refers the image.
 MIN_SIDE = 128  # pixels; real radiographs are hundreds to thousands of pixels across
@@ -89,14 +90,18 @@ class Classifier:
     """The bundle's two models in cascade, on interpreters that passed the bundle's known-answer self-test
     (cxr_edge.selftest raises SelfTestError when none does)."""
 
-    def __init__(self, bundle: Bundle, threads: int | None = None, min_confidence: float | None = None):
+    def __init__(self, bundle: Bundle, threads: int | None = None, min_confidence: float | None = None,
+                 site=None):
+        """`site` (cxr_edge.site.Site): this clinic's threshold and floor; an explicit `min_confidence` wins."""
         self.bundle = bundle
+        self.site = site
         models, self.selftest = trusted_models(bundle.models, bundle.known_answers(), threads,
                                                bundle.format_version)
         self.stage1, self.stage2 = models["stage1"], models["stage2"]
         self.size = bundle.input_size
-        self.threshold = bundle.threshold
-        self.min_confidence = bundle.min_confidence if min_confidence is None else min_confidence
+        self.threshold = site.threshold if site else bundle.threshold
+        default_floor = site.min_confidence if site else bundle.min_confidence
+        self.min_confidence = default_floor if min_confidence is None else min_confidence
         self.ood = bundle.ood_stats()
         if self.stage1.input_size != self.size or self.stage2.input_size != self.size:
             raise ValueError(f"bundle input size {self.size} does not match its models' "
@@ -142,10 +147,12 @@ class Classifier:
 
 def decode(path: Path, size: int, keep_gray: bool = False):
     """Everything but inference, so that it all overlaps inference: (model input, reasons to refer from the
-    header and the sanity checks, full-size gray image when asked for, error, kind of a skipped non-image)."""
+    header and the sanity checks, the display image (at most 1024 px a side) when asked for, error, kind of a
+    skipped non-image)."""
     try:
         gray, header = load_radiograph(path, size)
-        return to_model_input(gray, size), header + sanity_problems(gray), gray if keep_gray else None, None, ""
+        display = display_image(gray) if keep_gray else None
+        return to_model_input(gray, size), header + sanity_problems(gray), display, None, ""
     except NotAnImage as exc:
         return None, None, None, None, exc.kind
     except ImageError as exc:
@@ -190,36 +197,49 @@ def prefetched(folder: Path, names: Iterable[str], size: int, depth: int = PREFE
 
 def classify_paths(classifier: Classifier, folder: Path, names: list[str],
                    on_result: Callable[[Result], None] | None = None, batch_size: int = BATCH,
-                   heatmaps: Path | None = None) -> Iterator[Result]:
+                   heatmaps: Path | None = None, visuals: Visuals | None = None) -> Iterator[Result]:
     """One Result per image (named relative to `folder`), in order; a file that cannot be decoded gets an
-    error row and the run goes on. With `heatmaps`, an occlusion heatmap per classified image goes there."""
+    error row and the run goes on. With `heatmaps`, an occlusion heatmap per classified image goes there; with
+    `visuals`, the HTML report's thumbnail (and heatmap, when it asks for them) of each classified image."""
     pending: list[tuple[str, np.ndarray, list[str]]] = []
-    grays: list = []
+    displays: list = []
 
     def emit(results: list[Result]) -> Iterator[Result]:
         for i, result in enumerate(results):
-            if heatmaps is not None and result.label:
-                from .heatmap import write_heatmap
-
-                write_heatmap(classifier, heatmaps, result, grays[i], pending[i][1])
+            if result.label and (heatmaps is not None or visuals is not None):
+                _draw(classifier, result, displays[i], pending[i][1], heatmaps, visuals)
             if on_result:
                 on_result(result)
             yield result
 
-    for rel, pixels, problems, gray, error, skipped in prefetched(Path(folder), names, classifier.size,
-                                                                  keep_gray=heatmaps is not None):
+    for rel, pixels, problems, display, error, skipped in prefetched(
+            Path(folder), names, classifier.size, keep_gray=heatmaps is not None or visuals is not None):
         if pixels is not None:
             pending.append((rel, pixels, problems))
-            grays.append(gray)
+            displays.append(display)
             if len(pending) < batch_size:
                 continue
         if pending:  # a full batch, or an error or skipped row that must keep its place in the order
             yield from emit(classifier.results(pending))
-            pending, grays = [], []
+            pending, displays = [], []
         if pixels is None:
             yield from emit([Result(rel, error=error or "", skipped=skipped)])
     if pending:
         yield from emit(classifier.results(pending))
+
+
+def _draw(classifier, result: Result, display: np.ndarray, pixels: np.ndarray, heatmaps: Path | None,
+          visuals: Visuals | None) -> None:
+    """The heatmap file and the report's pictures of one classified image; the occlusion map is computed once."""
+    from .heatmap import heat_overlay, label_heat, write_heatmap
+
+    heat = None
+    if heatmaps is not None or (visuals is not None and visuals.heatmaps):
+        heat = label_heat(classifier, result, pixels)
+    if heatmaps is not None:
+        write_heatmap(heatmaps, result, display, heat)
+    if visuals is not None:
+        visuals.add(result.path, display, heat_overlay(result, display, heat) if heat is not None else None)
 
 
 @dataclass
@@ -255,7 +275,7 @@ def summarize(results: list[Result], seconds: float, resumed: int = 0) -> Summar
 
 def run_folder(classifier: Classifier, folder: os.PathLike | str, recursive: bool = True,
                progress: Callable[[int, int], None] | None = None,
-               heatmaps: Path | None = None) -> tuple[list[Result], Summary]:
+               heatmaps: Path | None = None, visuals: Visuals | None = None) -> tuple[list[Result], Summary]:
     """Classify every image under `folder`; the folder is only read, never written.
 
     `progress(done, total)` is called after each image.
@@ -267,6 +287,6 @@ def run_folder(classifier: Classifier, folder: os.PathLike | str, recursive: boo
     start = time.perf_counter()
     results: list[Result] = []
     on_result = (lambda r: progress(len(results) + 1, len(names))) if progress else None
-    for result in classify_paths(classifier, folder, names, on_result, heatmaps=heatmaps):
+    for result in classify_paths(classifier, folder, names, on_result, heatmaps=heatmaps, visuals=visuals):
         results.append(result)
     return results, summarize(results, time.perf_counter() - start)

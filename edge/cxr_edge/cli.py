@@ -12,6 +12,7 @@ import click
 from . import DISCLAIMER
 from .bundle import ENV_VAR, BundleError, load_bundle
 from .clitools import Failure, errors_as_failures, version_option
+from .site import SITE_ENV
 
 
 def _interpreter_version() -> str:
@@ -46,16 +47,27 @@ def _load(model: Path | None, allow_unverified: bool, allow_unsigned: bool):
         return load_bundle(model, allow_unverified, allow_unsigned)
 
 
-def _classifier(model, threads, allow_unverified, allow_unsigned, min_confidence=None):
+def _classifier(model, threads, allow_unverified, allow_unsigned, min_confidence=None, site_path=None):
     """The bundle's classifier, after its signature check and self-test (which --allow-unverified does not
-    skip)."""
+    skip), with the site file's operating point when one is given."""
     from .classify import Classifier
     from .interpreter import NoInterpreterError
     from .selftest import SelfTestError
+    from .site import SiteError, load_site
 
     bundle = _load(model, allow_unverified, allow_unsigned)
+    site = None
+    if site_path is not None:
+        with errors_as_failures(SiteError):
+            site = load_site(site_path, bundle)
     with errors_as_failures(NoInterpreterError, SelfTestError, ValueError):
-        return Classifier(bundle, threads, min_confidence)
+        return Classifier(bundle, threads, min_confidence, site)
+
+
+def site_option(func):
+    return click.option("--site", "site_path", type=click.Path(dir_okay=False, path_type=Path), envvar=SITE_ENV,
+                        default=None, help=f"This clinic's site file from `cxr-edge calibrate`: its threshold and "
+                                           f"confidence floor [default: ${SITE_ENV}].")(func)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=DISCLAIMER)
@@ -80,15 +92,19 @@ def _inside(path: Path, folder: Path) -> bool:
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default=None,
               help="Output on stdout [default: table on a terminal, csv otherwise].")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the report to this file (.csv, .json or .jsonl), atomically.")
+              help="Also write the report to this file, atomically: .csv, .json, .jsonl, or .html (a worklist "
+                   "with every image, most urgent first, that opens offline in any browser).")
 @click.option("--recursive/--no-recursive", default=True, show_default=True, help="Look in sub-folders.")
 @click.option("--min-confidence", type=click.FloatRange(0, 1), default=None,
               help="Refer images whose label's probability is below this [default: the bundle's, 0.6].")
 @click.option("--restart", is_flag=True, help="Discard the journal of an interrupted run instead of resuming it.")
 @click.option("--heatmaps", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Write an occlusion heatmap PNG per image into this folder (slower; off by default).")
+              help="Write an occlusion heatmap PNG per image into this folder (slower; off by default); an "
+                   ".html report shows them too.")
+@click.option("--html-heatmaps", is_flag=True, help="Compute heatmaps for the .html report only (slower).")
+@site_option
 def classify(folder: Path, model, threads, allow_unverified, allow_unsigned, fmt, output, recursive, min_confidence,
-             restart, heatmaps) -> None:
+             restart, heatmaps, html_heatmaps, site_path) -> None:
     """Classify every image in FOLDER (a USB stick); never writes to FOLDER.
 
     Exit status 0: every image classified; 1: some files could not be read (they have error rows);
@@ -104,26 +120,31 @@ def classify(folder: Path, model, threads, allow_unverified, allow_unsigned, fmt
             raise Failure(f"--output {output} is inside the input folder {folder}, which is never written to; "
                           "write the report elsewhere")
         with errors_as_failures(ValueError):
-            report_format(output)
+            html = report_format(output) == "html"
+    if html_heatmaps and (output is None or not html):
+        raise Failure("--html-heatmaps needs an HTML report: add --output REPORT.html")
     if heatmaps is not None:
         if _inside(heatmaps, folder):
             raise Failure(f"--heatmaps {heatmaps} is inside the input folder {folder}, which is never written to; "
                           "choose a folder elsewhere")
         with errors_as_failures(OSError):
             heatmaps.mkdir(parents=True, exist_ok=True)
-    classifier = _classifier(model, threads, allow_unverified, allow_unsigned, min_confidence)
+    classifier = _classifier(model, threads, allow_unverified, allow_unsigned, min_confidence, site_path)
     fmt = fmt or ("table" if sys.stdout.isatty() else "csv")
     progress = _Progress() if sys.stderr.isatty() else None
     update = progress.update if progress else None
-    journal = None
+    journal = visuals = None
     if output is None:
         results, summary = run_folder(classifier, folder, recursive, update, heatmaps)
     else:
         from .journal import run_with_journal
+        from .visuals import Visuals, visuals_dir
 
         with errors_as_failures(OSError):
+            if html:
+                visuals = Visuals(visuals_dir(output), heatmaps=html_heatmaps or heatmaps is not None)
             results, summary, journal = run_with_journal(classifier, folder, output, recursive, restart, update,
-                                                         heatmaps)
+                                                         heatmaps, visuals)
     if progress:
         progress.close()
     if journal is not None and journal.set_aside:
@@ -134,10 +155,16 @@ def classify(folder: Path, model, threads, allow_unverified, allow_unsigned, fmt
     click.echo(render(fmt, results, summary, classifier), nl=False)
     if fmt != "table":
         click.echo(summary_text(summary), err=True)
+        from .site import monitor
+
+        for warning in monitor(results, classifier):
+            click.echo(warning, err=True)
     if output is not None:
         with errors_as_failures(OSError):
-            write_report(output, results, summary, classifier)
+            write_report(output, results, summary, classifier, folder, visuals, journal.started)
             journal.remove()
+            if visuals is not None:
+                visuals.remove()
         click.echo(f"report written to {output}", err=True)
     sys.exit(1 if summary.errors else 0)
 
@@ -162,7 +189,8 @@ class _Progress:
 
 @main.command()
 @click.argument("bundle_path", metavar="BUNDLE", type=click.Path(path_type=Path), required=False)
-def info(bundle_path: Path | None) -> None:
+@site_option
+def info(bundle_path: Path | None, site_path: Path | None) -> None:
     """Show a bundle's manifest in human form and verify every checksum.
 
     Example: cxr-edge info bundle/
@@ -210,10 +238,30 @@ def info(bundle_path: Path | None) -> None:
     failures += not _show_origin(path, contents)
     if not failures:
         failures += not _show_selftest(Bundle(path, m, {name: data for name, (data, _) in checked.items()}))
+    if site_path is not None:
+        failures += not _show_site(site_path, path)
     if data.get("synthetic"):
         click.echo("WARNING: trained on synthetic data: results mean nothing for real patients.")
     click.echo(DISCLAIMER)
     sys.exit(2 if failures else 0)
+
+
+def _show_site(site_path: Path, bundle_path: Path) -> bool:
+    """Print the site file's operating point and figures; False when it cannot be used with this bundle."""
+    from .site import SiteError, load_site
+
+    try:
+        site = load_site(site_path, load_bundle(bundle_path, allow_unverified=True, allow_unsigned=True))
+    except (SiteError, BundleError) as exc:
+        click.echo(f"site file: REFUSED: {exc}")
+        return False
+    chosen = site.figures.get("chosen", {})
+    click.echo(f"site file: {site_path} ({site.name!r}, calibrated {site.created}): threshold {site.threshold:.4f}, "
+               f"confidence floor {site.min_confidence:.2f}; on {site.figures.get('used')} labelled images "
+               f"sensitivity {chosen.get('sensitivity', float('nan')):.3f}, specificity "
+               f"{chosen.get('specificity', float('nan')):.3f}; expects {site.expected.get('flagged_abnormal', 0):.0%} "
+               f"flagged abnormal, {site.expected.get('referred_ood', 0):.0%} referred as out-of-distribution")
+    return True
 
 
 def _show_origin(path: Path, contents: dict[str, bytes]) -> bool:
@@ -251,6 +299,48 @@ def _show_selftest(bundle) -> bool:
         click.echo("FAILED: cxr-edge refuses to classify with this bundle on this interpreter "
                    f"({selftest.as_dict()['interpreter']}); see the README, \"Verified interpreters\".")
     return selftest.status != "failed"
+
+
+@main.command()
+@click.argument("labelled", type=click.Path(exists=True, path_type=Path))
+@model_options
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The site file to write (JSON), atomically; the bundle is never changed.")
+@click.option("--site", "site_name", default="this site", show_default=True, help="The clinic's name, for reports.")
+@click.option("--target-sensitivity", type=click.FloatRange(0.5, 1.0), default=None,
+              help="The sensitivity for abnormal the threshold must reach [default: the bundle's, 0.95].")
+@click.option("--min-confidence", type=click.FloatRange(0, 1), default=None,
+              help="The confidence floor to write [default: the bundle's].")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def calibrate(labelled: Path, model, threads, allow_unverified, allow_unsigned, out, site_name, target_sensitivity,
+              min_confidence, fmt) -> None:
+    """Choose this clinic's threshold on its own labelled images and write a site file for `classify --site`.
+
+    LABELLED is a folder of class sub-folders (normal/ and abnormal/, or the four labels) or a CSV of path,label.
+    Exit status 0: site file written; 2: too few images (nothing written), or usage and bundle errors.
+
+    Example: cxr-edge calibrate /media/usb/labelled --model bundle/ --site "Clinic 4" --out /etc/cxr-edge/site.json
+    """
+    import json
+
+    from .atomic import write_atomic
+    from .calibrate import CalibrationError, calibrate as run_calibration, format_calibration, site_record
+
+    if _inside(out, labelled if labelled.is_dir() else labelled.parent):
+        raise Failure(f"--out {out} is inside the labelled folder, which is never written to; write it elsewhere")
+    classifier = _classifier(model, threads, allow_unverified, allow_unsigned, min_confidence)
+    target = target_sensitivity or float(classifier.bundle.manifest.get("target_sensitivity") or 0.95)
+    with errors_as_failures(CalibrationError, OSError):
+        figures = run_calibration(classifier, labelled, target)
+    record = site_record(classifier, figures, site_name)
+    click.echo(json.dumps(record, indent=2) if fmt == "json" else format_calibration(record))
+    if not figures["ready"]:
+        raise Failure(f"too few labelled images to set a threshold: {figures['abnormal']} abnormal and "
+                      f"{figures['normal']} normal could be used, the floor is {figures['floors']['abnormal']} and "
+                      f"{figures['floors']['normal']} (each rate known to within ±10 points); {out} not written")
+    with errors_as_failures(OSError):
+        write_atomic(out, json.dumps(record, indent=2) + "\n")
+    click.echo(f"site file written to {out}: use it with `cxr-edge classify --site {out}` (or ${SITE_ENV})", err=True)
 
 
 @main.command()

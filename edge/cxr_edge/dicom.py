@@ -129,9 +129,14 @@ def read_dicom(path: os.PathLike | str) -> DicomImage:
         raise ValueError(f"DICOM image of shape {pixels.shape}: a single grayscale frame is expected")
     inverse = ds.get("PhotometricInterpretation", "MONOCHROME2") == "MONOCHROME1" or \
         str(ds.get("PresentationLUTShape", "")).upper() == "INVERSE"  # low values are bright
-    # the LUT functions return new arrays, or `pixels` itself, which is ours: overwriting it is safe
-    values = apply_voi_lut(apply_modality_lut(pixels, ds), ds)
-    return DicomImage(to_uint8(values, inverse, overwrite=True), header_reasons(ds))
+    def windowed(stored):  # modality LUT or rescale, then the VOI LUT or first window, as the header says
+        return apply_voi_lut(apply_modality_lut(stored, ds), ds)
+
+    gray = integer_to_uint8(pixels, windowed, inverse)
+    if gray is None:  # float pixel data, or integers spanning more than 16 bits
+        # the LUT functions return new arrays, or `pixels` itself, which is ours: overwriting it is safe
+        gray = to_uint8(windowed(pixels), inverse, overwrite=True)
+    return DicomImage(gray, header_reasons(ds))
 
 
 def _pixel_array(ds) -> np.ndarray:
@@ -188,3 +193,41 @@ def to_uint8(values: np.ndarray, inverse: bool = False, overwrite: bool = False)
     values -= lo
     values *= 255.0 / (hi - lo)
     return np.rint(values, out=values).astype(np.uint8)
+
+
+LUT_CHUNK = 1 << 19  # pixels per step of the table lookup: bounds its index temporaries to 4 MB
+
+
+def integer_to_uint8(pixels: np.ndarray, transform=None, inverse: bool = False) -> np.ndarray | None:
+    """to_uint8(transform(pixels), inverse), bit for bit, through a lookup table: `transform` (elementwise:
+    rescale, windowing, LUTs) and the float64 scaling run once per stored value between the image's minimum and
+    maximum (at most 65,536 of them), not once per pixel, and no float64 copy of a full-size image (52 MB) is
+    ever made. None when `pixels` are not integers spanning at most 16 bits: the caller takes the direct path."""
+    if pixels.dtype.kind not in "ui" or pixels.size == 0:
+        return None
+    lo, hi = int(pixels.min()), int(pixels.max())
+    if hi - lo >= 1 << 16:
+        return None
+    stored = np.arange(lo, hi + 1, dtype=np.int64).astype(pixels.dtype)
+    values = np.array(stored if transform is None else transform(stored), dtype=np.float64)
+    flat = pixels.reshape(-1)
+    steps = np.diff(values)
+    if (steps >= 0).all() or (steps <= 0).all():  # monotonic (rescale, windows): the extremes are lo's and hi's,
+        present = np.zeros(len(stored), dtype=bool)  # which are in the image by definition
+        present[[0, -1]] = True
+    else:  # a non-monotonic LUT: which stored values occur decides the range
+        present = np.zeros(len(stored), dtype=bool)
+        for start in range(0, flat.size, LUT_CHUNK):
+            present[flat[start:start + LUT_CHUNK].astype(np.intp) - lo] = True
+    if inverse:
+        np.subtract(values[present].max(), values, out=values)
+    low, high = float(values[present].min()), float(values[present].max())
+    if high <= low:
+        return np.zeros(pixels.shape, dtype=np.uint8)
+    values -= low  # the same operations, in the same order, as to_uint8's
+    values *= 255.0 / (high - low)
+    table = np.clip(np.rint(values), 0, 255).astype(np.uint8)  # values absent from the image may fall outside
+    out = np.empty(flat.size, dtype=np.uint8)
+    for start in range(0, flat.size, LUT_CHUNK):
+        out[start:start + LUT_CHUNK] = table[flat[start:start + LUT_CHUNK].astype(np.intp) - lo]
+    return out.reshape(pixels.shape)

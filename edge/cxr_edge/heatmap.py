@@ -2,7 +2,8 @@
 probability of the label given the most. Stage 2 explains a disease label, stage 1 a normal one.
 
 Hiding each cell of a GRID x GRID grid (filled with the image's mean gray) costs GRID**2 extra inferences of
-one model per image, batched; it is off by default.
+one model per image, batched; it is off by default. Heatmaps are drawn over the display image (visuals.display_image,
+at most 1024 px a side), never the full-size radiograph: a 2560-px one made 2.2 MB files and 677 MB peak memory.
 """
 
 from __future__ import annotations
@@ -59,15 +60,24 @@ def heatmap_name(rel_path: str) -> str:
     return rel_path.replace("/", "__") + ".heatmap.png"
 
 
-def write_heatmap(classifier, out_dir: Path, result, gray: np.ndarray, pixels: np.ndarray) -> Path:
+def label_heat(classifier, result, pixels: np.ndarray) -> np.ndarray:
+    """The occlusion map of the label given: stage 2 for a disease, stage 1 for normal."""
     index = LABELS.index(result.label)
     if index == 0:
-        heat = occlusion_map(classifier.stage1, pixels, 0)
-    else:
-        heat = occlusion_map(classifier.stage2, pixels, index - 1)
+        return occlusion_map(classifier.stage1, pixels, 0)
+    return occlusion_map(classifier.stage2, pixels, index - 1)
+
+
+def heat_overlay(result, display: np.ndarray, heat: np.ndarray) -> Image.Image:
+    index = LABELS.index(result.label)
     caption = f"{result.label} {result.probs[index]:.2f}" + ("  REFER" if result.refer else "") + "\n(not a diagnosis)"
+    return overlay(display, heat, caption)
+
+
+def write_heatmap(out_dir: Path, result, display: np.ndarray, heat: np.ndarray) -> Path:
+    """The heatmap PNG over the display image (at most DISPLAY_SIDE px a side), written atomically."""
     path = out_dir / heatmap_name(result.path)
     buffer = io.BytesIO()
-    overlay(gray, heat, caption).save(buffer, "PNG")
+    heat_overlay(result, display, heat).save(buffer, "PNG")
     write_atomic(path, buffer.getvalue())
     return path

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .dicom import NoPixelData, looks_like_dicom, read_dicom, to_uint8
+from .dicom import NoPixelData, integer_to_uint8, looks_like_dicom, read_dicom, to_uint8
 
 # 2: a JPEG larger than twice the model size is decoded at a reduced DCT scale (1/2 to 1/8, never below twice
 # the model size): 2560-px JPEGs decode 3x cheaper. Every other image, and every JPEG up to twice the model size
@@ -147,6 +147,9 @@ def _to_gray(path: Path, img: Image.Image) -> np.ndarray:
 
 
 def _scale_to_uint8(values: np.ndarray) -> np.ndarray:
+    gray = integer_to_uint8(values)  # 16-bit data: a lookup table, no float64 copy of the image
+    if gray is not None:
+        return gray
     if values.dtype.kind == "f" and not np.isfinite(values).all():
         values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
     return to_uint8(values)

@@ -7,9 +7,11 @@ The last is imported only when nothing else is installed, so the box never loads
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
+import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
@@ -99,9 +101,11 @@ class TFLiteModel:
     def __init__(self, model_content: bytes, threads: int | None = None, kernels: str = "default"):
         b = backend()
         self.kernels = kernels
-        self._interpreter = b.interpreter_class(model_content=model_content, num_threads=threads or default_threads(),
-                                                experimental_op_resolver_type=b.resolver(kernels))
-        self._interpreter.allocate_tensors()
+        with native_log_filtered():
+            self._interpreter = b.interpreter_class(model_content=model_content,
+                                                    num_threads=threads or default_threads(),
+                                                    experimental_op_resolver_type=b.resolver(kernels))
+            self._interpreter.allocate_tensors()
         self.input = _spec(self._interpreter.get_input_details()[0])
         self.outputs = self._output_specs()
         self._batch = self.input.shape[0]
@@ -134,6 +138,35 @@ class TFLiteModel:
         self._interpreter.set_tensor(self.input.index, _quantize_input(pixels, self.input))
         self._interpreter.invoke()
         return [_dequantize(self._interpreter.get_tensor(o.index), o) for o in self.outputs]
+
+
+# What the interpreter's C++ side prints on stderr that says nothing to the user (once per process).
+_NATIVE_NOISE = ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",)
+
+
+@contextlib.contextmanager
+def native_log_filtered():
+    """Hold back the interpreter's native stderr lines while an interpreter is built (XNNPACK's "INFO: Created
+    TensorFlow Lite XNNPACK delegate" on every run); any other line, a real warning or error, is passed on. The
+    C++ side writes to file descriptor 2 directly, so it is caught there, not through sys.stderr."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (an embedding host): nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            kept = [line for line in caught.read().decode("utf-8", "replace").splitlines()
+                    if line.strip() and line.strip() not in _NATIVE_NOISE]
+            if kept:
+                print("\n".join(kept), file=sys.stderr)
 
 
 def uses_xnnpack(interpreter) -> bool:

@@ -1,7 +1,7 @@
 """The classify journal: every result is appended to FILE.journal beside the report as soon as it is known,
 so a run killed by a power cut or a pulled stick resumes where it stopped.
 
-The first line identifies the run (bundle checksums, folder, confidence floor); a journal from another run
+The first line identifies the run (bundle checksums, folder, threshold and confidence floor); a journal from another run
 is set aside, never mixed in. An image is taken from the journal only if its relative path, size and
 modification time are unchanged. A torn last line (the crash itself) is ignored.
 """
@@ -35,6 +35,7 @@ class Journal:
         self.identity = identity
         self.done: dict[tuple[str, int, int], Result] = {}
         self.set_aside = False
+        self.started = time.time()  # when the run began: an interrupted run's, once resumed
         if restart:
             self.path.unlink(missing_ok=True)
         elif self.path.exists():
@@ -42,7 +43,7 @@ class Journal:
         fresh = not self.path.exists()
         self._fh = open(self.path, "a", encoding="utf-8")
         if fresh:
-            self._write({"journal": 1, **identity})
+            self._write({"journal": 1, **identity, "started": self.started})
         self._last_sync = time.monotonic()
 
     def _load(self) -> None:
@@ -53,6 +54,7 @@ class Journal:
             os.replace(self.path, self.path.with_name(self.path.name + ".old"))
             self.set_aside = True
             return
+        self.started = float(header.get("started", self.started))
         for line in lines[1:]:
             entry = _parse(line)
             if entry is None or "key" not in entry:
@@ -95,8 +97,9 @@ def _parse(line: str):
 
 
 def run_with_journal(classifier, folder: os.PathLike | str, report: os.PathLike | str, recursive: bool = True,
-                     restart: bool = False, progress=None, heatmaps: Path | None = None):
+                     restart: bool = False, progress=None, heatmaps: Path | None = None, visuals=None):
     """Classify `folder`, resuming from REPORT.journal; returns (results in folder order, summary, journal).
+    `visuals` (the HTML report's pictures) must live as long as the journal: a fresh journal empties it.
 
     The caller writes the report and then calls journal.remove().
     """
@@ -107,8 +110,12 @@ def run_with_journal(classifier, folder: os.PathLike | str, report: os.PathLike 
     paths = find_image_names(folder, recursive)
     keys = {name: _key_or_missing(folder, name) for name in paths}
     identity = {"bundle": sorted(entry["sha256"] for entry in classifier.bundle.manifest["files"].values()),
-                "folder": str(folder.resolve()), "min_confidence": classifier.min_confidence}
+                "folder": str(folder.resolve()), "min_confidence": classifier.min_confidence,
+                "threshold": classifier.threshold}
     journal = Journal(report, identity, restart)
+    if visuals is not None and not journal.done:
+        visuals.remove()  # pictures of a run this journal does not continue
+        visuals.folder.mkdir(parents=True)
     todo = [p for p in paths if keys[p] not in journal.done]
     key_by_rel = {keys[p][0]: keys[p] for p in todo}
     resumed = sum(not journal.done[keys[p]].skipped for p in paths if keys[p] in journal.done)  # rows, as counted
@@ -119,7 +126,7 @@ def run_with_journal(classifier, folder: os.PathLike | str, report: os.PathLike 
             progress(len(journal.done), len(paths))
 
     start = time.perf_counter()
-    for _ in classify_paths(classifier, folder, todo, record, heatmaps=heatmaps):
+    for _ in classify_paths(classifier, folder, todo, record, heatmaps=heatmaps, visuals=visuals):
         pass
     results = [journal.done[keys[p]] for p in paths]
     summary = summarize(results, time.perf_counter() - start, resumed)

@@ -1,4 +1,5 @@
-"""Report forms for `classify`: a terminal table, CSV, JSON and JSON lines. Every form carries the notice
+"""Report forms for `classify`: a terminal table (table.py), CSV, JSON, JSON lines and the HTML worklist
+(html_report.py). Every form carries the notice
 that this is not a diagnosis, and a warning when the bundle was trained on synthetic data, failed its parity
 gate, when the box's self-test fell back to other kernels or found no self-test to run, or when the bundle's
 origin (its publisher's signature) is not verified."""
@@ -9,22 +10,26 @@ import csv
 import io
 import json
 import os
+import time
 from pathlib import Path
 
 from . import DISCLAIMER
 from .atomic import write_atomic
-from .classify import COLUMNS, Classifier, Result, Summary, printable, rows_of
-from .labels import LABELS
+from .classify import COLUMNS, Classifier, Result, Summary, rows_of
 
 SYNTHETIC_WARNING = ("WARNING: this bundle was trained on synthetic data: its results mean nothing for real "
                      "patients.")
 UNVERIFIED_WARNING = ("WARNING: this bundle failed its float-vs-quantized parity gate and was used with "
                       "--allow-unverified: results are unverified.")
-REPORT_SUFFIXES = (".csv", ".json", ".jsonl")
+REPORT_SUFFIXES = (".csv", ".json", ".jsonl", ".html")
 
 
-def notices(classifier: Classifier) -> list[str]:
-    lines = [DISCLAIMER]
+def notices(classifier: Classifier, results: list[Result] | None = None) -> list[str]:
+    """The notice, then every warning that applies to this run (and the operating point in use): the same lines
+    in every report form. With `results`, also the monitoring warnings (cxr_edge.site.monitor)."""
+    from .site import monitor, operating_point_line, uncalibrated_warning
+
+    lines = [DISCLAIMER, operating_point_line(classifier)]
     if classifier.bundle.synthetic:
         lines.append(SYNTHETIC_WARNING)
     if not classifier.bundle.deployable:
@@ -33,6 +38,10 @@ def notices(classifier: Classifier) -> list[str]:
         lines.append(warning)
     if classifier.bundle.origin and (warning := classifier.bundle.origin.warning()):
         lines.append(warning)
+    if warning := uncalibrated_warning(classifier):
+        lines.append(warning)
+    if results is not None:
+        lines += monitor(rows_of(results), classifier)
     return lines
 
 
@@ -54,7 +63,7 @@ def summary_text(summary: Summary) -> str:
 
 def to_csv(results: list[Result], classifier: Classifier) -> str:
     out = io.StringIO()
-    for line in notices(classifier):
+    for line in notices(classifier, results):
         out.write(f"# {line}\n")
     writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -65,36 +74,32 @@ def to_csv(results: list[Result], classifier: Classifier) -> str:
 
 
 def to_json(results: list[Result], summary: Summary, classifier: Classifier) -> str:
-    data = {"notice": DISCLAIMER, "warnings": notices(classifier)[1:], "bundle": _bundle_info(classifier),
+    data = {"notice": DISCLAIMER, "warnings": notices(classifier, results)[2:], "bundle": _bundle_info(classifier),
             "summary": summary_dict(summary), "results": [r.as_row() for r in rows_of(results)]}
     return json.dumps(data, indent=2) + "\n"
 
 
 def to_jsonl(results: list[Result], classifier: Classifier) -> str:
-    head = json.dumps({"notice": DISCLAIMER, "warnings": notices(classifier)[1:], "bundle": _bundle_info(classifier)})
+    head = json.dumps({"notice": DISCLAIMER, "warnings": notices(classifier, results)[2:],
+                       "bundle": _bundle_info(classifier)})
     return "\n".join([head, *(json.dumps(r.as_row()) for r in rows_of(results))]) + "\n"
 
 
 def to_table(results: list[Result], summary: Summary, classifier: Classifier) -> str:
-    headers = ["path", "label", *(f"p_{lb}" for lb in LABELS), "refer", "reason / error"]
-    rows = []
-    for r in rows_of(results):
-        probs = [f"{p:.3f}" for p in r.probs] if r.probs else ["-"] * len(LABELS)
-        rows.append([printable(r.path), r.label or "ERROR", *probs, "yes" if r.refer else "", r.error or r.reason])
-    widths = [min(48, max(len(h), *(len(row[i]) for row in rows))) if rows else len(h) for i, h in enumerate(headers)]
-    widths[-1] = len(headers[-1])  # the last column runs free
-    line = lambda cells: "  ".join(str(c)[:w].ljust(w) if i < len(cells) - 1 else str(c)  # noqa: E731
-                                   for i, (c, w) in enumerate(zip(cells, widths)))
-    out = [line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows), "", summary_text(summary)]
-    return "\n".join(out + notices(classifier)) + "\n"
+    from .table import to_table as table
+
+    return table(results, summary_text(summary), notices(classifier, results))
 
 
 def _bundle_info(classifier: Classifier) -> dict:
+    from .site import operating_point
+
     bundle = classifier.bundle
     return {"path": str(bundle.path), "quantization": bundle.manifest.get("quantization"),
             "threshold": bundle.threshold, "synthetic": bundle.synthetic, "deployable": bundle.deployable,
             "selftest": classifier.selftest.as_dict(),
-            "origin": bundle.origin.as_dict() if bundle.origin else None}
+            "origin": bundle.origin.as_dict() if bundle.origin else None,
+            "operating_point": operating_point(classifier)}
 
 
 def render(fmt: str, results: list[Result], summary: Summary, classifier: Classifier) -> str:
@@ -110,10 +115,17 @@ def render(fmt: str, results: list[Result], summary: Summary, classifier: Classi
 def report_format(path: os.PathLike | str) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in REPORT_SUFFIXES:
-        raise ValueError(f"--output {str(path)!r}: the suffix picks the format; use .csv, .json or .jsonl")
+        raise ValueError(f"--output {str(path)!r}: the suffix picks the format; use .csv, .json, .jsonl or .html")
     return suffix[1:]
 
 
-def write_report(path: os.PathLike | str, results: list[Result], summary: Summary, classifier: Classifier) -> None:
-    """Write the report file atomically, in the format its suffix names."""
+def write_report(path: os.PathLike | str, results: list[Result], summary: Summary, classifier: Classifier,
+                 folder: os.PathLike | str = "", visuals=None, started: float | None = None) -> None:
+    """Write the report file atomically, in the format its suffix names (the HTML worklist for .html)."""
+    if report_format(path) == "html":
+        from .html_report import write_html
+
+        write_html(path, results, summary, classifier, folder, visuals, started or time.time(),
+                   notices(classifier, results)[2:])
+        return
     write_atomic(path, render(report_format(path), results, summary, classifier))
