@@ -13,7 +13,7 @@ from importlib.resources import files
 
 import numpy as np
 
-from ..interpreter import backend, uses_xnnpack
+from ..interpreter import backend, native_log_filtered, uses_xnnpack
 
 MODEL, KNOWN = "model.tflite", "known.npz"
 INPUT_SHAPE = (16, 16, 16, 1)  # 16 images of 16x16 pixels, one batch
@@ -22,11 +22,12 @@ INPUT_SHAPE = (16, 16, 16, 1)  # 16 images of 16x16 pixels, one batch
 def run_probe_model(model: bytes, inputs: np.ndarray, kernels: str) -> tuple[np.ndarray, bool]:
     """The model's raw uint8 outputs for `inputs` (one batch) and whether XNNPACK ran it."""
     b = backend()
-    interpreter = b.interpreter_class(model_content=model, num_threads=1,
-                                      experimental_op_resolver_type=b.resolver(kernels))
-    detail = interpreter.get_input_details()[0]
-    interpreter.resize_tensor_input(detail["index"], list(inputs.shape))
-    interpreter.allocate_tensors()
+    with native_log_filtered():
+        interpreter = b.interpreter_class(model_content=model, num_threads=1,
+                                          experimental_op_resolver_type=b.resolver(kernels))
+        detail = interpreter.get_input_details()[0]
+        interpreter.resize_tensor_input(detail["index"], list(inputs.shape))
+        interpreter.allocate_tensors()
     interpreter.set_tensor(detail["index"], inputs)
     interpreter.invoke()
     return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).copy(), uses_xnnpack(interpreter)
