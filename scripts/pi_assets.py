@@ -2,7 +2,7 @@
 report comparison.
 
     python scripts/pi_assets.py bundle OUT          # an int8 alexnet-edge bundle (untrained, seeded)
-    python scripts/pi_assets.py images OUT          # 8 radiographs, 5 DICOM syntaxes, a corrupt file
+    python scripts/pi_assets.py images OUT          # 8 radiographs, 5 DICOM syntaxes (+1 large), a corrupt file
     python scripts/pi_assets.py cpuinfo cortex-a72  # a Raspberry Pi 4 (a72) or Pi 5 (a76) cpuinfo
     python scripts/pi_assets.py compare HOST.json PI.json LABEL [pinned|selftest]
 """
@@ -56,7 +56,8 @@ def make_bundle(out: Path) -> None:
 
 def make_images(out: Path) -> None:
     """8 synthetic radiographs as PNG, one as DICOM in each compressed syntax units write (decoded in the root by
-    the base install's GDCM), and a corrupt file."""
+    the base install's GDCM), a large JPEG 2000 one (decoded at a reduced resolution by Pillow), and a corrupt
+    file."""
     import numpy as np
     from PIL import Image
 
@@ -71,6 +72,9 @@ def make_images(out: Path) -> None:
     stored = np.rint(make_image("lung_opacity", 299, image_rng(78, "lung_opacity", 0)).pixels / 255 * 4095)
     for name in ("explicit", "jpeg-lossless-sv1", "jpeg-ls", "j2k-lossless", "rle"):
         write_dicom(out / f"dicom-{name}", stored, syntax=SYNTAXES[name], ViewPosition="PA")
+    # a 1196-px JPEG 2000: large enough that the box decodes it at a reduced resolution (Pillow's OpenJPEG)
+    large = np.asarray(Image.fromarray(stored.astype(np.float32), "F").resize((1196, 1196)))
+    write_dicom(out / "dicom-j2k-large", np.rint(large), syntax=SYNTAXES["j2k-lossless"], ViewPosition="PA")
     (out / "corrupt.png").write_bytes((out / "normal-0.png").read_bytes()[:500])
 
 
