@@ -93,15 +93,20 @@ def measure(size: int = 2560, images: int = 16, log=print) -> dict:
     return figures
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def cli(description: str, measure_figures) -> None:
+    """The command line of the full-size benchmarks (this one and benchmarks.worklist): --size, --images, --json."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--size", type=int, default=2560)
     parser.add_argument("--images", type=int, default=16)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    figures = measure(args.size, args.images)
+    figures = measure_figures(args.size, args.images)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
+
+
+def main() -> None:
+    cli(__doc__.splitlines()[0], measure)
 
 
 if __name__ == "__main__":

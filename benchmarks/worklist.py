@@ -7,8 +7,6 @@ process's peak memory (decode threads included: they are threads of it), and the
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
 import resource
@@ -80,14 +78,9 @@ def _size(path: Path) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=2560)
-    parser.add_argument("--images", type=int, default=16)
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
-    figures = measure(args.size, args.images)
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
+    from benchmarks.clinic import cli
+
+    cli(__doc__.splitlines()[0], measure)
 
 
 if __name__ == "__main__":
