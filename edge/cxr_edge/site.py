@@ -97,9 +97,8 @@ def expected_shares(classifier) -> tuple[dict, str]:
 def monitor(results, classifier) -> list[str]:
     """Warnings, in words, when this run's share flagged abnormal or referred as out-of-distribution is far from
     what is expected (exact binomial test, p < 0.001, at least 30 images)."""
+    from .calibrate import THRESHOLD_FREE  # here, not above: the CLI imports this module at start-up
     from .table import reason_codes
-
-    from .calibrate import THRESHOLD_FREE
 
     expected, source = expected_shares(classifier)
     classified = [r for r in results if r.label and not r.error]
