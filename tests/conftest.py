@@ -94,31 +94,17 @@ def handmade_run(tiny_run, tmp_path_factory):
     Stage 1 reads overall brightness, stage 2 the brightness of the four image quadrants, each with large
     weights centred on the test images' own statistics.
     """
-    import json
-    import shutil
-
     import keras
     import numpy as np
 
     from cxr_train.data import load_pixels
     from cxr_train.dataset import read_split, select
 
-    run = tmp_path_factory.mktemp("runs") / "handmade"
-    run.mkdir()
-    shutil.copy(tiny_run / "split.csv", run / "split.csv")
-    config = json.loads((tiny_run / "config.json").read_text())
-    config["stage1_threshold"] = 0.5
-    (run / "config.json").write_text(json.dumps(config))
-    test = load_pixels(config["data_dir"], select(read_split(run / "split.csv"), "test"), 64).astype(np.float32) / 255
+    from .handmade import hand_set_model as model, handmade_run_dir
 
-    def model(features, n_out, weights, bias, name):
-        inputs = keras.Input((64, 64, 1))
-        x = keras.layers.Rescaling(1 / 255)(inputs)
-        x = keras.layers.Flatten()(features(x))
-        out = keras.layers.Dense(n_out, activation="softmax")(x)
-        m = keras.Model(inputs, out, name=name)
-        m.layers[-1].set_weights([weights.astype(np.float32), bias.astype(np.float32)])
-        return m
+    run = tmp_path_factory.mktemp("runs") / "handmade"
+    config = handmade_run_dir(tiny_run, run)
+    test = load_pixels(config["data_dir"], select(read_split(run / "split.csv"), "test"), 64).astype(np.float32) / 255
 
     # Decision boundaries sit in the widest gaps between the test images' own feature values, so no test
     # image lies within quantization error of one.

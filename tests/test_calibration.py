@@ -14,6 +14,8 @@ from cxr_edge.calibrate import labelled_images
 from cxr_edge.cli import main
 from cxr_edge.stats import auc_delong, binomial_p_value, images_for_margin, wilson
 
+from .handmade import hand_set_model, handmade_run_dir
+
 K, CENTRE = 10.0, 0.5  # the hand-set stage 1: p(abnormal) = sigmoid(K * (mean brightness - CENTRE))
 NORMAL_B = np.linspace(0.2, 0.6, 100)  # each labelled image's mean brightness, so its score is known in advance
 ABNORMAL_B = np.linspace(0.4, 0.8, 40)
@@ -46,26 +48,16 @@ def test_statistics_match_scipy_and_scikit_learn():
 @pytest.fixture(scope="module")
 def linear_bundle(tiny_run, tmp_path_factory):
     """An int8 bundle whose stage 1 is set by hand: p(abnormal) = sigmoid(10 (brightness - 0.5))."""
-    import shutil
-
     import keras
 
     from cxr_convert.bundle import ConvertOptions, build_bundle
     from cxr_convert.parity import Limits
 
     run = tmp_path_factory.mktemp("runs") / "linear"
-    run.mkdir()
-    shutil.copy(tiny_run / "split.csv", run / "split.csv")
-    config = json.loads((tiny_run / "config.json").read_text())
-    config["stage1_threshold"] = 0.5
-    (run / "config.json").write_text(json.dumps(config))
+    handmade_run_dir(tiny_run, run)
     for name, n_out, weights, bias in (("stage1", 2, [[-K / 2, K / 2]], [K / 2 * CENTRE, -K / 2 * CENTRE]),
                                        ("stage2", 3, [[1.0, 0.0, -1.0]], [0.0, 0.2, 0.0])):
-        inputs = keras.Input((64, 64, 1))
-        x = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
-        model = keras.Model(inputs, keras.layers.Dense(n_out, activation="softmax")(x), name=name)
-        model.layers[-1].set_weights([np.array(weights, np.float32), np.array(bias, np.float32)])
-        model.save(run / f"{name}.keras")
+        hand_set_model(keras.layers.GlobalAveragePooling2D(), n_out, weights, bias, name).save(run / f"{name}.keras")
     out = tmp_path_factory.mktemp("bundles") / "linear"
     # int8 ranges calibrated over every brightness the tests use (the training images span less of it)
     checks = (np.indices((64, 64)) // 4).sum(axis=0) % 2

@@ -114,8 +114,7 @@ def run_with_journal(classifier, folder: os.PathLike | str, report: os.PathLike 
                 "threshold": classifier.threshold}
     journal = Journal(report, identity, restart)
     if visuals is not None and not journal.done:
-        visuals.remove()  # pictures of a run this journal does not continue
-        visuals.folder.mkdir(parents=True)
+        visuals.clear()  # pictures of a run this journal does not continue
     todo = [p for p in paths if keys[p] not in journal.done]
     key_by_rel = {keys[p][0]: keys[p] for p in todo}
     resumed = sum(not journal.done[keys[p]].skipped for p in paths if keys[p] in journal.done)  # rows, as counted

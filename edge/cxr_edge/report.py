@@ -25,11 +25,18 @@ REPORT_SUFFIXES = (".csv", ".json", ".jsonl", ".html")
 
 
 def notices(classifier: Classifier, results: list[Result] | None = None) -> list[str]:
-    """The notice, then every warning that applies to this run (and the operating point in use): the same lines
-    in every report form. With `results`, also the monitoring warnings (cxr_edge.site.monitor)."""
-    from .site import monitor, operating_point_line, uncalibrated_warning
+    """The notice, the operating point in use, then every warning: the lines the table, CSV and HTML carry."""
+    from .site import operating_point_line
 
-    lines = [DISCLAIMER, operating_point_line(classifier)]
+    return [DISCLAIMER, operating_point_line(classifier), *run_warnings(classifier, results)]
+
+
+def run_warnings(classifier: Classifier, results: list[Result] | None = None) -> list[str]:
+    """Every warning that applies to this run, the same in every report form; with `results`, also the
+    monitoring warnings (cxr_edge.site.monitor)."""
+    from .site import monitor, uncalibrated_warning
+
+    lines = []
     if classifier.bundle.synthetic:
         lines.append(SYNTHETIC_WARNING)
     if not classifier.bundle.deployable:
@@ -74,13 +81,13 @@ def to_csv(results: list[Result], classifier: Classifier) -> str:
 
 
 def to_json(results: list[Result], summary: Summary, classifier: Classifier) -> str:
-    data = {"notice": DISCLAIMER, "warnings": notices(classifier, results)[2:], "bundle": _bundle_info(classifier),
+    data = {"notice": DISCLAIMER, "warnings": run_warnings(classifier, results), "bundle": _bundle_info(classifier),
             "summary": summary_dict(summary), "results": [r.as_row() for r in rows_of(results)]}
     return json.dumps(data, indent=2) + "\n"
 
 
 def to_jsonl(results: list[Result], classifier: Classifier) -> str:
-    head = json.dumps({"notice": DISCLAIMER, "warnings": notices(classifier, results)[2:],
+    head = json.dumps({"notice": DISCLAIMER, "warnings": run_warnings(classifier, results),
                        "bundle": _bundle_info(classifier)})
     return "\n".join([head, *(json.dumps(r.as_row()) for r in rows_of(results))]) + "\n"
 
@@ -126,6 +133,6 @@ def write_report(path: os.PathLike | str, results: list[Result], summary: Summar
         from .html_report import write_html
 
         write_html(path, results, summary, classifier, folder, visuals, started or time.time(),
-                   notices(classifier, results)[2:])
+                   run_warnings(classifier, results))
         return
     write_atomic(path, render(report_format(path), results, summary, classifier))

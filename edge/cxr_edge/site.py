@@ -36,8 +36,8 @@ class Site:
     figures: dict
 
 
-def load_site(path: os.PathLike | str, bundle) -> Site:
-    """Read a site file and check that it was made for `bundle`."""
+def load_site(path: os.PathLike | str, manifest_sha256: str) -> Site:
+    """Read a site file and check that it was made for the bundle whose manifest has this sha256."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -49,9 +49,9 @@ def load_site(path: os.PathLike | str, bundle) -> Site:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SiteError(f"site file {path}: unreadable ({type(exc).__name__}: {exc}); make it again with "
                         "`cxr-edge calibrate`") from None
-    if made_for != bundle.manifest_sha256:
+    if made_for != manifest_sha256:
         raise SiteError(f"site file {path} was made for another bundle (manifest sha256 {made_for[:16]}..., this "
-                        f"bundle's is {bundle.manifest_sha256[:16]}...): calibrate again with this bundle "
+                        f"bundle's is {manifest_sha256[:16]}...): calibrate again with this bundle "
                         "(`cxr-edge calibrate`), or use the bundle it was made for")
     return site
 

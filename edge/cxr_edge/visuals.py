@@ -68,5 +68,10 @@ class Visuals:
         path = self._path(rel_path, kind)
         return path.read_bytes() if path.is_file() else None
 
+    def clear(self) -> None:
+        """Forget every picture (those of a run the journal does not continue)."""
+        self.remove()
+        self.folder.mkdir(parents=True)
+
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
