@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import click
@@ -10,6 +12,18 @@ from cxr_edge import DISCLAIMER
 from cxr_edge.clitools import errors_as_failures, version_option
 
 from .dataset import DatasetError
+
+
+def verbose_option(command):
+    """-v/--verbose: show TensorFlow's, absl's and JAX's own log lines (hidden by default, cxr_train.logs)."""
+    def show_or_hide(ctx: click.Context, _param: click.Parameter, verbose: bool) -> bool:
+        from .logs import quiet
+
+        quiet(verbose)
+        return verbose
+
+    return click.option("-v", "--verbose", is_flag=True, expose_value=False, is_eager=True, callback=show_or_hide,
+                        help="Also show TensorFlow's, absl's and JAX's own log lines.")(command)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=DISCLAIMER)
@@ -65,6 +79,16 @@ def split(data_dir: Path, out: Path, seed: int, val_fraction: float, test_fracti
     click.echo(f"wrote {out}")
 
 
+def _choose_backend(backend: str | None) -> None:
+    """Keras reads KERAS_BACKEND once, when first imported: set it before anything imports Keras."""
+    wanted = backend or os.environ.get("KERAS_BACKEND") or "tensorflow"
+    loaded = sys.modules.get("keras")
+    if loaded is not None and loaded.config.backend() != wanted:
+        raise click.UsageError(f"Keras is already loaded with the {loaded.config.backend()} backend in this process; "
+                               f"run cxr-train in a fresh process for --backend {wanted}")
+    os.environ["KERAS_BACKEND"] = wanted
+
+
 def _report_unreadable(unreadable) -> None:
     if unreadable:
         click.echo(f"left out {len(unreadable)} unreadable image(s):", err=True)
@@ -112,19 +136,34 @@ def _print_summary(metrics: dict) -> None:
               help="Start stage 2 from stage 1's trained trunk, or from --init-weights.")
 @click.option("--patience", type=click.IntRange(min=1), default=6, show_default=True, help="Early stopping patience (epochs).")
 @click.option("--overwrite", is_flag=True, help="Replace a finished run in --out.")
+@click.option("--backend", type=click.Choice(["tensorflow", "jax"]), default=None,
+              help="Keras backend [default: $KERAS_BACKEND, else tensorflow]. jax trains data-parallel over every "
+                   "device it sees, and over several processes (README, \"Training on several GPUs or machines\").")
+@click.option("--coordinator", metavar="HOST:PORT", default=None,
+              help="Several processes (jax): process 0's address, the same for every process.")
+@click.option("--num-processes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Several processes (jax): how many take part, one per machine (or per GPU).")
+@click.option("--process-id", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Several processes (jax): this one's number, 0..N-1; process 0 writes the run folder.")
+@verbose_option
 def fit(data_dir: Path, out: Path, preset, image_size, epochs_stage1, epochs_stage2, batch_size, learning_rate, seed,
-        init_weights, split_path, target_sensitivity, freeze_epochs, stage2_from_stage1, patience, overwrite) -> None:
+        init_weights, split_path, target_sensitivity, freeze_epochs, stage2_from_stage1, patience, overwrite,
+        backend, coordinator, num_processes, process_id) -> None:
     """Train stage 1, then stage 2, then evaluate the cascade on the held-out test split.
 
     Example: cxr-train fit data/COVID-19_Radiography_Dataset --out runs/first --preset alexnet-edge
     """
+    _choose_backend(backend)
     from .fit import FitConfig, fit as run_fit
 
     cfg = FitConfig(str(data_dir), str(out), preset, image_size, epochs_stage1, epochs_stage2, batch_size, learning_rate,
                     seed, str(init_weights) if init_weights else None, str(split_path) if split_path else None,
-                    target_sensitivity, freeze_epochs, stage2_from_stage1, patience, overwrite)
+                    target_sensitivity, freeze_epochs, stage2_from_stage1, patience, overwrite,
+                    coordinator=coordinator, num_processes=num_processes, process_id=process_id)
     with _library_errors():
         metrics = run_fit(cfg, log=lambda msg: click.echo(msg, err=True))
+    if process_id:
+        return
     _print_summary(metrics)
     click.echo(f"run folder: {out} (report: {out / 'eval' / 'report.md'}, curves: {out / 'curves.png'})")
 
@@ -134,6 +173,7 @@ def fit(data_dir: Path, out: Path, preset, image_size, epochs_stage1, epochs_sta
 @click.option("--split", type=click.Choice(["test", "val", "train", "all"]), default="test", show_default=True)
 @click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False), default=None,
               help="Where the run's images are now, if they moved.")
+@verbose_option
 def evaluate(run_dir: Path, split: str, data_dir) -> None:
     """Recompute a saved run's evaluation tables on one split (test: eval/, others: eval-SPLIT/).
 
@@ -152,6 +192,7 @@ def evaluate(run_dir: Path, split: str, data_dir) -> None:
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where the overlays go [default: RUN_DIR/explain]; never the images' own folder.")
+@verbose_option
 def explain(run_dir: Path, images: tuple[Path, ...], out: Path | None) -> None:
     """Grad-CAM overlays from a run's float models: where each image's label came from.
 

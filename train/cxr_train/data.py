@@ -1,8 +1,8 @@
 """Training data: decode each image once into a uint8 cache at model resolution, then tf.data.
 
 Decoding uses the shared image contract (cxr_edge.images), so training sees exactly the pixels the box
-will see. Augmentation runs as Keras preprocessing layers inside the training input pipeline only, so
-saved and converted models hold no augmentation at all.
+will see. Augmentation runs in the training input pipeline only (TensorFlow ops in tf.data, whichever
+Keras backend trains), so saved and converted models hold no augmentation at all.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-import keras
 
 from cxr_edge.images import ImageError, prepare
 from cxr_edge.labels import LABELS
@@ -42,37 +41,76 @@ def label_indices(records: list[Record]) -> np.ndarray:
     return np.array([LABELS.index(r.label) for r in records], dtype=np.int64)
 
 
-def augmenter(seed: int) -> keras.Sequential:
-    """Small rotation, shift, zoom, brightness and contrast; no flips: X-rays have a side."""
-    return keras.Sequential([
-        keras.layers.RandomRotation(0.02, fill_mode="constant", seed=seed),
-        keras.layers.RandomTranslation(0.05, 0.05, fill_mode="constant", seed=seed + 1),
-        keras.layers.RandomZoom(0.1, fill_mode="constant", seed=seed + 2),
-        keras.layers.RandomBrightness(0.1, value_range=(0, 255), seed=seed + 3),
-        keras.layers.RandomContrast(0.1, seed=seed + 4),
-    ], name="augment")
+# Augmentation ranges: small rotation, shift, zoom, brightness and contrast; no flips (X-rays have a side).
+ROTATION = 0.02 * 2 * np.pi  # radians either way
+SHIFT = 0.05  # of the side, either way
+ZOOM = 0.1  # scale 0.9..1.1
+BRIGHTNESS = 0.1 * 255  # added, either way
+CONTRAST = 0.1  # factor 0.9..1.1 about each image's mean
 
 
 def make_dataset(pixels: np.ndarray, targets: np.ndarray, batch_size: int, training: bool,
-                 seed: int, weights: dict[int, float] | None = None) -> tf.data.Dataset:
+                 seed: int, weights: dict[int, float] | None = None, whole_batches: bool = False,
+                 first_pass: int = 0) -> tf.data.Dataset:
     """Batches of (float32 raw pixels 0..255, int targets[, per-image class weight]).
 
-    Shuffled and augmented when training. Validation data gets the training class weights too, so that
-    validation loss (which early stopping and checkpoints follow) measures the same thing as training loss:
-    unweighted, it rewards predicting the majority class.
+    Training data is an endless stream (fit with steps_per_epoch): pass k over the images is shuffled with
+    the seed (seed, k), and each image's augmentation is drawn from (seed, its place in the stream), with
+    stateless random ops. So every iterator over it yields the same batches whatever Keras's epoch iterator
+    peeks at or prefetches, and a run split over several processes sees the batches of a one-process run.
+    `first_pass` starts the stream at a later pass (a second fit() call after frozen-trunk epochs).
+
+    Validation data gets the training class weights too, so that validation loss (which early stopping and
+    checkpoints follow) measures the same thing as training loss: unweighted, it rewards predicting the
+    majority class. `whole_batches` drops its last, smaller batch: Keras's data-parallel input sharding needs
+    every batch to split evenly over the devices.
     """
     tensors = (pixels, targets)
     if weights is not None:
         tensors += (np.array([weights[int(t)] for t in targets], dtype=np.float32),)
-    ds = tf.data.Dataset.from_tensor_slices(tensors)
-    if training:
-        ds = ds.shuffle(len(pixels), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size).map(_as_float, num_parallel_calls=tf.data.AUTOTUNE)
-    if training:
-        augment = augmenter(seed)
-        ds = ds.map(lambda x, *rest: (tf.clip_by_value(augment(x, training=True), 0.0, 255.0), *rest),
-                    num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    if not training:
+        ds = tf.data.Dataset.from_tensor_slices(tensors).batch(batch_size, drop_remainder=whole_batches)
+        return ds.map(_as_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    columns, n = tuple(tf.constant(t) for t in tensors), len(pixels)
+
+    def one_pass(k):
+        order = tf.argsort(tf.random.stateless_uniform([n], seed=tf.stack([_seed(seed), k])))
+        return tf.data.Dataset.from_tensor_slices(order).enumerate(start=k * n).map(
+            lambda place, i: (*(tf.gather(c, i) for c in columns), _draw(seed, place)))
+
+    ds = tf.data.Dataset.counter(first_pass).flat_map(one_pass).batch(batch_size, drop_remainder=True)
+    return ds.map(_augment, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def _seed(seed: int) -> tf.Tensor:
+    return tf.constant(seed, tf.int64)
+
+
+def _draw(seed: int, place) -> tf.Tensor:
+    """One image's augmentation: angle, x and y shift, zoom, brightness, contrast; each uniform in -1..1."""
+    key = tf.stack([_seed(seed) + 1, place])
+    return tf.random.stateless_uniform([6], seed=key, minval=-1.0, maxval=1.0)
+
+
+def _augment(x, *rest):
+    """Applies the drawn rotation, shift and zoom as one bilinear affine warp, then brightness and contrast."""
+    *rest, r = rest
+    x = tf.cast(x, tf.float32)
+    height, width = tf.cast(tf.shape(x)[1], tf.float32), tf.cast(tf.shape(x)[2], tf.float32)
+    angle, scale = r[:, 0] * ROTATION, 1.0 + r[:, 3] * ZOOM
+    cos, sin = scale * tf.cos(angle), scale * tf.sin(angle)
+    cx, cy = (width - 1) / 2, (height - 1) / 2
+    # Output pixel (x, y) reads input pixel (cos*x - sin*y + a2, sin*x + cos*y + b2): about the centre, shifted.
+    a2 = cx - cos * cx + sin * cy - r[:, 1] * SHIFT * width
+    b2 = cy - sin * cx - cos * cy - r[:, 2] * SHIFT * height
+    zeros = tf.zeros_like(cos)
+    transforms = tf.stack([cos, -sin, a2, sin, cos, b2, zeros, zeros], axis=1)
+    x = tf.raw_ops.ImageProjectiveTransformV3(images=x, transforms=transforms, output_shape=tf.shape(x)[1:3],
+                                              fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT")
+    x = x + (r[:, 4] * BRIGHTNESS)[:, None, None, None]
+    mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
+    x = (x - mean) * (1.0 + r[:, 5] * CONTRAST)[:, None, None, None] + mean
+    return (tf.clip_by_value(x, 0.0, 255.0), *rest)
 
 
 def _as_float(x, *rest):

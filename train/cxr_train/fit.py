@@ -3,9 +3,13 @@ evaluation on the held-out test split. Everything a run needs to be reproduced l
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import platform
+import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -53,6 +57,10 @@ class FitConfig:
     overwrite: bool = False
     val_fraction: float = 0.15
     test_fraction: float = 0.15
+    # Several processes (JAX backend only): jax.distributed.initialize's parameters.
+    coordinator: str | None = None
+    num_processes: int = 1
+    process_id: int = 0
     extra: dict = field(default_factory=dict)
 
     def resolve(self) -> None:
@@ -67,13 +75,51 @@ def is_finished(run_dir: Path) -> bool:
     return (run_dir / "stage2.keras").is_file() and (run_dir / "eval" / "metrics.json").is_file()
 
 
-def choose_strategy() -> tf.distribute.Strategy:
-    """TensorFlow's own engine: multi-worker with TF_CONFIG, mirrored on several GPUs, else the default."""
-    if os.environ.get("TF_CONFIG"):
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if len(tf.config.list_logical_devices("GPU")) > 1:
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
+@dataclass
+class Parallel:
+    """Where training runs: Keras 3's data-parallel distribution over every device of every process (JAX
+    backend), or one device (TensorFlow backend: Keras 3 runs no tf.distribute multi-worker strategy,
+    keras-team/keras#20585). Only the first process writes the run folder."""
+
+    distribution: object | None  # keras.distribution.DataParallel, or None
+    devices: int
+    process_id: int = 0
+    num_processes: int = 1
+
+    @property
+    def chief(self) -> bool:
+        return self.process_id == 0
+
+    def scope(self):
+        return self.distribution.scope() if self.distribution is not None else contextlib.nullcontext()
+
+    def describe(self) -> dict:
+        return {"backend": keras.config.backend(), "processes": self.num_processes, "devices": self.devices,
+                "distribution": type(self.distribution).__name__ if self.distribution is not None else None}
+
+
+def start_parallel(cfg: FitConfig) -> Parallel:
+    """Joins the other processes (when there are any) and lays the data-parallel mesh over all devices."""
+    backend = keras.config.backend()
+    if backend != "jax":
+        if cfg.num_processes > 1:
+            raise RunError(f"--num-processes {cfg.num_processes} needs --backend jax: Keras 3 has no multi-worker "
+                           "training on TensorFlow (keras-team/keras#20585)")
+        return Parallel(None, 1)
+    if cfg.num_processes > 1:
+        if not cfg.coordinator:
+            raise RunError("--num-processes above 1 needs --coordinator HOST:PORT (process 0's address)")
+        if not 0 <= cfg.process_id < cfg.num_processes:
+            raise RunError(f"--process-id {cfg.process_id} is not in 0..{cfg.num_processes - 1}")
+        import jax
+
+        jax.distributed.initialize(cfg.coordinator, cfg.num_processes, cfg.process_id)
+    devices = keras.distribution.list_devices()
+    if cfg.batch_size % len(devices):
+        raise RunError(f"--batch-size {cfg.batch_size} does not split evenly over {len(devices)} devices: "
+                       f"choose a multiple of {len(devices)} (the batch size is the global one, over all devices)")
+    return Parallel(keras.distribution.DataParallel(devices=devices), len(devices), cfg.process_id,
+                    cfg.num_processes)
 
 
 def _prepare_run_dir(cfg: FitConfig) -> Path:
@@ -137,6 +183,35 @@ class ThroughputMeter(keras.callbacks.Callback):
         return self.n_images * len(steady) / sum(steady) if steady else None
 
 
+class ChiefOnly(keras.callbacks.Callback):
+    """Runs `inner` (a file-writing callback) on process 0 only, yet sits in every process's callback list:
+    Keras chooses from the list's hooks whether to fetch metrics after each batch, a cross-process step that
+    every process must take alike (a list that differs between processes stalls the collective calls)."""
+
+    HOOKS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "on_train_batch_begin",
+             "on_train_batch_end", "on_test_begin", "on_test_end")
+
+    def __init__(self, inner: keras.callbacks.Callback, chief: bool):
+        super().__init__()
+        self.inner, self.chief = inner, chief
+        for hook in self.HOOKS:
+            setattr(self, hook, self._forward(getattr(inner, hook)))
+
+    def _forward(self, method):
+        def hook(*args, **kwargs):
+            if self.chief:
+                method(*args, **kwargs)
+        return hook
+
+    def set_model(self, model):
+        super().set_model(model)
+        self.inner.set_model(model)
+
+    def set_params(self, params):
+        super().set_params(params)
+        self.inner.set_params(params)
+
+
 def input_images_per_s(ds: tf.data.Dataset, max_batches: int = 50) -> float:
     """How fast the input pipeline alone delivers training batches (decode cache + augmentation)."""
     n, start = 0, time.perf_counter()
@@ -146,37 +221,50 @@ def input_images_per_s(ds: tf.data.Dataset, max_batches: int = 50) -> float:
 
 
 def _train_stage(cfg: FitConfig, stage: str, labels: tuple[str, ...], x_train, y_train, x_val, y_val,
-                 epochs: int, init: Callable[[keras.Model], None] | None, strategy, log) -> tuple[keras.Model, dict]:
+                 epochs: int, init: Callable[[keras.Model], None] | None, parallel: Parallel,
+                 log) -> tuple[keras.Model, dict]:
+    """Trains one stage on every process; returns a copy of the model on this process's own device (for
+    predictions that need no other process) and the stage's throughput figures."""
     out = Path(cfg.out)
-    with strategy.scope():
+    whole = parallel.devices > 1  # data-parallel batches must split evenly over the devices
+    if whole and len(x_val) < cfg.batch_size:
+        raise RunError(f"{stage}: the val split has {len(x_val)} images, fewer than --batch-size {cfg.batch_size} "
+                       f"over {parallel.devices} devices: lower --batch-size or add images")
+    weights = class_weights(y_train, len(labels))
+    val_ds = make_dataset(x_val, y_val, cfg.batch_size, training=False, seed=cfg.seed, weights=weights,
+                          whole_batches=whole)
+    steps = math.ceil(len(x_train) / cfg.batch_size)
+    val_steps = len(x_val) // cfg.batch_size if whole else math.ceil(len(x_val) / cfg.batch_size)
+    throughput = ThroughputMeter(steps * cfg.batch_size)
+    history_csv = out / f"history_{stage}.csv"
+    if parallel.chief:
+        history_csv.unlink(missing_ok=True)
+    checkpoints = _checkpoint_dir(out, parallel)
+    with parallel.scope():
         model = build_model(cfg.preset, len(labels), cfg.image_size, name=stage)
         if init is not None:
             init(model)
-    weights = class_weights(y_train, len(labels))
-    train_ds = make_dataset(x_train, y_train, cfg.batch_size, training=True, seed=cfg.seed, weights=weights)
-    val_ds = make_dataset(x_val, y_val, cfg.batch_size, training=False, seed=cfg.seed, weights=weights)
-    throughput = ThroughputMeter(len(x_train))
-    history_csv = out / f"history_{stage}.csv"
-    history_csv.unlink(missing_ok=True)
-    (out / "checkpoints").mkdir(exist_ok=True)
 
     def run(first_epoch: int, last_epoch: int, trainable_trunk: bool) -> None:
         for name in TRUNK_LAYERS:
             model.get_layer(name).trainable = trainable_trunk
-        with strategy.scope():
-            model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
-                          loss="sparse_categorical_crossentropy",
-                          metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
-        callbacks = [keras.callbacks.CSVLogger(str(history_csv), append=True), throughput,
-                     keras.callbacks.ModelCheckpoint(str(out / "checkpoints" / f"{stage}.keras"), monitor="val_loss",
+        train_ds = make_dataset(x_train, y_train, cfg.batch_size, training=True, seed=cfg.seed, weights=weights,
+                                first_pass=first_epoch)
+        callbacks = [throughput, ChiefOnly(keras.callbacks.CSVLogger(str(history_csv), append=True), parallel.chief),
+                     keras.callbacks.ModelCheckpoint(str(checkpoints / f"{stage}.keras"), monitor="val_loss",
                                                      save_best_only=True)]
         if trainable_trunk:
             callbacks += [keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
                                                         restore_best_weights=True),
                           keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
                                                             patience=max(1, cfg.patience // 2))]
-        model.fit(train_ds, validation_data=val_ds, epochs=last_epoch, initial_epoch=first_epoch,
-                  callbacks=callbacks, shuffle=False, verbose=2)
+        with parallel.scope():
+            model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
+                          loss="sparse_categorical_crossentropy",
+                          metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+            model.fit(train_ds, validation_data=val_ds, epochs=last_epoch, initial_epoch=first_epoch,
+                      steps_per_epoch=steps, validation_steps=val_steps, callbacks=callbacks, shuffle=False,
+                      verbose=2 if parallel.chief else 0)
 
     frozen = min(cfg.freeze_epochs, epochs)
     if frozen:
@@ -184,10 +272,34 @@ def _train_stage(cfg: FitConfig, stage: str, labels: tuple[str, ...], x_train, y
         run(0, frozen, trainable_trunk=False)
     if epochs > frozen:
         run(frozen, epochs, trainable_trunk=True)
-    model.save(out / f"{stage}.keras")
+    if parallel.chief:
+        model.save(out / f"{stage}.keras")
+    else:
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    train_ds = make_dataset(x_train, y_train, cfg.batch_size, training=True, seed=cfg.seed, weights=weights)
     stats = {"train_images_per_s": throughput.images_per_s(), "input_images_per_s": input_images_per_s(train_ds),
              "class_weights": weights, "epochs_run": len(throughput.times)}
-    return model, stats
+    return _local_copy(model, parallel), stats
+
+
+def _checkpoint_dir(out: Path, parallel: Parallel) -> Path:
+    """Where ModelCheckpoint saves: the run folder's checkpoints/ on process 0, a private temporary folder on
+    the others. Every process saves alike: a save on process 0 alone, during fit(), desynchronised the
+    processes' collective calls (JAX 0.10.2, Keras 3.15.1: "Received data size doesn't match expected size")."""
+    if parallel.chief:
+        (out / "checkpoints").mkdir(exist_ok=True)
+        return out / "checkpoints"
+    return Path(tempfile.mkdtemp(prefix=f"cxr-train-process{parallel.process_id}-"))
+
+
+def _local_copy(model: keras.Model, parallel: Parallel) -> keras.Model:
+    """The trained model with its weights on this process alone: under a distribution its variables span
+    every process's devices, and a prediction on them would wait for processes that are not predicting."""
+    if parallel.distribution is None:
+        return model
+    local = keras.models.clone_model(model)
+    local.set_weights(model.get_weights())  # replicated weights: each process holds a whole copy
+    return local
 
 
 def _as_float(pixels):
@@ -204,16 +316,21 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
-    """Train both stages and evaluate the cascade; returns the test metrics."""
+    """Train both stages and evaluate the cascade; returns the test metrics (process 0), or {} on the other
+    processes of a multi-process run, which train alongside and write nothing."""
     cfg.resolve()
-    out = _prepare_run_dir(cfg)
+    chief = cfg.process_id == 0
+    out = _prepare_run_dir(cfg) if chief else Path(cfg.out)
+    if not chief:
+        log = (lambda say: lambda msg: say(f"process {cfg.process_id}: {msg}"))(log)
     records = _records(cfg, log)
-    write_split(records, out / "split.csv")
+    parallel = start_parallel(cfg)
+    if chief:
+        write_split(records, out / "split.csv")
     keras.utils.set_random_seed(cfg.seed)
-    strategy = choose_strategy()
     config = {"cxr_edge_version": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
-              "python": platform.python_version(), "machine": platform.machine(),
-              "strategy": type(strategy).__name__, "replicas": strategy.num_replicas_in_sync,
+              **_jax_version(), "python": platform.python_version(), "machine": platform.machine(),
+              "parallel": parallel.describe(),
               **asdict(cfg), "data_dir": str(Path(cfg.data_dir).resolve()), "data_name": Path(cfg.data_dir).resolve().name,
               "synthetic": (Path(cfg.data_dir) / "synth.csv").is_file(),
               "preset_settings": preset_config(cfg.preset), "labels": list(LABELS),
@@ -221,7 +338,8 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
               "image_contract": {"version": IMAGE_CONTRACT_VERSION, "resize_filter": RESIZE_FILTER,
                                  "input": [cfg.image_size, cfg.image_size, 1], "dtype": "uint8"},
               "counts": _counts(records), "status": "running"}
-    _write_json(out / "config.json", config)
+    if chief:
+        _write_json(out / "config.json", config)
 
     start = time.perf_counter()
     log(f"decoding {len(records)} images at {cfg.image_size}x{cfg.image_size} (once, into memory)")
@@ -233,13 +351,14 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
     init_weights = cfg.init_weights
     init1 = (lambda m: log(f"stage1: loaded {', '.join(load_init_weights(m, init_weights))} from {init_weights}")) \
         if init_weights else None
-    log(f"stage 1 (normal vs abnormal): {cfg.preset}, {cfg.epochs_stage1} epochs")
+    log(f"stage 1 (normal vs abnormal): {cfg.preset}, {cfg.epochs_stage1} epochs on {_where(parallel)}")
     stage1, stats1 = _train_stage(cfg, "stage1", STAGE1_LABELS, pixels["train"], (labels["train"] != 0).astype(np.int64),
                                   pixels["val"], (labels["val"] != 0).astype(np.int64), cfg.epochs_stage1, init1,
-                                  strategy, log)
-    val_p = predict(stage1, pixels["val"], cfg.batch_size)[:, 1]
-    threshold = sensitivity_threshold(val_p, labels["val"] != 0, cfg.target_sensitivity)
-    log(f"stage 1 threshold {threshold:.4f} reaches sensitivity >= {cfg.target_sensitivity} for abnormal on val")
+                                  parallel, log)
+    if chief:
+        val_p = predict(stage1, pixels["val"], cfg.batch_size)[:, 1]
+        threshold = sensitivity_threshold(val_p, labels["val"] != 0, cfg.target_sensitivity)
+        log(f"stage 1 threshold {threshold:.4f} reaches sensitivity >= {cfg.target_sensitivity} for abnormal on val")
 
     sick = {s: labels[s] != 0 for s in ("train", "val")}
     if cfg.stage2_from_stage1:
@@ -249,7 +368,10 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
     log(f"stage 2 (lung opacity / viral pneumonia / covid19): {cfg.epochs_stage2} epochs")
     stage2, stats2 = _train_stage(cfg, "stage2", STAGE2_LABELS, pixels["train"][sick["train"]], labels["train"][sick["train"]] - 1,
                                   pixels["val"][sick["val"]], labels["val"][sick["val"]] - 1, cfg.epochs_stage2, init2,
-                                  strategy, log)
+                                  parallel, log)
+    if not chief:
+        log("done (process 0 writes the run folder)")
+        return {}
 
     metrics = _evaluate(stage1, stage2, pixels["test"], labels["test"], threshold, "test", out, cfg.preset,
                         cfg.batch_size)
@@ -259,6 +381,21 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
                   throughput={"stage1": stats1, "stage2": stats2})
     _write_json(out / "config.json", config)
     return metrics
+
+
+def _where(parallel: Parallel) -> str:
+    if parallel.distribution is None:
+        return f"one device ({keras.config.backend()})"
+    return (f"{parallel.devices} device(s) in {parallel.num_processes} process(es), data-parallel "
+            f"({keras.config.backend()})")
+
+
+def _jax_version() -> dict:
+    if keras.config.backend() != "jax":
+        return {}
+    import jax
+
+    return {"jax": jax.__version__}
 
 
 def evaluate_run(run_dir: os.PathLike | str, split: str = "test", data_dir: str | None = None,

@@ -1,0 +1,88 @@
+"""Training-side commands print their own progress; TensorFlow's, XLA's, absl's and JAX's start-up chatter
+(oneDNN notices, "failed call to cuInit" on machines without a GPU, SavedModel loader lines, tf.function
+retracing notes) stays out of the way unless --verbose asks for it. Real warnings and errors still show:
+only lines known to say nothing to the user are dropped.
+
+The C++ side writes to file descriptor 2 directly, before TensorFlow's own TF_CPP_MIN_LOG_LEVEL applies
+("All log messages before absl::InitializeLog() is called are written to STDERR"), so the filter sits on
+that descriptor; Python's loggers get a logging.Filter.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import re
+import sys
+import threading
+
+# Lines that say nothing to a user (each checked against a whole line of stderr).
+NATIVE_NOISE = re.compile("|".join([
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR",
+    r"I\d{4} [\d:.]+\s+\d+ \S+:\d+\] .*",  # absl INFO lines (oneDNN, cuda stubs, SavedModel loader)
+    r"E\d{4} [\d:.]+\s+\d+ \S+:\d+\] failed call to cuInit: .*",  # a machine without a GPU driver: not an error for CPU training
+    r"E\d{4} [\d:.]+\s+\d+ \S+:\d+\] Unable to register cu(DNN|FFT|BLAS) factory: .*",
+    r"W\d{4} [\d:.]+\s+\d+ \S+:\d+\] TF-TRT Warning: Could not find TensorRT",
+    r"To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags\.",
+    r"\[Gloo\] Rank \d+ is connected to \d+ peer ranks\. .*",
+]))
+
+# Python log records that say nothing to a user, by message.
+PYTHON_NOISE = re.compile("|".join([
+    r".*triggered tf\.function retracing.*",
+    r"AutoGraph could not transform .*",
+    r"Compiled the loaded model, but the compiled metrics have yet to be built.*",
+    r"Assets written to: .*",
+]), re.DOTALL)
+
+_installed = False
+
+
+class _DropNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not PYTHON_NOISE.fullmatch(record.getMessage())
+
+
+def quiet(verbose: bool) -> None:
+    """Hide the known noise for the rest of the process, unless `verbose`. Safe to call more than once."""
+    global _installed
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "1")
+    if verbose or _installed:
+        return
+    _installed = True
+    for name in ("tensorflow", "absl", "jax", "keras"):
+        logging.getLogger(name).addFilter(_DropNoise())
+    _filter_native_stderr()
+
+
+def _filter_native_stderr() -> None:
+    try:
+        if sys.stderr.fileno() != 2:
+            return
+    except (AttributeError, OSError, ValueError):  # not a real stream (a test runner's capture): leave it
+        return
+    sys.stderr.flush()
+    original = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    forwarder = threading.Thread(target=_forward, args=(read_end, original), daemon=True)
+    forwarder.start()
+
+    def stop() -> None:
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os.dup2(original, 2)  # closes the pipe's last write end: the forwarder reads to the end and stops
+        forwarder.join(timeout=5)
+
+    atexit.register(stop)
+
+
+def _forward(read_end: int, original: int) -> None:
+    with os.fdopen(read_end, "rb") as lines:
+        for line in lines:
+            if not NATIVE_NOISE.fullmatch(line.decode("utf-8", "replace").rstrip("\r\n")):
+                os.write(original, line)
