@@ -18,9 +18,9 @@ $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
 
 comma := ,
 
-install: $(VENV)/.installed-train+dev+dicom
+install: $(VENV)/.installed-train+jax+dev+dicom
 
-test: $(VENV)/.installed-train+dev+dicom
+test: $(VENV)/.installed-train+jax+dev+dicom
 	$(BIN)/python -m pytest
 
 demo: $(VENV)/.installed-train+dicom

@@ -13,13 +13,17 @@ import platform
 import time
 from pathlib import Path
 
-from benchmarks import clinic, edge, model_sizes, training, worklist
+from cxr_train.logs import quiet
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("-v", "--verbose", action="store_true", help="Also show TensorFlow's own log lines.")
     args = parser.parse_args()
+    quiet(args.verbose)  # before the benchmarks' imports start TensorFlow
+    from benchmarks import clinic, edge, model_sizes, training, worklist
+
     start = time.perf_counter()
     figures = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
                "date": time.strftime("%Y-%m-%d")}

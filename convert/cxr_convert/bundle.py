@@ -192,7 +192,8 @@ def build_bundle(run_dir: os.PathLike | str, out: os.PathLike | str, options: Co
         "target_sensitivity": config.get("target_sensitivity"), "min_confidence": options.min_confidence,
         "training_data": {"name": config.get("data_name"), "synthetic": bool(config.get("synthetic")),
                           "counts": config.get("counts")},
-        "run": {"preset": config.get("preset"), "seed": config.get("seed"), "run_dir": str(run.resolve())},
+        "run": {"preset": config.get("preset"), "seed": config.get("seed"), "run_dir": str(run.resolve()),
+                "trained_on": config.get("parallel")},
         "metrics": {"float": _summary(models["keras_float"]), "quantized": _summary(models["quantized"])},
         "parity_gate": parity["gate"], "deployable": not failures,
         # what a run on the box is compared with when no site file says otherwise (cxr_edge.site.monitor)

@@ -9,6 +9,7 @@ import click
 
 from cxr_edge import DISCLAIMER
 from cxr_edge.clitools import errors_as_failures, version_option
+from cxr_train.cli import verbose_option
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]}, epilog=DISCLAIMER)
@@ -29,6 +30,7 @@ from cxr_edge.clitools import errors_as_failures, version_option
 @click.option("--archive", is_flag=True, help="Also write BUNDLE_DIR.cxrb, the bundle as one file.")
 @click.option("--sign", "sign_key", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Sign the bundle with this private key (NAME.key from `cxr-sign keygen`).")
+@verbose_option
 def main(run_dir: Path, out: Path, quantization, calibration_samples, max_accuracy_drop, max_f1_drop, min_agreement,
          data_dir, debug_quantization, min_confidence, archive, sign_key) -> None:
     """Convert a training run to a TFLite bundle and check it against the float models.

@@ -3,9 +3,9 @@
 retracing notes) stays out of the way unless --verbose asks for it. Real warnings and errors still show:
 only lines known to say nothing to the user are dropped.
 
-The C++ side writes to file descriptor 2 directly, before TensorFlow's own TF_CPP_MIN_LOG_LEVEL applies
-("All log messages before absl::InitializeLog() is called are written to STDERR"), so the filter sits on
-that descriptor; Python's loggers get a logging.Filter.
+The C++ side writes to file descriptors 2 (and 1) directly, before TensorFlow's own TF_CPP_MIN_LOG_LEVEL
+applies ("All log messages before absl::InitializeLog() is called are written to STDERR"), so the filter
+sits on those descriptors; Python's loggers get a logging.Filter.
 """
 
 from __future__ import annotations
@@ -53,29 +53,35 @@ def quiet(verbose: bool) -> None:
     _installed = True
     for name in ("tensorflow", "absl", "jax", "keras"):
         logging.getLogger(name).addFilter(_DropNoise())
-    _filter_native_stderr()
+    _filter_native_output()
 
 
-def _filter_native_stderr() -> None:
-    try:
-        if sys.stderr.fileno() != 2:
-            return
-    except (AttributeError, OSError, ValueError):  # not a real stream (a test runner's capture): leave it
-        return
-    sys.stderr.flush()
-    original = os.dup(2)
+def _filter_native_output() -> None:
+    """Both descriptors: absl writes to 2, Gloo's connection notice goes to 1."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            fd = stream.fileno()
+        except (AttributeError, OSError, ValueError):  # not a real stream (a test runner's capture): leave it
+            continue
+        if fd in (1, 2):
+            _filter_fd(fd, stream)
+
+
+def _filter_fd(fd: int, stream) -> None:
+    stream.flush()
+    original = os.dup(fd)
     read_end, write_end = os.pipe()
-    os.dup2(write_end, 2)
+    os.dup2(write_end, fd)
     os.close(write_end)
     forwarder = threading.Thread(target=_forward, args=(read_end, original), daemon=True)
     forwarder.start()
 
     def stop() -> None:
         try:
-            sys.stderr.flush()
+            stream.flush()
         except (OSError, ValueError):
             pass
-        os.dup2(original, 2)  # closes the pipe's last write end: the forwarder reads to the end and stops
+        os.dup2(original, fd)  # closes the pipe's last write end: the forwarder reads to the end and stops
         forwarder.join(timeout=5)
 
     atexit.register(stop)
