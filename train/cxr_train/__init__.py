@@ -2,9 +2,9 @@
 
 import os
 
-# Defaults only: a user's own settings win. Keras 3 must use TensorFlow (tf.distribute, TFLite export).
+# A default only: KERAS_BACKEND=jax, or `cxr-train fit --backend jax`, trains on JAX (README, "Training on
+# several GPUs or machines"). TensorFlow's log level is set by cxr_train.logs.quiet (-v/--verbose).
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from cxr_edge import __version__  # noqa: E402
 

@@ -26,6 +26,7 @@ NATIVE_NOISE = re.compile("|".join([
     r"W\d{4} [\d:.]+\s+\d+ \S+:\d+\] TF-TRT Warning: Could not find TensorRT",
     r"To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags\.",
     r"\[Gloo\] Rank \d+ is connected to \d+ peer ranks\. .*",
+    r"fully_quantize: \d+, inference_type: \d+, input_inference_type: \w+, output_inference_type: \w+",  # TFLite
 ]))
 
 # Python log records that say nothing to a user, by message.
