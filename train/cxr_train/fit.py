@@ -183,35 +183,6 @@ class ThroughputMeter(keras.callbacks.Callback):
         return self.n_images * len(steady) / sum(steady) if steady else None
 
 
-class ChiefOnly(keras.callbacks.Callback):
-    """Runs `inner` (a file-writing callback) on process 0 only, yet sits in every process's callback list:
-    Keras chooses from the list's hooks whether to fetch metrics after each batch, a cross-process step that
-    every process must take alike (a list that differs between processes stalls the collective calls)."""
-
-    HOOKS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "on_train_batch_begin",
-             "on_train_batch_end", "on_test_begin", "on_test_end")
-
-    def __init__(self, inner: keras.callbacks.Callback, chief: bool):
-        super().__init__()
-        self.inner, self.chief = inner, chief
-        for hook in self.HOOKS:
-            setattr(self, hook, self._forward(getattr(inner, hook)))
-
-    def _forward(self, method):
-        def hook(*args, **kwargs):
-            if self.chief:
-                method(*args, **kwargs)
-        return hook
-
-    def set_model(self, model):
-        super().set_model(model)
-        self.inner.set_model(model)
-
-    def set_params(self, params):
-        super().set_params(params)
-        self.inner.set_params(params)
-
-
 def input_images_per_s(ds: tf.data.Dataset, max_batches: int = 50) -> float:
     """How fast the input pipeline alone delivers training batches (decode cache + augmentation)."""
     n, start = 0, time.perf_counter()
@@ -245,14 +216,15 @@ def _train_stage(cfg: FitConfig, stage: str, labels: tuple[str, ...], x_train, y
         if init is not None:
             init(model)
 
-    def run(first_epoch: int, last_epoch: int, trainable_trunk: bool) -> None:
+    def run(first_epoch: int, last_epoch: int, trainable_trunk: bool) -> tf.data.Dataset:
         for name in TRUNK_LAYERS:
             model.get_layer(name).trainable = trainable_trunk
         train_ds = make_dataset(x_train, y_train, cfg.batch_size, training=True, seed=cfg.seed, weights=weights,
                                 first_pass=first_epoch)
-        callbacks = [throughput, ChiefOnly(keras.callbacks.CSVLogger(str(history_csv), append=True), parallel.chief),
-                     keras.callbacks.ModelCheckpoint(str(checkpoints / f"{stage}.keras"), monitor="val_loss",
-                                                     save_best_only=True)]
+        callbacks = [throughput, keras.callbacks.ModelCheckpoint(str(checkpoints / f"{stage}.keras"),
+                                                                 monitor="val_loss", save_best_only=True)]
+        if parallel.chief:  # epoch-level hooks only: the other processes need not take part
+            callbacks.append(keras.callbacks.CSVLogger(str(history_csv), append=True))
         if trainable_trunk:
             callbacks += [keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
                                                         restore_best_weights=True),
@@ -265,18 +237,18 @@ def _train_stage(cfg: FitConfig, stage: str, labels: tuple[str, ...], x_train, y
             model.fit(train_ds, validation_data=val_ds, epochs=last_epoch, initial_epoch=first_epoch,
                       steps_per_epoch=steps, validation_steps=val_steps, callbacks=callbacks, shuffle=False,
                       verbose=2 if parallel.chief else 0)
+        return train_ds
 
     frozen = min(cfg.freeze_epochs, epochs)
     if frozen:
         log(f"{stage}: {frozen} epoch(s) with the trunk frozen")
-        run(0, frozen, trainable_trunk=False)
+        train_ds = run(0, frozen, trainable_trunk=False)
     if epochs > frozen:
-        run(frozen, epochs, trainable_trunk=True)
+        train_ds = run(frozen, epochs, trainable_trunk=True)
     if parallel.chief:
         model.save(out / f"{stage}.keras")
     else:
         shutil.rmtree(checkpoints, ignore_errors=True)
-    train_ds = make_dataset(x_train, y_train, cfg.batch_size, training=True, seed=cfg.seed, weights=weights)
     stats = {"train_images_per_s": throughput.images_per_s(), "input_images_per_s": input_images_per_s(train_ds),
              "class_weights": weights, "epochs_run": len(throughput.times)}
     return _local_copy(model, parallel), stats
@@ -322,7 +294,8 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
     chief = cfg.process_id == 0
     out = _prepare_run_dir(cfg) if chief else Path(cfg.out)
     if not chief:
-        log = (lambda say: lambda msg: say(f"process {cfg.process_id}: {msg}"))(log)
+        say = log
+        log = lambda msg: say(f"process {cfg.process_id}: {msg}")  # noqa: E731
     records = _records(cfg, log)
     parallel = start_parallel(cfg)
     if chief:

@@ -34,7 +34,6 @@ PYTHON_NOISE = re.compile("|".join([
     r".*triggered tf\.function retracing.*",
     r"AutoGraph could not transform .*",
     r"Compiled the loaded model, but the compiled metrics have yet to be built.*",
-    r"Assets written to: .*",
 ]), re.DOTALL)
 
 _installed = False
@@ -52,7 +51,7 @@ def quiet(verbose: bool) -> None:
     if verbose or _installed:
         return
     _installed = True
-    for name in ("tensorflow", "absl", "jax", "keras"):
+    for name in ("tensorflow", "absl"):  # the loggers these records come from (a filter binds to one logger)
         logging.getLogger(name).addFilter(_DropNoise())
     _filter_native_output()
 
