@@ -2,7 +2,7 @@
 report comparison.
 
     python scripts/pi_assets.py bundle OUT          # an int8 alexnet-edge bundle (untrained, seeded)
-    python scripts/pi_assets.py images OUT          # 8 radiographs, 5 DICOM syntaxes (+1 large), a corrupt file
+    python scripts/pi_assets.py images OUT          # 8 radiographs, 6 DICOM syntaxes (+1 large), a corrupt file
     python scripts/pi_assets.py cpuinfo cortex-a72  # a Raspberry Pi 4 (a72) or Pi 5 (a76) cpuinfo
     python scripts/pi_assets.py compare HOST.json PI.json LABEL [pinned|selftest]
 """
@@ -70,7 +70,7 @@ def make_images(out: Path) -> None:
         for label in LABELS:
             Image.fromarray(make_image(label, 299, image_rng(77, label, i)).pixels).save(out / f"{label}-{i}.png")
     stored = np.rint(make_image("lung_opacity", 299, image_rng(78, "lung_opacity", 0)).pixels / 255 * 4095)
-    for name in ("explicit", "jpeg-lossless-sv1", "jpeg-ls", "j2k-lossless", "rle"):
+    for name in ("explicit", "jpeg-lossless-sv1", "jpeg-extended-12", "jpeg-ls", "j2k-lossless", "rle"):
         write_dicom(out / f"dicom-{name}", stored, syntax=SYNTAXES[name], ViewPosition="PA")
     # a 1196-px JPEG 2000: large enough that the box decodes it at a reduced resolution (Pillow's OpenJPEG)
     large = np.asarray(Image.fromarray(stored.astype(np.float32), "F").resize((1196, 1196)))

@@ -22,7 +22,7 @@ from cxr_train.synth_dicom import PATIENT, write_dicom
 
 LOSSLESS = [uids.ImplicitVRLittleEndian, uids.DeflatedExplicitVRLittleEndian, uids.RLELossless,
             uids.JPEGLossless, uids.JPEGLosslessSV1, uids.JPEGLSLossless, uids.JPEG2000Lossless]
-LOSSY = [uids.JPEGLSNearLossless, uids.JPEG2000]
+LOSSY = [uids.JPEGLSNearLossless, uids.JPEG2000, uids.JPEGExtended12Bit]
 
 
 def _radiograph(size=160, seed=0):
@@ -43,6 +43,20 @@ def test_every_common_transfer_syntax_decodes_like_the_uncompressed_original(tmp
         np.testing.assert_array_equal(decoded, original)
     else:  # lossy: close, as the unit's own viewer would show it
         assert np.abs(decoded.astype(int) - original).mean() < 2.0
+
+
+@pytest.mark.parametrize("syntax", [uids.JPEGLossless, uids.JPEGLosslessSV1, uids.JPEGExtended12Bit],
+                         ids=lambda s: s.name)
+def test_lossless_and_12_bit_jpeg_are_decoded_by_libjpeg_turbo(tmp_path, syntax, monkeypatch):
+    """Not through pydicom's plugins (GDCM: five times slower on lossless, holding Python's lock; no 12-bit
+    Extended at all)."""
+    import cxr_edge.dicom
+
+    pixels = _radiograph()
+    path = write_dicom(tmp_path / "coded.dcm", pixels, syntax=syntax)
+    expected = load_image(path)
+    monkeypatch.setattr(cxr_edge.dicom, "_pixel_array", lambda ds: pytest.fail("decoded through pydicom"))
+    np.testing.assert_array_equal(load_image(path), expected)
 
 
 def test_jpeg_baseline_8_bit(tmp_path):

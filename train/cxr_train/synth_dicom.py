@@ -1,7 +1,7 @@
 """Synthetic radiographs as DICOM files, in the transfer syntaxes X-ray units write: for the tests, the
 Raspberry Pi kit and the clinic benchmark. Every file carries made-up patient data (PATIENT), which no report
-may ever show. Compressed syntaxes are written by GDCM (in cxr-edge's base install), as a unit's encoder would;
-the uncompressed ones and RLE by pydicom."""
+may ever show. Compressed syntaxes are written by GDCM (in cxr-edge's base install), as a unit's encoder would,
+but 12-bit JPEG Extended by libjpeg-turbo (imagecodecs); the uncompressed ones and RLE by pydicom."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ PATIENT = {"PatientName": "Test^Patient", "PatientID": "PID-0042", "PatientBirth
 # The syntaxes a DR console or CR reader writes, by short name.
 SYNTAXES = {"explicit": uids.ExplicitVRLittleEndian, "implicit": uids.ImplicitVRLittleEndian,
             "deflated": uids.DeflatedExplicitVRLittleEndian, "rle": uids.RLELossless,
-            "jpeg-baseline": uids.JPEGBaseline8Bit, "jpeg-lossless": uids.JPEGLossless,
+            "jpeg-baseline": uids.JPEGBaseline8Bit, "jpeg-extended-12": uids.JPEGExtended12Bit,
+            "jpeg-lossless": uids.JPEGLossless,
             "jpeg-lossless-sv1": uids.JPEGLosslessSV1, "jpeg-ls": uids.JPEGLSLossless,
             "jpeg-ls-near": uids.JPEGLSNearLossless, "j2k-lossless": uids.JPEG2000Lossless, "j2k": uids.JPEG2000}
 
@@ -58,6 +59,15 @@ def transcode(path: os.PathLike | str, syntax: str) -> None:
         else:
             ds.file_meta.TransferSyntaxUID = syntax
         ds.save_as(path, enforce_file_format=True, implicit_vr=syntax == uids.ImplicitVRLittleEndian)
+        return
+    if syntax == uids.JPEGExtended12Bit:  # GDCM writes it with 16-bit precision, which the standard does not allow
+        import imagecodecs
+        from pydicom.encaps import encapsulate
+
+        ds = pydicom.dcmread(path)
+        ds.PixelData = encapsulate([imagecodecs.jpeg8_encode(ds.pixel_array, level=90, bitspersample=12)])
+        ds.file_meta.TransferSyntaxUID = syntax
+        ds.save_as(path, enforce_file_format=True)
         return
     import gdcm
 
