@@ -94,12 +94,17 @@ def measure(size: int = 2560, images: int = 16, log=print) -> dict:
 
 
 def cli(description: str, measure_figures) -> None:
-    """The command line of the full-size benchmarks (this one and benchmarks.worklist): --size, --images, --json."""
+    """The command line of the full-size benchmarks (this one and benchmarks.worklist): --size, --images, --json,
+    -v."""
+    from cxr_train.logs import quiet
+
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--size", type=int, default=2560)
     parser.add_argument("--images", type=int, default=16)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("-v", "--verbose", action="store_true", help="Also show TensorFlow's own log lines.")
     args = parser.parse_args()
+    quiet(args.verbose)  # before measure_figures starts TensorFlow
     figures = measure_figures(args.size, args.images)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))

@@ -2,9 +2,10 @@
 
 import os
 
-# A default only: KERAS_BACKEND=jax, or `cxr-train fit --backend jax`, trains on JAX (README, "Training on
-# several GPUs or machines"). TensorFlow's log level is set by cxr_train.logs.quiet (-v/--verbose).
+# Defaults only: KERAS_BACKEND=jax, or `cxr-train fit --backend jax`, trains on JAX (README, "Training on
+# several GPUs or machines"); -v/--verbose (cxr_train.logs.quiet) lowers TensorFlow's log level to 0.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from cxr_edge import __version__  # noqa: E402
 

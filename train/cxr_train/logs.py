@@ -47,8 +47,10 @@ class _DropNoise(logging.Filter):
 def quiet(verbose: bool) -> None:
     """Hide the known noise for the rest of the process, unless `verbose`. Safe to call more than once."""
     global _installed
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "1")
-    if verbose or _installed:
+    if verbose:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"  # over cxr_train's default of 2 (the converter's W lines)
+        return
+    if _installed:
         return
     _installed = True
     for name in ("tensorflow", "absl"):  # the loggers these records come from (a filter binds to one logger)
