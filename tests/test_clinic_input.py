@@ -268,3 +268,30 @@ def test_image_contract_3_changes_only_large_jpeg_and_jpeg2000(tmp_path):
         assert not np.array_equal(reduced, full) and np.abs(reduced - full).mean() < 2.0, name
     # 1200 px, never below 512 (nor twice the model size): one wavelet level discarded, 600 px decoded
     assert load_radiograph(tmp_path / "big-j2k.dcm", 64)[0].shape == (600, 600)
+
+
+def test_with_no_window_a_percentile_range_so_a_few_hot_pixels_cannot_darken_the_image(tmp_path):
+    """Anatomy stored in 0..1000 of 12 bits, and a 20x20 burned-in marker at 4095 (0.4% of the pixels). The
+    image's minimum..maximum (contract 3) would leave the anatomy 0..62 of 255; the 0.5th..99.5th percentile range
+    gives it the whole scale. Without the marker, whose tails are anatomy, the image keeps its minimum..maximum.
+    A window in the header is taken as it stands, marker or not."""
+    from cxr_edge.levels import to_uint8
+
+    anatomy = np.rint(_radiograph(320) / 4095 * 1000)
+    np.testing.assert_array_equal(load_image(write_dicom(tmp_path / "plain.dcm", anatomy)), to_uint8(anatomy))
+    marked = anatomy.copy()
+    marked[10:30, 10:30] = 4095
+    gray = load_image(write_dicom(tmp_path / "marked.dcm", marked))
+    assert (gray[10:30, 10:30] == 255).all()
+    assert np.percentile(gray[40:], 99) >= 230 and np.percentile(gray[40:], 1) <= 5
+    lo, hi = np.percentile(marked, [0.5, 99.5])  # the whole image's; the range comes from every row here (320)
+    expected = np.clip((anatomy - lo) * 255 / (hi - lo), 0, 255)
+    assert np.abs(gray[40:].astype(int) - expected[40:]).mean() < 1.0
+
+    windowed = load_image(write_dicom(tmp_path / "windowed.dcm", marked, WindowCenter=2047.5, WindowWidth=4096))
+    assert np.percentile(windowed[40:], 99) < 70  # the header's window: the marker's range, as the unit chose
+
+    constant = np.zeros((320, 320))  # 99.6% one value: the percentiles coincide, so the full range is used
+    constant[100:120, 100:120] = 800
+    square = load_image(write_dicom(tmp_path / "square.dcm", constant))
+    assert (square[100:120, 100:120] == 255).all() and square.sum() == 255 * 400

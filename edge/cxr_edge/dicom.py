@@ -4,7 +4,8 @@ and big endian, deflated, RLE, JPEG baseline and 12-bit Extended, JPEG Lossless 
 JPEG 2000).
 
 Pixel data with the modality LUT and the VOI LUT or window applied, MONOCHROME1 (or Presentation LUT Shape
-INVERSE) inverted, then scaled to the image contract's 2-D uint8. A DICOM object without pixel data (DICOMDIR,
+INVERSE) inverted, then scaled to the image contract's 2-D uint8 (from the window's range, or with no window from
+the image's own range, or its 0.5th..99.5th percentile when outliers dominate: cxr_edge.levels). A DICOM object without pixel data (DICOMDIR,
 structured report, key object selection, presentation state) is not an image: NoPixelData names its kind.
 
 The header is used for safety only: a lateral or oblique view, a body part other than the chest, a modality
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .levels import integer_to_uint8, to_uint8
 
 PREAMBLE = 128  # bytes before the "DICM" magic in a DICOM Part 10 file
 
@@ -137,11 +140,26 @@ def read_dicom(path: os.PathLike | str, size: int | None = None) -> DicomImage:
     def windowed(stored):  # modality LUT or rescale, then the VOI LUT or first window, as the header says
         return apply_voi_lut(apply_modality_lut(stored, ds), ds)
 
-    gray = integer_to_uint8(pixels, windowed, inverse)
+    tails = 0.0 if _has_window(ds) else NO_WINDOW_TAILS
+    gray = integer_to_uint8(pixels, windowed, inverse, tails)
     if gray is None:  # float pixel data, or integers spanning more than 16 bits
         # the LUT functions return new arrays, or `pixels` itself, which is ours: overwriting it is safe
-        gray = to_uint8(windowed(pixels), inverse, overwrite=True)
+        gray = to_uint8(windowed(pixels), inverse, overwrite=True, tails=tails)
     return DicomImage(gray, header_reasons(ds))
+
+
+# With no window in the header, the range is the 0.5th..99.5th percentile of the values when outliers make it less
+# than half the minimum..maximum (cxr_edge.levels): dead pixels or a burned-in marker no longer set it. Contract 4; what it does to a bundle's
+# outputs against contract 3's minimum..maximum: README, "Image contract 4".
+NO_WINDOW_TAILS = 0.005
+
+
+def _has_window(ds) -> bool:
+    """Whether apply_voi_lut will apply something: a VOI LUT with its descriptor and data, or a window with centre
+    and width (pydicom's own test; an empty element counts as absent)."""
+    lut = ds.get("VOILUTSequence")
+    return bool(lut) and None not in (lut[0].get("LUTDescriptor"), lut[0].get("LUTData")) or \
+        None not in (ds.get("WindowCenter"), ds.get("WindowWidth"))
 
 
 def _pixel_array(ds) -> np.ndarray:
@@ -261,56 +279,3 @@ def _syntax_of_codestream(head: bytes) -> str | None:
     frames = [(head.find(marker, start), uid) for marker, uid in _JPEG_FRAMES.items()] if start >= 0 else []
     frames = [(at, uid) for at, uid in frames if at > start]
     return UID(min(frames)[1]) if frames else None
-
-
-def to_uint8(values: np.ndarray, inverse: bool = False, overwrite: bool = False) -> np.ndarray:
-    """Values scaled linearly from their own minimum..maximum to 0..255 (inverted first when asked). In place on
-    one float64 array (a full-size radiograph is 52 MB of float64, and each temporary would be another): a copy,
-    or `values` itself when it is float64 and the caller lets it be overwritten."""
-    values = np.asarray(values, dtype=np.float64) if overwrite else np.array(values, dtype=np.float64)
-    if inverse:
-        np.subtract(values.max(), values, out=values)
-    lo, hi = float(values.min()), float(values.max())
-    if hi <= lo:
-        return np.zeros(values.shape, dtype=np.uint8)
-    values -= lo
-    values *= 255.0 / (hi - lo)
-    return np.rint(values, out=values).astype(np.uint8)
-
-
-LUT_CHUNK = 1 << 19  # pixels per step of the table lookup: bounds its index temporaries to 4 MB
-
-
-def integer_to_uint8(pixels: np.ndarray, transform=None, inverse: bool = False) -> np.ndarray | None:
-    """to_uint8(transform(pixels), inverse), bit for bit, through a lookup table: `transform` (elementwise:
-    rescale, windowing, LUTs) and the float64 scaling run once per stored value between the image's minimum and
-    maximum (at most 65,536 of them), not once per pixel, and no float64 copy of a full-size image (52 MB) is
-    ever made. None when `pixels` are not integers spanning at most 16 bits: the caller takes the direct path."""
-    if pixels.dtype.kind not in "ui" or pixels.size == 0:
-        return None
-    lo, hi = int(pixels.min()), int(pixels.max())
-    if hi - lo >= 1 << 16:
-        return None
-    stored = np.arange(lo, hi + 1, dtype=np.int64).astype(pixels.dtype)
-    values = np.array(stored if transform is None else transform(stored), dtype=np.float64)
-    flat = pixels.reshape(-1)
-    steps = np.diff(values)
-    if (steps >= 0).all() or (steps <= 0).all():  # monotonic (rescale, windows): the extremes are lo's and hi's,
-        present = np.zeros(len(stored), dtype=bool)  # which are in the image by definition
-        present[[0, -1]] = True
-    else:  # a non-monotonic LUT: which stored values occur decides the range
-        present = np.zeros(len(stored), dtype=bool)
-        for start in range(0, flat.size, LUT_CHUNK):
-            present[flat[start:start + LUT_CHUNK].astype(np.intp) - lo] = True
-    if inverse:
-        np.subtract(values[present].max(), values, out=values)
-    low, high = float(values[present].min()), float(values[present].max())
-    if high <= low:
-        return np.zeros(pixels.shape, dtype=np.uint8)
-    values -= low  # the same operations, in the same order, as to_uint8's
-    values *= 255.0 / (high - low)
-    table = np.clip(np.rint(values), 0, 255).astype(np.uint8)  # values absent from the image may fall outside
-    out = np.empty(flat.size, dtype=np.uint8)
-    for start in range(0, flat.size, LUT_CHUNK):
-        out[start:start + LUT_CHUNK] = table[flat[start:start + LUT_CHUNK].astype(np.intp) - lo]
-    return out.reshape(pixels.shape)

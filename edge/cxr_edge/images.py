@@ -14,14 +14,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .dicom import NoPixelData, integer_to_uint8, looks_like_dicom, read_dicom, to_uint8
+from .dicom import NoPixelData, looks_like_dicom, read_dicom
+from .levels import integer_to_uint8, to_uint8
 
+# 4: DICOM whose header gives no window is scaled from its 0.5th..99.5th percentile, not its minimum..maximum, when
+# outliers (dead or burned-in pixels) make that range less than half the other; all else is unchanged.
 # 3: JPEG 2000 DICOM is decoded at a reduced resolution too (wavelet levels discarded, never below twice the
 # model size): 2560-px images decode 13x cheaper. 2: a JPEG larger than twice the model size is decoded at a
 # reduced DCT scale (1/2 to 1/8, same floor): 3x cheaper. Every other image, and everything up to twice the model
 # size (the Database's 299-px PNGs), keeps version 1's pixels. Measured on full-size files: README, "Image
-# contract 2 and 3".
-IMAGE_CONTRACT_VERSION = 3
+# contracts 2 and 3" and "Image contract 4".
+IMAGE_CONTRACT_VERSION = 4
 RESIZE_FILTER = "bilinear"  # Pillow's bilinear, antialiased when shrinking; integer arithmetic for mode L
 _RESIZE = Image.Resampling.BILINEAR
 SUPPORTED_FORMATS = ("PNG", "JPEG", "BMP", "TIFF")
@@ -57,9 +60,9 @@ def load_radiograph(path: os.PathLike | str, size: int | None = None) -> tuple[n
     With `size` (the model's input size), a JPEG or JPEG 2000 DICOM may be decoded at a reduced scale, never
     below twice `size`: only the work the model input needs.
 
-    DICOM files (.dcm, or any file with the DICOM preamble) go through cxr_edge.dicom. For the rest:
-    8-bit data keeps its values; 16-bit and 32-bit data are scaled linearly from the image's own
-    minimum..maximum to 0..255 (not clipped at 255). JPEG/TIFF EXIF orientation is applied, multi-frame
+    DICOM files (.dcm, or any file with the DICOM preamble) go through cxr_edge.dicom (the header's window, or
+    with none its 0.5th..99.5th percentile). For the rest: 8-bit data keeps its values; 16-bit and 32-bit data are
+    scaled linearly from the image's own minimum..maximum to 0..255. JPEG/TIFF EXIF orientation is applied, multi-frame
     files give their first frame, and Pillow's decompression-bomb guard stays on.
     """
     path = Path(path)
