@@ -2,7 +2,7 @@
 report comparison.
 
     python scripts/pi_assets.py bundle OUT          # an int8 alexnet-edge bundle (untrained, seeded)
-    python scripts/pi_assets.py images OUT          # 8 radiographs, 6 DICOM syntaxes (+1 large), a corrupt file
+    python scripts/pi_assets.py images OUT          # 8 radiographs, 6 DICOM syntaxes (+1 large, +1 marked), a corrupt file
     python scripts/pi_assets.py cpuinfo cortex-a72  # a Raspberry Pi 4 (a72) or Pi 5 (a76) cpuinfo
     python scripts/pi_assets.py compare HOST.json PI.json LABEL [pinned|selftest]
 """
@@ -56,8 +56,8 @@ def make_bundle(out: Path) -> None:
 
 def make_images(out: Path) -> None:
     """8 synthetic radiographs as PNG, one as DICOM in each compressed syntax units write (decoded in the root by
-    the base install's GDCM), a large JPEG 2000 one (decoded at a reduced resolution by Pillow), and a corrupt
-    file."""
+    the base install's GDCM), a large JPEG 2000 one (decoded at a reduced resolution by Pillow), a windowless one
+    with a burned-in marker (percentile range), and a corrupt file."""
     import numpy as np
     from PIL import Image
 
@@ -75,6 +75,10 @@ def make_images(out: Path) -> None:
     # a 1196-px JPEG 2000: large enough that the box decodes it at a reduced resolution (Pillow's OpenJPEG)
     large = np.asarray(Image.fromarray(stored.astype(np.float32), "F").resize((1196, 1196)))
     write_dicom(out / "dicom-j2k-large", np.rint(large), syntax=SYNTAXES["j2k-lossless"], ViewPosition="PA")
+    # no window, and a marker at 4095 beside anatomy in 0..1000: scaled from its percentile range (contract 4)
+    marked = np.rint(stored / 4095 * 1000)
+    marked[10:40, 10:40] = 4095
+    write_dicom(out / "dicom-marker-no-window", marked, ViewPosition="PA")
     (out / "corrupt.png").write_bytes((out / "normal-0.png").read_bytes()[:500])
 
 

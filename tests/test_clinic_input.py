@@ -295,3 +295,18 @@ def test_with_no_window_a_percentile_range_so_a_few_hot_pixels_cannot_darken_the
     constant[100:120, 100:120] = 800
     square = load_image(write_dicom(tmp_path / "square.dcm", constant))
     assert (square[100:120, 100:120] == 255).all() and square.sum() == 255 * 400
+
+
+def test_openjpeg_decodes_with_every_core_unless_told_otherwise():
+    """Pillow's OpenJPEG holds Python's lock, so JPEG 2000 gains from OpenJPEG's own threads, not from a second
+    decode thread; a site's own OPJ_NUM_THREADS is kept."""
+    import subprocess
+    import sys
+
+    code = "import os, cxr_edge.dicom; print(os.environ['OPJ_NUM_THREADS'])"
+    env = {k: v for k, v in os.environ.items() if k != "OPJ_NUM_THREADS"}
+    ours = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert ours.stdout.strip() == str(os.cpu_count())
+    theirs = subprocess.run([sys.executable, "-c", code], env={**env, "OPJ_NUM_THREADS": "1"},
+                            capture_output=True, text=True, check=True)
+    assert theirs.stdout.strip() == "1"
