@@ -166,9 +166,10 @@ DECODE_WORKERS = 2  # at most; CXR_EDGE_DECODE_WORKERS overrides
 
 def decode_workers() -> int:
     """Decoding threads. A full-size radiograph's decode takes 10-40 times its inference, so the interpreter
-    mostly waits for it; a second thread made 16-bit PNGs 1.8x and JPEGs 1.3x faster here (Pillow and
-    libjpeg-turbo let go of the GIL; GDCM, still used for JPEG-LS and full JPEG 2000 decodes, does not), at about 50-100 MB more peak memory per thread: two,
-    not one per core, so that a 4-core Pi with little memory stays well inside it."""
+    mostly waits for it; a second thread made 16-bit PNGs 1.8x and JPEGs 1.3x faster here (Pillow's PNG and JPEG
+    decoders and libjpeg-turbo let go of the GIL; GDCM, still used for JPEG-LS and small JPEG 2000, and Pillow's
+    JPEG 2000 decoder do not: OpenJPEG's own threads make up for it, cxr_edge.dicom), at about 50-100 MB more peak
+    memory per thread: two, not one per core, so that a 4-core Pi with little memory stays well inside it."""
     return int(os.environ.get("CXR_EDGE_DECODE_WORKERS", 0)) or min(DECODE_WORKERS, os.cpu_count() or 1)
 
 
