@@ -4,7 +4,7 @@ decodes large JPEGs at a reduced scale, version 3 JPEG 2000 DICOM at a reduced r
 with no window from its 0.5th..99.5th percentile instead of its minimum..maximum when outliers make the one less
 than half the other. 16-bit PNG must come out unchanged.
 
-    .venv/bin/python -m benchmarks.contract_change RUN_DIR BUNDLE [--size 2560] [--outlier-span 0.25]
+    .venv/bin/python -m benchmarks.contract_change RUN_DIR BUNDLE [--size 2560] [--outlier-span 0.5]
 
 The run's test split, each image upscaled to SIZE px (bicubic, with sensor-like noise) and written as JPEG,
 16-bit PNG, uncompressed DICOM and JPEG 2000 DICOM (no window in their headers, as many units write them); both
@@ -24,10 +24,10 @@ from PIL import Image, ImageOps
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.uid import JPEG2000Lossless
 
+from cxr_edge import levels
 from cxr_edge.bundle import load_bundle
 from cxr_edge.classify import Classifier
 from cxr_edge.images import load_image, prepare
-from cxr_edge import levels
 from cxr_edge.levels import to_uint8
 from cxr_train.dataset import read_split, select
 from cxr_train.synth_dicom import write_dicom
@@ -85,8 +85,8 @@ def main() -> None:
                 inputs[kind]["v2"].append(prepare(path, size))
                 path.unlink()
     quantization = json.loads((args.bundle / "parity.json").read_text())["models"]["quantized"]["cascade"]
-    print(f"{len(test)} test images at {args.size} px, {classifier.bundle.manifest['quantization']} bundle {args.bundle}"
-          f", outlier span {levels.OUTLIER_SPAN}")
+    print(f"{len(test)} test images at {args.size} px, {classifier.bundle.manifest['quantization']} bundle "
+          f"{args.bundle}, outlier span {levels.OUTLIER_SPAN}")
     print(f"{'compared':44s}{'label agreement':>16s}{'mean |dp|':>11s}{'max |dp|':>10s}")
     print(f"{'quantization: int8 vs float (parity.json)':44s}{quantization['agreement']:>16.3f}"
           f"{quantization['mean_abs_prob_diff']:>11.4f}{quantization['max_abs_prob_diff']:>10.4f}")

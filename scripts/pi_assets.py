@@ -2,7 +2,7 @@
 report comparison.
 
     python scripts/pi_assets.py bundle OUT          # an int8 alexnet-edge bundle (untrained, seeded)
-    python scripts/pi_assets.py images OUT          # 8 radiographs, 6 DICOM syntaxes (+1 large, +1 marked), a corrupt file
+    python scripts/pi_assets.py images OUT          # 8 radiographs, 8 DICOM (6 syntaxes, large, marked), a corrupt one
     python scripts/pi_assets.py cpuinfo cortex-a72  # a Raspberry Pi 4 (a72) or Pi 5 (a76) cpuinfo
     python scripts/pi_assets.py compare HOST.json PI.json LABEL [pinned|selftest]
 """

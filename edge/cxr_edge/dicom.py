@@ -5,8 +5,9 @@ JPEG 2000).
 
 Pixel data with the modality LUT and the VOI LUT or window applied, MONOCHROME1 (or Presentation LUT Shape
 INVERSE) inverted, then scaled to the image contract's 2-D uint8 (from the window's range, or with no window from
-the image's own range, or its 0.5th..99.5th percentile when outliers dominate: cxr_edge.levels). A DICOM object without pixel data (DICOMDIR,
-structured report, key object selection, presentation state) is not an image: NoPixelData names its kind.
+the image's own range, or its 0.5th..99.5th percentile when outliers dominate: cxr_edge.levels). A DICOM object
+without pixel data (DICOMDIR, structured report, key object selection, presentation state) is not an image:
+NoPixelData names its kind.
 
 The header is used for safety only: a lateral or oblique view, a body part other than the chest, a modality
 other than radiography, or a "for processing" image is referred, with the reason in words. No header value
@@ -149,8 +150,8 @@ def read_dicom(path: os.PathLike | str, size: int | None = None) -> DicomImage:
 
 
 # With no window in the header, the range is the 0.5th..99.5th percentile of the values when outliers make it less
-# than half the minimum..maximum (cxr_edge.levels): dead pixels or a burned-in marker no longer set it. Contract 4; what it does to a bundle's
-# outputs against contract 3's minimum..maximum: README, "Image contract 4".
+# than half the minimum..maximum (cxr_edge.levels): dead pixels or a burned-in marker no longer set it. Contract 4;
+# what it does to a bundle's outputs against contract 3's minimum..maximum: README, "Image contract 4".
 NO_WINDOW_TAILS = 0.005
 
 

@@ -61,9 +61,10 @@ def load_radiograph(path: os.PathLike | str, size: int | None = None) -> tuple[n
     below twice `size`: only the work the model input needs.
 
     DICOM files (.dcm, or any file with the DICOM preamble) go through cxr_edge.dicom (the header's window, or
-    with none its 0.5th..99.5th percentile). For the rest: 8-bit data keeps its values; 16-bit and 32-bit data are
-    scaled linearly from the image's own minimum..maximum to 0..255. JPEG/TIFF EXIF orientation is applied, multi-frame
-    files give their first frame, and Pillow's decompression-bomb guard stays on.
+    with none the image's own range, or its 0.5th..99.5th percentile when outliers dominate). For the rest: 8-bit
+    data keeps its values; 16-bit and 32-bit data are scaled linearly from the image's own minimum..maximum to
+    0..255. JPEG/TIFF EXIF orientation is applied, multi-frame files give their first frame, and Pillow's
+    decompression-bomb guard stays on.
     """
     path = Path(path)
     _check_file(path)

@@ -40,7 +40,8 @@ def to_uint8(values: np.ndarray, inverse: bool = False, overwrite: bool = False,
     return np.clip(np.rint(values, out=values), 0, 255, out=values).astype(np.uint8)
 
 
-def integer_to_uint8(pixels: np.ndarray, transform=None, inverse: bool = False, tails: float = 0.0) -> np.ndarray | None:
+def integer_to_uint8(pixels: np.ndarray, transform=None, inverse: bool = False,
+                     tails: float = 0.0) -> np.ndarray | None:
     """to_uint8(transform(pixels), inverse, tails=tails), bit for bit, through a lookup table: `transform`
     (elementwise: rescale, windowing, LUTs) and the float64 scaling run once per stored value between the image's
     minimum and maximum (at most 65,536 of them), not once per pixel, and no float64 copy of a full-size image
