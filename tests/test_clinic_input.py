@@ -273,8 +273,8 @@ def test_image_contract_3_changes_only_large_jpeg_and_jpeg2000(tmp_path):
 def test_with_no_window_a_percentile_range_so_a_few_hot_pixels_cannot_darken_the_image(tmp_path):
     """Anatomy stored in 0..1000 of 12 bits, and a 20x20 burned-in marker at 4095 (0.4% of the pixels). The
     image's minimum..maximum (contract 3) would leave the anatomy 0..62 of 255; the 0.5th..99.5th percentile range
-    gives it the whole scale. Without the marker, whose tails are anatomy, the image keeps its minimum..maximum.
-    A window in the header is taken as it stands, marker or not."""
+    gives it the whole scale. Without the marker, whose tails are anatomy, the image keeps its minimum..maximum, as
+    does a 16-bit PNG (contract 4 is DICOM's). A window in the header is taken as it stands, marker or not."""
     from cxr_edge.levels import to_uint8
 
     anatomy = np.rint(_radiograph(320) / 4095 * 1000)
@@ -287,6 +287,9 @@ def test_with_no_window_a_percentile_range_so_a_few_hot_pixels_cannot_darken_the
     lo, hi = np.percentile(marked, [0.5, 99.5])  # the whole image's; the range comes from every row here (320)
     expected = np.clip((anatomy - lo) * 255 / (hi - lo), 0, 255)
     assert np.abs(gray[40:].astype(int) - expected[40:]).mean() < 1.0
+
+    Image.fromarray(marked.astype(np.uint16)).save(tmp_path / "marked16.png")  # not DICOM: its own range, as before
+    np.testing.assert_array_equal(load_image(tmp_path / "marked16.png"), to_uint8(marked))
 
     windowed = load_image(write_dicom(tmp_path / "windowed.dcm", marked, WindowCenter=2047.5, WindowWidth=4096))
     assert np.percentile(windowed[40:], 99) < 70  # the header's window: the marker's range, as the unit chose
