@@ -217,9 +217,7 @@ def _reduced_jpeg2000(ds, size: int | None) -> np.ndarray | None:
     discarded wavelet levels are never decoded, so a 2560-px radiograph takes 61 ms at 640 px instead of 790 ms
     (at full resolution Pillow and GDCM give the same pixels). None when this does not apply (no size, another syntax,
     colour or signed data, nothing to discard) or Pillow refuses the codestream: the caller decodes in full."""
-    if not size or str(getattr(ds.file_meta, "TransferSyntaxUID", "")) not in _JPEG2000:
-        return None
-    if ds.get("SamplesPerPixel", 1) != 1 or ds.get("PixelRepresentation", 0) != 0 or ds.get("BitsStored", 16) > 16:
+    if not size or not _fast_path_applies(ds, _JPEG2000) or ds.get("BitsStored", 16) > 16:
         return None
     levels = reduction_levels(int(ds.Rows), int(ds.Columns), size)
     if levels == 0:
@@ -239,6 +237,13 @@ def _reduced_jpeg2000(ds, size: int | None) -> np.ndarray | None:
     return pixels if pixels.shape == expected and pixels.dtype.kind == "u" else None
 
 
+def _fast_path_applies(ds, syntaxes: tuple[str, ...]) -> bool:
+    """Whether a decoder beside pydicom's plugins may take this data set: one of its transfer syntaxes, and one
+    unsigned sample per pixel (colour and signed data go through pydicom, which handles them)."""
+    return str(getattr(ds.file_meta, "TransferSyntaxUID", "")) in syntaxes and \
+        ds.get("SamplesPerPixel", 1) == 1 and ds.get("PixelRepresentation", 0) == 0
+
+
 def _first_frame(ds) -> bytes:
     """The first frame's codestream of encapsulated pixel data."""
     from pydicom.encaps import generate_frames
@@ -256,9 +261,7 @@ def _libjpeg_turbo(ds) -> np.ndarray | None:
     """The first frame of lossless or 12-bit JPEG pixel data decoded by libjpeg-turbo (imagecodecs, BSD). None
     when this does not apply (another syntax, colour or signed data, values beyond Bits Stored) or the codestream
     is refused: the caller decodes through pydicom."""
-    if str(getattr(ds.file_meta, "TransferSyntaxUID", "")) not in _LIBJPEG_TURBO:
-        return None
-    if ds.get("SamplesPerPixel", 1) != 1 or ds.get("PixelRepresentation", 0) != 0:
+    if not _fast_path_applies(ds, _LIBJPEG_TURBO):
         return None
     try:
         import imagecodecs
