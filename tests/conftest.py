@@ -42,10 +42,10 @@ def edge_bundle(tiny_run, tmp_path_factory):
     """An int8 bundle of the tiny run for the edge runtime's tests. The gate's limits are set wide open:
     these tests are about the box, not the gate (tests/test_convert.py checks the gate)."""
     from cxr_convert.bundle import ConvertOptions, build_bundle
-    from cxr_convert.parity import Limits
+    from cxr_convert.gate import Limits
 
     out = tmp_path_factory.mktemp("bundles") / "edge"
-    options = ConvertOptions(calibration_samples=32, limits=Limits(1.0, 1.0, 0.0))
+    options = ConvertOptions(calibration_samples=32, limits=Limits(1.0, 1.0, 0.0, float_above_chance=False))
     manifest = build_bundle(tiny_run, out, options, log=lambda msg: None)
     assert manifest["deployable"]
     return out
@@ -88,45 +88,16 @@ def usb_stick(tmp_path, synth_small):
 
 @pytest.fixture(scope="session")
 def handmade_run(tiny_run, tmp_path_factory):
-    """A run folder whose two models are set by hand, not trained: confident, varied and deterministic, so
-    that the parity gate's verdict on them never depends on how a training run happened to go.
+    """A run folder whose two models are set by hand, not trained, on a data set that writes each class into
+    the features they read (tests/handmade.py): confident, accurate and deterministic, so that the parity
+    gate's verdict on them never depends on how a training run happened to go. 180 images per class give
+    216 parity images (validation and test), more than the 189 at which agreement of every image clears the
+    default 0.98 with its whole 95% interval."""
+    from .handmade import coded_models, handmade_run_dir, write_coded_dataset
 
-    Stage 1 reads overall brightness, stage 2 the brightness of the four image quadrants, each with large
-    weights centred on the test images' own statistics.
-    """
-    import keras
-    import numpy as np
-
-    from cxr_train.data import load_pixels
-    from cxr_train.dataset import read_split, select
-
-    from .handmade import hand_set_model as model, handmade_run_dir
-
-    run = tmp_path_factory.mktemp("runs") / "handmade"
-    config = handmade_run_dir(tiny_run, run)
-    test = load_pixels(config["data_dir"], select(read_split(run / "split.csv"), "test"), 64).astype(np.float32) / 255
-
-    # Decision boundaries sit in the widest gaps between the test images' own feature values, so no test
-    # image lies within quantization error of one.
-    brightness = test.mean(axis=(1, 2, 3))
-    stage1 = model(keras.layers.GlobalAveragePooling2D(), 2, np.array([[-200.0, 200.0]]),
-                   200 * np.array([1, -1]) * _widest_gap(brightness, 0.3, 0.7), "stage1")
-    quadrants = test.reshape(len(test), 2, 32, 2, 32).mean(axis=(2, 4)).reshape(len(test), 4)
-    contrast = quadrants[:, 0] - quadrants[:, 3]  # top-left minus bottom-right
-    c1, c2 = _widest_gap(contrast, 0.15, 0.45), _widest_gap(contrast, 0.55, 0.85)
-    w2 = np.zeros((4, 3))
-    w2[0], w2[3] = [-200, 0, 200], [200, 0, -200]  # logits: -k(f - c1), 0, k(f - c2)
-    stage2 = model(keras.layers.AveragePooling2D(32), 3, w2, np.array([200 * c1, 0, -200 * c2]), "stage2")
-    stage1.save(run / "stage1.keras")
-    stage2.save(run / "stage2.keras")
+    root = tmp_path_factory.mktemp("runs")
+    run = root / "handmade"
+    handmade_run_dir(tiny_run, run, write_coded_dataset(root / "coded", per_class=180, seed=5))
+    for model in coded_models():
+        model.save(run / f"{model.name}.keras")
     return run
-
-
-def _widest_gap(values, low, high):
-    """The midpoint of the widest gap between sorted values within the [low, high] quantile range."""
-    import numpy as np
-
-    v = np.sort(values)
-    lo, hi = int(low * (len(v) - 1)), int(high * (len(v) - 1))
-    i = lo + int(np.argmax(np.diff(v[lo:hi + 1])))
-    return float((v[i] + v[i + 1]) / 2)

@@ -19,12 +19,65 @@ def hand_set_model(features, n_out: int, weights, bias, name: str, size: int = 6
     return model
 
 
-def handmade_run_dir(tiny_run: Path, run: Path) -> dict:
-    """`run` made a run folder with `tiny_run`'s split and configuration (stage 1 threshold 0.5), ready for
-    hand-set stage1.keras and stage2.keras; returns the configuration."""
+def handmade_run_dir(tiny_run: Path, run: Path, data: Path | None = None) -> dict:
+    """`run` made a run folder with `tiny_run`'s configuration (stage 1 threshold 0.5) and its split, or a
+    split of `data`, ready for hand-set stage1.keras and stage2.keras; returns the configuration."""
+    from cxr_train.dataset import make_split, scan, write_split
+
     run.mkdir()
-    shutil.copy(tiny_run / "split.csv", run / "split.csv")
     config = json.loads((tiny_run / "config.json").read_text())
+    if data is None:
+        shutil.copy(tiny_run / "split.csv", run / "split.csv")
+    else:
+        found = scan(data)
+        write_split(make_split(found.records, seed=0), run / "split.csv")
+        config.update(data_dir=str(data), counts=found.counts())
     config["stage1_threshold"] = 0.5
     (run / "config.json").write_text(json.dumps(config))
     return config
+
+
+# The coded data set: each class written into two features that hand-set models read (coded_models).
+NORMAL_BRIGHTNESS, ABNORMAL_BRIGHTNESS = 0.35, 0.65  # image means; stage 1's boundary is at 0.5
+CONTRAST = {"lung_opacity": -0.3, "viral_pneumonia": 0.0, "covid19": 0.3}  # top-left minus bottom-right
+CONTRAST_BOUNDARIES = (-0.15, 0.15)  # stage 2's, halfway between the classes
+
+
+def write_coded_dataset(out: Path, per_class: int, size: int = 64, seed: int = 0) -> Path:
+    """A labelled folder whose class is written in the image's mean brightness (normal or abnormal) and in
+    the contrast between its top-left and bottom-right quadrants (the disease), each jittered by at most
+    0.05 and every pixel noisy: images far (0.1 or more) from the hand-set models' boundaries, so that a
+    sound int8 copy gives every one of them the float model's label."""
+    from PIL import Image
+
+    from cxr_edge.labels import LABELS
+
+    rng = np.random.default_rng(seed)
+    half = size // 2
+    for label in LABELS:
+        folder = out / label
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            brightness = (NORMAL_BRIGHTNESS if label == "normal" else ABNORMAL_BRIGHTNESS) + rng.uniform(-0.05, 0.05)
+            contrast = CONTRAST.get(label, 0.0) + rng.uniform(-0.05, 0.05)
+            level = np.full((size, size), brightness)
+            level[:half, :half] += contrast / 2
+            level[half:, half:] -= contrast / 2
+            pixels = np.clip(level + rng.normal(0, 0.03, level.shape), 0, 1)
+            Image.fromarray(np.round(pixels * 255).astype(np.uint8)).save(folder / f"{label}-{i}.png")
+    return out
+
+
+def coded_models(size: int = 64):
+    """Stage 1 and stage 2 reading the coded data set's features with large weights: confident everywhere
+    but near their boundaries, where no coded image lies."""
+    import keras
+
+    stage1 = hand_set_model(keras.layers.GlobalAveragePooling2D(), 2, [[-200.0, 200.0]],
+                            [100.0, -100.0], "stage1", size)  # logits +-200 (brightness - 0.5)
+    c1, c2 = CONTRAST_BOUNDARIES
+    w2 = np.zeros((4, 3))  # the four quadrant means (top-left first) to three logits
+    w2[0], w2[3] = [-200, 0, 200], [200, 0, -200]  # logits: -200 (f - c1), 0, 200 (f - c2)
+    stage2 = hand_set_model(keras.layers.AveragePooling2D(size // 2), 3, w2, [200 * c1, 0, -200 * c2],
+                            "stage2", size)
+    return stage1, stage2

@@ -51,7 +51,7 @@ def linear_bundle(tiny_run, tmp_path_factory):
     import keras
 
     from cxr_convert.bundle import ConvertOptions, build_bundle
-    from cxr_convert.parity import Limits
+    from cxr_convert.gate import Limits
 
     run = tmp_path_factory.mktemp("runs") / "linear"
     handmade_run_dir(tiny_run, run)
@@ -62,7 +62,7 @@ def linear_bundle(tiny_run, tmp_path_factory):
     # int8 ranges calibrated over every brightness the tests use (the training images span less of it)
     checks = (np.indices((64, 64)) // 4).sum(axis=0) % 2
     calibration = np.stack([np.where(checks, level + 25, level - 25) for level in np.linspace(30, 225, 32)])
-    build_bundle(run, out, ConvertOptions(limits=Limits(1.0, 1.0, 0.0)),
+    build_bundle(run, out, ConvertOptions(limits=Limits(1.0, 1.0, 0.0, float_above_chance=False)),
                  calibration=calibration.astype(np.uint8)[..., None], log=lambda m: None)
     return out
 

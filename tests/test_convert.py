@@ -47,8 +47,52 @@ def test_healthy_model_passes_the_gate(int8_bundle):
     assert parity["models"]["tflite_float32"]["cascade"]["max_abs_prob_diff"] < 1e-4
     assert parity["models"]["quantized"]["cascade"]["max_abs_prob_diff"] < 0.05  # int8 stays close to float
     assert result.exit_code == 0, result.output
-    assert parity["gate"]["passed"] and json.loads((out / "manifest.json").read_text())["deployable"] is True
+    gate = parity["gate"]
+    assert gate["verdict"] == "PASS" and gate["float_model"]["learned"]
+    assert {c["verdict"] for c in gate["checks"]} == {"PASS"}
+    assert parity["images"]["split"] == "val+test" and sum(parity["images"]["counts"].values()) == parity["n_images"] >= 189
+    assert gate["bootstrap"]["samples"] == 2000
+    assert json.loads((out / "manifest.json").read_text())["deployable"] is True
     assert load_bundle(out).deployable
+    # The verdict closes the output, after the table and the sections below it.
+    assert result.output.rstrip().splitlines()[-2].startswith("PASS: deployable")
+    assert result.output.index("| accuracy drop |") < result.output.index("PASS: deployable (every check")
+
+
+def test_too_few_parity_images_are_inconclusive_and_say_how_many_would_do(handmade_run, tmp_path):
+    """The test split alone (108 images) cannot show agreement >= 0.98, even when every label agrees."""
+    out = tmp_path / "few"
+    result = CliRunner().invoke(main, [str(handmade_run), "--out", str(out), "--parity-split", "test",
+                                       "--calibration-samples", "64"])
+    assert result.exit_code == 1, result.output
+    parity = json.loads((out / "parity.json").read_text())
+    assert parity["images"]["counts"] == {"test": parity["n_images"]} and parity["n_images"] < 189
+    assert parity["gate"]["verdict"] == "INCONCLUSIVE" and parity["gate"]["images_to_settle"] == 189
+    assert "INCONCLUSIVE: NOT DEPLOYABLE" in result.output and "about 189 images would settle it" in result.output
+    assert json.loads((out / "manifest.json").read_text())["deployable"] is False
+
+
+def test_parity_data_adds_its_images_and_leaves_out_copies_of_training_images(handmade_run, tmp_path):
+    import shutil
+
+    from cxr_train.dataset import read_split, select
+
+    from .handmade import write_coded_dataset
+
+    extra = write_coded_dataset(tmp_path / "extra", per_class=10, seed=11)
+    config = json.loads((handmade_run / "config.json").read_text())
+    trained = select(read_split(handmade_run / "split.csv"), "train")[0]
+    shutil.copy(f"{config['data_dir']}/{trained.path}", extra / trained.label / "copy-of-a-training-image.png")
+    out = tmp_path / "more"
+    result = CliRunner().invoke(main, [str(handmade_run), "--out", str(out), "--parity-data", str(extra),
+                                       "--calibration-samples", "64"])
+    assert result.exit_code == 0, result.output
+    assert "--parity-data: left out 1 exact copies of training images" in result.output
+    parity = json.loads((out / "parity.json").read_text())
+    counts = parity["images"]["counts"]
+    assert counts["parity_data"] == 40 and set(counts) == {"val", "test", "parity_data"}
+    assert parity["n_images"] == parity["gate"]["n_images"] == sum(counts.values())
+    assert parity["images"]["parity_data"] == str(extra)
 
 
 def test_blank_calibration_fails_the_gate_with_the_message(handmade_run, tmp_path, monkeypatch):
@@ -57,7 +101,7 @@ def test_blank_calibration_fails_the_gate_with_the_message(handmade_run, tmp_pat
     out = tmp_path / "broken"
     result = CliRunner().invoke(main, [str(handmade_run), "--out", str(out)])
     assert result.exit_code == 1, result.output
-    assert "NOT DEPLOYABLE" in result.output
+    assert "FAIL: NOT DEPLOYABLE" in result.output
     assert "cascade agreement with float: float 1.0000, int8 " in result.output and "below limit 0.9800" in result.output
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["deployable"] is False and manifest["parity_gate"]["failures"]
@@ -105,6 +149,7 @@ def test_options_defaults_match_the_spec():
     options = ConvertOptions()
     assert (options.quantization, options.calibration_samples) == ("int8", 300)
     assert (options.limits.max_accuracy_drop, options.limits.max_f1_drop, options.limits.min_agreement) == (0.01, 0.02, 0.98)
+    assert (options.parity_split, options.parity_data, options.bootstrap_samples) == ("val+test", None, 2000)
 
 
 def test_debug_quantization_reports_per_layer_error(tiny_run):

@@ -24,15 +24,17 @@ from cxr_edge.images import IMAGE_CONTRACT_VERSION, RESIZE_FILTER
 from cxr_edge.labels import LABELS, STAGE1_LABELS, STAGE2_LABELS
 from cxr_train.data import label_indices, load_pixels
 from cxr_train.fit import RunError, load_run
-from cxr_train.dataset import DatasetError, read_split, select
+from cxr_train.dataset import DatasetError, read_split, scan, select
 
-from .parity import Limits, compare, gate, parity_markdown, predict_keras, predict_tflite
+from .gate import BOOTSTRAP_SAMPLES, Limits, evaluate_gate, failure_lines
+from .parity import cascade_labels, compare, parity_markdown, predict_keras, predict_tflite
 from .reliability import model_reliability, reliability_png
 from .selftest import make_selftest
 from .tflite import convert, debug_quantization
 
 
 OOD_SAMPLES = 2000  # images per split for the out-of-distribution statistics: enough for a 32-d covariance
+PARITY_SPLITS = ("val+test", "test", "val")  # neither trains the weights; int8 calibration draws from train
 
 
 class ConvertError(ValueError):
@@ -48,6 +50,9 @@ class ConvertOptions:
     debug_quantization: bool = False
     min_confidence: float = 0.6
     seed: int = 0
+    parity_split: str = "val+test"
+    parity_data: str | None = None  # a labelled folder whose images join the parity set
+    bootstrap_samples: int = BOOTSTRAP_SAMPLES
 
 
 def stratified_sample(records, n: int, seed: int) -> list:
@@ -92,6 +97,31 @@ def _quadrant_means(x):
     pool = (-(-h // 2), -(-w // 2))
     pooled = keras.layers.AveragePooling2D(pool, strides=(h - pool[0], w - pool[1]), name="ood_pool2")(x)
     return keras.layers.Flatten(name="ood_quadrants")(pooled)
+
+
+def parity_records(records, options: ConvertOptions, log) -> dict[str, tuple[str, list]]:
+    """The parity set's parts, each (its data folder, its records): the run's held-out split(s) and the
+    images of --parity-data, less any that are exact copies of a training image."""
+    if options.parity_split not in PARITY_SPLITS:
+        raise ConvertError(f"--parity-split {options.parity_split!r}: choose one of {', '.join(PARITY_SPLITS)}")
+    parts = {split: (None, select(records, split)) for split in options.parity_split.split("+")}
+    if options.parity_data:
+        found = scan(options.parity_data)
+        for problem in found.unreadable:
+            log(f"--parity-data: left out {problem}")
+        trained = {r.sha256 for r in select(records, "train")}
+        extra = [r for r in found.records if r.sha256 not in trained]
+        if len(extra) < len(found.records):
+            log(f"--parity-data: left out {len(found.records) - len(extra)} exact copies of training images")
+        parts["parity_data"] = (options.parity_data, extra)
+    return parts
+
+
+def _part(parts: dict, name: str) -> slice:
+    """Where part `name` lies in the parity set, the parts concatenated in order."""
+    sizes = [len(y) for _, y in parts.values()]
+    start = sum(sizes[:list(parts).index(name)])
+    return slice(start, start + len(parts[name][1]))
 
 
 def _ood(stage1_int8: bytes, records, data_dir, size: int, test_pixels, seed: int, log) -> tuple[dict, bytes]:
@@ -147,10 +177,15 @@ def build_bundle(run_dir: os.PathLike | str, out: os.PathLike | str, options: Co
         if calibration is None:
             calibration = calibration_set(select(records, "train"), data_dir, size, options.calibration_samples,
                                           options.seed)
-        test = select(records, "test")
-        test_pixels, y_true = load_pixels(data_dir, test, size), label_indices(test)
+        parts = {name: (load_pixels(folder or data_dir, part, size), label_indices(part))
+                 for name, (folder, part) in parity_records(records, options, log).items()}
+        test_pixels = parts["test"][0] if "test" in parts else load_pixels(data_dir, select(records, "test"), size)
     except DatasetError as exc:
         raise ConvertError(str(exc)) from None
+    pixels = np.concatenate([p for p, _ in parts.values()])
+    y_true = np.concatenate([y for _, y in parts.values()])
+    images = {"split": options.parity_split, "parity_data": options.parity_data,
+              "counts": {name: len(y) for name, (_, y) in parts.items()}}
 
     start = time.perf_counter()
     log(f"converting both stages to TFLite float32 and {options.quantization} ({len(calibration)} calibration images)")
@@ -158,18 +193,21 @@ def build_bundle(run_dir: os.PathLike | str, out: os.PathLike | str, options: Co
     float32 = {s: convert(m, "float32") for s, m in deployed}
     quantized = float32 if options.quantization == "float32" else {
         s: convert(m, options.quantization, calibration) for s, m in deployed}
-    log(f"parity check on {len(test)} held-out test images")
-    reference = predict_keras(stage1, stage2, test_pixels)
-    deployed_pred = predict_tflite(quantized["stage1"], quantized["stage2"], test_pixels)
+    log(f"parity check on {len(y_true)} held-out images ({', '.join(f'{n} {k}' for k, n in images['counts'].items())})")
+    reference = predict_keras(stage1, stage2, pixels)
+    deployed_pred = predict_tflite(quantized["stage1"], quantized["stage2"], pixels)
     models = {"keras_float": compare(y_true, threshold, reference, reference),
-              "tflite_float32": compare(y_true, threshold, reference, predict_tflite(float32["stage1"], float32["stage2"], test_pixels)),
+              "tflite_float32": compare(y_true, threshold, reference, predict_tflite(float32["stage1"], float32["stage2"], pixels)),
               "quantized": compare(y_true, threshold, reference, deployed_pred)}
-    failures = gate(models["keras_float"], models["quantized"], options.limits, options.quantization)
+    gate = evaluate_gate(y_true, cascade_labels(reference, threshold), cascade_labels(deployed_pred, threshold),
+                         options.limits, options.bootstrap_samples, options.seed)
+    gate["failures"] = failure_lines(gate, options.quantization)
     calibration_figures = {"float": model_reliability(y_true, threshold, reference),
                            "quantized": model_reliability(y_true, threshold, deployed_pred)}
-    parity = {"quantization": options.quantization, "n_images": len(test), "threshold": threshold, "models": models,
-              "gate": {"limits": asdict(options.limits), "passed": not failures, "failures": failures},
-              "calibration": calibration_figures}
+    parity = {"quantization": options.quantization, "n_images": len(y_true), "images": images,
+              "threshold": threshold, "models": models, "gate": gate, "calibration": calibration_figures}
+    test_flagged = (deployed_pred.p_abnormal[_part(parts, "test")] if "test" in parts else
+                    predict_tflite(quantized["stage1"], quantized["stage2"], test_pixels).p_abnormal) >= threshold
     extra_files = {}
     if deployed[0][1] is not stage1:
         parity["ood"], extra_files[OOD_FILE] = _ood(quantized["stage1"], records, data_dir, size, test_pixels,
@@ -195,10 +233,9 @@ def build_bundle(run_dir: os.PathLike | str, out: os.PathLike | str, options: Co
         "run": {"preset": config.get("preset"), "seed": config.get("seed"), "run_dir": str(run.resolve()),
                 "trained_on": config.get("parallel")},
         "metrics": {"float": _summary(models["keras_float"]), "quantized": _summary(models["quantized"])},
-        "parity_gate": parity["gate"], "deployable": not failures,
+        "parity_gate": parity["gate"], "deployable": gate["passed"],
         # what a run on the box is compared with when no site file says otherwise (cxr_edge.site.monitor)
-        "expected": {"flagged_abnormal": float((deployed_pred.p_abnormal >= threshold).mean()),
-                     "split": "test", "images": len(test)},
+        "expected": {"flagged_abnormal": float(test_flagged.mean()), "split": "test", "images": len(test_flagged)},
     }
     if "ood" in parity:
         manifest["ood"] = parity["ood"]

@@ -15,12 +15,7 @@ from cxr_edge.interpreter import TFLiteModel, predict_in_batches
 from cxr_edge.labels import LABELS, STAGE1_LABELS, STAGE2_LABELS
 from cxr_train.evaluate import classification_metrics
 
-
-@dataclass(frozen=True)
-class Limits:
-    max_accuracy_drop: float = 0.01
-    max_f1_drop: float = 0.02
-    min_agreement: float = 0.98
+from .gate import failure_lines, verdict_line
 
 
 @dataclass(frozen=True)
@@ -38,6 +33,10 @@ def predict_keras(stage1, stage2, pixels: np.ndarray, batch_size: int = 64) -> P
 def predict_tflite(stage1: bytes, stage2: bytes, pixels: np.ndarray, batch_size: int = 32) -> Predictions:
     probs = [predict_in_batches(TFLiteModel(content), pixels, batch_size)[0] for content in (stage1, stage2)]
     return Predictions(probs[0][:, 1], probs[1])
+
+
+def cascade_labels(predictions: Predictions, threshold: float) -> np.ndarray:
+    return combine(predictions.p_abnormal, predictions.stage2, threshold)[0]
 
 
 def _compare(y_true, y_pred, y_ref, probs, ref_probs, names) -> dict:
@@ -63,27 +62,8 @@ def compare(y_true: np.ndarray, threshold: float, reference: Predictions, candid
     return {"stage1": stage1, "stage2": stage2, "cascade": cascade}
 
 
-def gate(float_metrics: dict, quantized_metrics: dict, limits: Limits, name: str) -> list[str]:
-    """Every failed check of the cascade, with the float value, the quantized value and the limit."""
-    f, q = float_metrics["cascade"], quantized_metrics["cascade"]
-    failures = []
-    drop = f["accuracy"] - q["accuracy"]
-    if drop > limits.max_accuracy_drop + 1e-12:
-        failures.append(f"cascade accuracy: float {f['accuracy']:.4f}, {name} {q['accuracy']:.4f}, "
-                        f"drop {drop:.4f} > limit {limits.max_accuracy_drop:.4f}")
-    for label in LABELS:
-        f1_drop = f["per_class"][label]["f1"] - q["per_class"][label]["f1"]
-        if f1_drop > limits.max_f1_drop + 1e-12:
-            failures.append(f"{label} F1: float {f['per_class'][label]['f1']:.4f}, {name} "
-                            f"{q['per_class'][label]['f1']:.4f}, drop {f1_drop:.4f} > limit {limits.max_f1_drop:.4f}")
-    if q["agreement"] < limits.min_agreement - 1e-12:
-        failures.append(f"cascade agreement with float: float 1.0000, {name} {q['agreement']:.4f}, "
-                        f"below limit {limits.min_agreement:.4f}")
-    return failures
-
-
 def parity_markdown(parity: dict) -> str:
-    """parity.md: the three models side by side, deltas against float, the verdict."""
+    """parity.md: the three models side by side, deltas against float, then the gate and its verdict."""
     names = ("keras_float", "tflite_float32", "quantized")
     models = parity["models"]
     header = f"| metric | Keras float | TFLite float32 | TFLite {parity['quantization']} | delta (quantized - float) |"
@@ -103,15 +83,11 @@ def parity_markdown(parity: dict) -> str:
         row(f"{stage} max abs prob diff", lambda m, s=stage: m[s]["max_abs_prob_diff"])
     for label in LABELS:
         row(f"cascade F1 {label}", lambda m, lb=label: m["cascade"]["per_class"][lb]["f1"])
-    g = parity["gate"]
-    verdict = "PASSED: deployable" if g["passed"] else "FAILED: not deployable"
-    lines = [f"# Parity: float vs {parity['quantization']} ({parity['n_images']} held-out test images)", "",
+    lines = [f"# Parity: float vs {parity['quantization']} ({parity['n_images']} held-out images: "
+             f"{_sources(parity['images'])})", "",
              f"Stage 1 threshold {parity['threshold']:.4f}. Float is the Keras model that was validated; "
              "TFLite float32 separates conversion faults from quantization error.", "", header,
-             "|---|---|---|---|---|", *rows, "", f"## Gate: {verdict}", "",
-             f"Limits: cascade accuracy drop <= {g['limits']['max_accuracy_drop']}, each class's F1 drop <= "
-             f"{g['limits']['max_f1_drop']}, agreement with float >= {g['limits']['min_agreement']}.", ""]
-    lines += [f"- {failure}" for failure in g["failures"]] or ["All checks passed."]
+             "|---|---|---|---|---|", *rows]
     if "ood" in parity:
         f = parity["ood"]["figures"]
         lines += ["", "## Out-of-distribution referral (stage 1 features, Mahalanobis distance)", "",
@@ -129,4 +105,34 @@ def parity_markdown(parity: dict) -> str:
                   "| op | tensor | mean squared error | max abs error |", "|---|---|---|---|"]
         lines += [f"| {r.get('op_name')} | {str(r.get('tensor_name', ''))[:60]} | {r.get('mean_squared_error', 0):.3g} | "
                   f"{r.get('max_abs_error', 0):.3g} |" for r in layers[:5]]
+    lines += ["", *gate_markdown(parity["gate"], parity["quantization"])]  # the verdict closes the file
     return "\n".join(lines) + "\n"
+
+
+def _sources(images: dict) -> str:
+    parts = [f"{n} {name}" for name, n in images["counts"].items() if n]
+    return ", ".join(parts)
+
+
+def gate_markdown(gate: dict, name: str) -> list[str]:
+    """The gate's section of parity.md: each check with its interval, limit and verdict, then the verdict."""
+    b, m, f = gate["bootstrap"], gate["mcnemar"], gate["float_model"]
+    lines = ["## Gate", "", f"| check | float | {name} | estimate | 95% interval | limit | verdict |",
+             "|---|---|---|---|---|---|---|"]
+    for c in gate["checks"]:
+        title = "agreement with float" if c["higher_is_better"] else f"{c['name']} drop"
+        bound = ">=" if c["higher_is_better"] else "<="
+        settle = f" (about {c['images_to_settle']:,} images to settle)" if c["images_to_settle"] else ""
+        lines.append(f"| {title} | {c['float_value']:.4f} | {c['quantized_value']:.4f} | {c['estimate']:+.4f} | "
+                     f"{c['low']:+.4f} to {c['high']:+.4f} | {bound} {c['limit']:g} | {c['verdict']}{settle} |")
+    lines += ["", f"Intervals: drops from a paired bootstrap over the images ({b['samples']} resamples, seed "
+              f"{b['seed']}, percentile), agreement from Wilson's score interval. A check passes when its whole "
+              "interval is within its limit, fails when its estimate is past it, and is inconclusive otherwise.",
+              "", f"McNemar's exact test: {m['right_only_float']} images right only in float, "
+              f"{m['right_only_quantized']} right only in {name}; p = {m['p_value']:.3g} "
+              "(a small p says the accuracies differ, not by how much: the accuracy check says that).", "",
+              f"Float model: cascade accuracy {f['accuracy']:.4f} (95% CI {f['low']:.4f} to {f['high']:.4f}), "
+              f"chance {f['chance']:.4f} (always the commonest class): "
+              + ("learned." if f["learned"] else "NOT WORTH QUANTIZING."), ""]
+    lines += [f"- {line}" for line in failure_lines(gate, name)]
+    return lines + ["", f"**Verdict: {verdict_line(gate)}**"]
