@@ -142,7 +142,7 @@ def load_bundle(path: os.PathLike | str | None, allow_unverified: bool = False, 
         raise BundleError(f"{_name(path, MANIFEST)}: a format {manifest['format_version']} bundle must carry its "
                           f"self-test ({SELFTEST_FILE}) and this one lists none; convert the model again")
     if not manifest.get("deployable") and not allow_unverified:
-        raise BundleError(f"{_name(path, MANIFEST)}: the bundle is marked not deployable (it failed the "
-                          "float-vs-quantized parity gate; see parity.md); pass --allow-unverified to use it anyway")
+        raise BundleError(f"{_name(path, MANIFEST)}: the bundle is marked not deployable (it did not "
+                          "pass the float-vs-quantized parity gate; see parity.md); pass --allow-unverified to use it anyway")
     return Bundle(path, manifest, {name: data for name, (data, _) in checked.items()}, origin,
                   sha256_bytes(contents[MANIFEST]))

@@ -140,7 +140,7 @@ class Classifier:
         if confidence < self.min_confidence:
             reasons.append(f"low confidence ({label} probability {confidence:.3f} < {self.min_confidence:.3f})")
         if not self.bundle.deployable:  # used with --allow-unverified
-            reasons.append("unverified model (the bundle failed its float-vs-quantized parity gate)")
+            reasons.append("unverified model (the bundle did not pass its float-vs-quantized parity gate)")
         return Result(rel_path, label, tuple(float(p) for p in probs), bool(reasons), "; ".join(reasons),
                       ood_score=None if ood_score is None else float(ood_score))
 

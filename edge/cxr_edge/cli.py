@@ -35,7 +35,7 @@ def model_options(func):
                         help="Run a bundle not signed by a trusted key (development only); every output says so. "
                              "A revoked key is refused all the same.")(func)
     func = click.option("--allow-unverified", is_flag=True,
-                        help="Use a bundle that failed its parity gate; every result is marked unverified.")(func)
+                        help="Use a bundle that did not pass its parity gate; every result is marked unverified.")(func)
     func = click.option("--threads", type=click.IntRange(min=1), default=None,
                         help="Interpreter threads [default: all cores].")(func)
     return click.option("--model", "model", type=click.Path(path_type=Path), envvar=ENV_VAR, default=None,
@@ -229,7 +229,7 @@ def info(bundle_path: Path | None, site_path: Path | None) -> None:
                    f"{f.get('test_radiographs_wrongly_referred', float('nan')):.1%}")
     else:
         click.echo(f"out-of-distribution referral: none (format {m['format_version']} bundle without statistics)")
-    click.echo(f"deployable: {'yes' if m.get('deployable') else 'NO (failed the parity gate)'}")
+    click.echo(f"deployable: {'yes' if m.get('deployable') else f'NO ({_gate_outcome(m)}; see parity.md)'}")
     checked = verify_files(path, m, contents)
     failures = 0
     for name, (_, problem) in checked.items():
@@ -263,6 +263,15 @@ def _show_site(site_path: Path, contents: dict[str, bytes]) -> bool:
                f"{chosen.get('specificity', float('nan')):.3f}; expects {site.expected.get('flagged_abnormal', 0):.0%} "
                f"flagged abnormal, {site.expected.get('referred_ood', 0):.0%} referred as out-of-distribution")
     return True
+
+
+def _gate_outcome(manifest: dict) -> str:
+    """Why a bundle is not deployable, from its manifest (bundles before the three verdicts say FAIL alone)."""
+    gate = manifest.get("parity_gate", {})
+    outcome = f"parity gate {gate.get('verdict', 'FAIL')}"
+    if not gate.get("float_model", {}).get("learned", True):
+        outcome += "; the float model is no better than chance"
+    return outcome
 
 
 def _show_origin(path: Path, contents: dict[str, bytes]) -> bool:

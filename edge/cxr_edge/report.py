@@ -19,7 +19,7 @@ from .classify import COLUMNS, Classifier, Result, Summary, rows_of
 
 SYNTHETIC_WARNING = ("WARNING: this bundle was trained on synthetic data: its results mean nothing for real "
                      "patients.")
-UNVERIFIED_WARNING = ("WARNING: this bundle failed its float-vs-quantized parity gate and was used with "
+UNVERIFIED_WARNING = ("WARNING: this bundle did not pass its float-vs-quantized parity gate and was used with "
                       "--allow-unverified: results are unverified.")
 REPORT_SUFFIXES = (".csv", ".json", ".jsonl", ".html")
 

@@ -23,7 +23,7 @@ REASON_CODES = (
     ("a 'for processing' image", "raw", "DICOM header: 'for processing' (raw detector) image"),
     ("out-of-distribution", "ood", "unlike the training radiographs (out-of-distribution)"),
     ("low confidence", "low-conf", "the label's probability is below the confidence floor"),
-    ("unverified model", "unverified", "the bundle failed its parity gate (--allow-unverified)"),
+    ("unverified model", "unverified", "the bundle did not pass its parity gate (--allow-unverified)"),
 )
 OTHER = ("other", "another reason: see the CSV or JSON report")
 SHORT = dict(zip(LABELS, ("nl", "lo", "vp", "cv")))  # probability column headers
