@@ -65,7 +65,8 @@ def main() -> None:
     p = training.parity()
     figures["parity"] = p
     rows.append(("float vs int8 on synthetic (tiny, 100/class): agreement, accuracy delta, macro-F1 delta",
-                 f"{p['agreement']}, {p['accuracy_delta']:+}, {p['macro_f1_delta']:+} ({p['test_images']} images)"))
+                 f"{p['agreement']}, {p['accuracy_delta']:+}, {p['macro_f1_delta']:+} ({p['parity_images']} images; "
+                 f"gate {p['verdict']})"))
     figures["seconds"] = round(time.perf_counter() - start, 1)
     width = max(len(r[0]) for r in rows)
     print(f"\ncxr-edge benchmarks: {figures['machine']}, {figures['date']}, interpreter {e['interpreter']}")

@@ -50,7 +50,7 @@ def parity(per_class: int = 100) -> dict:
         manifest = build_bundle(tmp / "run", tmp / "bundle", ConvertOptions(), log=lambda m: None)
         p = json.loads((tmp / "bundle" / "parity.json").read_text())
     f, q = p["models"]["keras_float"]["cascade"], p["models"]["quantized"]["cascade"]
-    return {"test_images": p["n_images"], "agreement": round(q["agreement"], 4),
+    return {"parity_images": p["n_images"], "verdict": p["gate"]["verdict"], "agreement": round(q["agreement"], 4),
             "float_accuracy": round(f["accuracy"], 4), "accuracy_delta": round(q["accuracy"] - f["accuracy"], 4),
             "macro_f1_delta": round(q["macro_f1"] - f["macro_f1"], 4), "deployable": manifest["deployable"]}
 
