@@ -114,7 +114,9 @@ def test_jax_trained_run_converts_on_tensorflow(jax_tiny_run, tmp_path):
     """The .keras files saved on JAX load on TensorFlow, convert exactly (float32 TFLite equals Keras), and go
     through the same parity gate with int8 as close to float as for the hand-set model of test_convert. The
     gate's verdict itself is not asserted: `tiny` trained 8 + 8 epochs on 120 synthetic images is near chance
-    on either backend (flat probabilities, so int8 flips some labels), and its TensorFlow twin fails too."""
+    on either backend (flat probabilities, so int8 flips some labels), and its TensorFlow twin fails too.
+    Flat probabilities also leave some images within float32 rounding of a boundary, where even float32
+    TFLite may give another label (1 of 32 on one machine): a changed float32 label is allowed only there."""
     from cxr_convert.cli import main as convert
 
     for name in RUN_FILES:
@@ -122,11 +124,33 @@ def test_jax_trained_run_converts_on_tensorflow(jax_tiny_run, tmp_path):
     result = CliRunner().invoke(convert, [str(jax_tiny_run), "--out", str(tmp_path / "bundle")])
     assert result.exit_code in (0, 1), result.output
     parity = json.loads((tmp_path / "bundle" / "parity.json").read_text())
-    assert parity["models"]["tflite_float32"]["cascade"]["agreement"] == 1.0
     assert parity["models"]["tflite_float32"]["cascade"]["max_abs_prob_diff"] < 1e-4
+    margins = _float32_label_changes_margins(jax_tiny_run)
+    assert all(m < 1e-4 for m in margins), margins
     assert parity["models"]["quantized"]["cascade"]["max_abs_prob_diff"] < 0.05
     manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
     assert manifest["deployable"] is parity["gate"]["passed"] and manifest["run"]["trained_on"]["backend"] == "jax"
+
+
+def _float32_label_changes_margins(run: Path) -> list[float]:
+    """For each parity image whose cascade label float32 TFLite changes, how close the Keras model was to a
+    boundary: |p(abnormal) - threshold| or the gap between stage 2's two largest probabilities."""
+    from cxr_convert.parity import cascade_labels, predict_keras, predict_tflite
+    from cxr_convert.tflite import convert
+    from cxr_train.data import load_pixels
+    from cxr_train.dataset import read_split, select
+
+    config = json.loads((run / "config.json").read_text())
+    stages = [keras.models.load_model(run / f"{s}.keras", compile=False) for s in ("stage1", "stage2")]
+    records = select(read_split(run / "split.csv"), "val") + select(read_split(run / "split.csv"), "test")
+    pixels = load_pixels(config["data_dir"], records, int(config["image_size"]))
+    threshold = float(config["stage1_threshold"])
+    reference = predict_keras(*stages, pixels)
+    float32 = predict_tflite(*(convert(m, "float32") for m in stages), pixels)
+    changed = cascade_labels(reference, threshold) != cascade_labels(float32, threshold)
+    top_two = np.sort(reference.stage2, axis=1)[:, -2:]
+    margin = np.minimum(np.abs(reference.p_abnormal - threshold), top_two[:, 1] - top_two[:, 0])
+    return [float(m) for m in margin[changed]]
 
 
 def test_several_processes_need_jax(tmp_path, synth_small):

@@ -1,5 +1,5 @@
 """Whether "p = 0.8" means 80%: expected calibration error and reliability diagrams of the float and the quantized
-models on the test split, for parity.json, parity.md and reliability.png."""
+models on the parity images, for parity.json, parity.md and reliability.png."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def reliability_png(figures: dict) -> bytes:
         ax.set(title=title, xlabel="predicted probability (mean per bin)", ylabel="observed frequency",
                xlim=(0, 1), ylim=(0, 1))
         ax.legend(loc="upper left", fontsize=8)
-    fig.suptitle("Reliability on the test split (not a diagnosis)", fontsize=10)
+    fig.suptitle("Reliability on the parity images (not a diagnosis)", fontsize=10)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
@@ -63,7 +63,7 @@ def reliability_png(figures: dict) -> bytes:
 
 
 def reliability_markdown(figures: dict) -> list[str]:
-    lines = ["", "## Calibration of probabilities (test split, 10 bins; reliability.png)", "",
+    lines = ["", "## Calibration of probabilities (parity images, 10 bins; reliability.png)", "",
              "| model | stage 1 ECE | cascade ECE |", "|---|---|---|"]
     for model in ("float", "quantized"):
         lines.append(f"| {model} | {figures[model]['stage1']['ece']:.4f} | {figures[model]['cascade']['ece']:.4f} |")
