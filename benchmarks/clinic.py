@@ -48,7 +48,7 @@ def write_images(folder: Path, fmt: str, count: int, size: int) -> None:
 
 def decode_cpu_ms(folder: Path, rounds: int = 3) -> float:
     """CPU ms per image of load_image over the folder, median of `rounds`."""
-    from cxr_edge.images import load_image
+    from cxr_edge.inputs.images import load_image
 
     paths = sorted(folder.iterdir())
     times = []

@@ -25,10 +25,10 @@ from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.uid import JPEG2000Lossless
 
 from cxr_edge import levels
-from cxr_edge.bundle import load_bundle
-from cxr_edge.classify import Classifier
-from cxr_edge.images import load_image, prepare
-from cxr_edge.levels import to_uint8
+from cxr_edge.bundle.load import load_bundle
+from cxr_edge.inputs.images import load_image, prepare
+from cxr_edge.inputs.levels import to_uint8
+from cxr_edge.run.classify import Classifier
 from cxr_train.dataset import read_split, select
 from cxr_train.synth_dicom import write_dicom
 

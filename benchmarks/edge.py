@@ -24,20 +24,20 @@ import numpy as np
 
 from cxr_convert.bundle import write_bundle
 from cxr_convert.tflite import convert
-from cxr_edge.bench import generated_images
-from cxr_edge.bundle import FORMAT_VERSION, load_bundle
-from cxr_edge.classify import BATCH, Classifier, decode, run_folder
-from cxr_edge.images import prepare
-from cxr_edge.interpreter import TFLiteModel, backend
+from cxr_edge.bundle.load import FORMAT_VERSION, load_bundle
+from cxr_edge.inputs.images import prepare
 from cxr_edge.labels import LABELS
+from cxr_edge.models.interpreter import TFLiteModel, backend
+from cxr_edge.run.bench import generated_images
+from cxr_edge.run.classify import BATCH, Classifier, decode, run_folder
 from cxr_train.alexnet import PRESETS, build_model
 
 # A child process that classifies a folder and reports its own peak memory: each count gets a fresh process.
 _MEMORY_CHILD = """
 import json, sys
-from cxr_edge.bench import peak_memory_mb
-from cxr_edge.bundle import load_bundle
-from cxr_edge.classify import BATCH, Classifier, decode, run_folder
+from cxr_edge.run.bench import peak_memory_mb
+from cxr_edge.bundle.load import load_bundle
+from cxr_edge.run.classify import BATCH, Classifier, decode, run_folder
 results, summary = run_folder(Classifier(load_bundle(sys.argv[1], allow_unverified=True)), sys.argv[2])
 print(json.dumps({"images": summary.images, "peak_mb": peak_memory_mb()}))
 """

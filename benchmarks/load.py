@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.edge import make_bundle
-from cxr_edge.bench import generated_images
-from cxr_edge.images import prepare
+from cxr_edge.inputs.images import prepare
+from cxr_edge.run.bench import generated_images
 
 
 def run_soak(bundle: Path, folder: Path) -> dict:
-    out = subprocess.run([sys.executable, "-m", "cxr_edge.soak", str(bundle), str(folder)],
+    out = subprocess.run([sys.executable, "-m", "cxr_edge.run.soak", str(bundle), str(folder)],
                          capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 

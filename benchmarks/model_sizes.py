@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from cxr_convert.tflite import convert
-from cxr_edge.images import to_model_input
+from cxr_edge.inputs.images import to_model_input
 from cxr_train.alexnet import PRESETS, build_model
 from cxr_train.synth import image_rng, make_image
 

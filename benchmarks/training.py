@@ -13,7 +13,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from cxr_edge.images import to_model_input
+from cxr_edge.inputs.images import to_model_input
 from cxr_train.alexnet import PRESETS, build_model
 from cxr_train.data import make_dataset
 from cxr_train.fit import FitConfig, ThroughputMeter, fit, input_images_per_s

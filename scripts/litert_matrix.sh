@@ -15,7 +15,7 @@ versions=${CXR_LITERT_VERSIONS:-$("$BIN/python" -m pip index versions ai-edge-li
     | sed -n 's/^Available versions: //p' | tr -d ',')}
 work=/tmp/cxr-litert-matrix
 rm -rf "$ROOT$work" && mkdir -p "$ROOT$work"
-cp scripts/litert_repro.py edge/cxr_edge/probe/model.tflite edge/cxr_edge/probe/known.npz "$ROOT$work/"
+cp scripts/litert_repro.py edge/cxr_edge/models/probe/model.tflite edge/cxr_edge/models/probe/known.npz "$ROOT$work/"
 say "Shared venv in the root: numpy (each version's other dependencies come with it)"
 [ -x "$ROOT/opt/litert-matrix/bin/python" ] || in_root python3 -m venv /opt/litert-matrix
 in_root /opt/litert-matrix/bin/pip install --quiet --only-binary=:all: numpy

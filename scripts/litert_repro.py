@@ -5,7 +5,7 @@ full-integer model (one 3x3 convolution, average pooling, a dense softmax; uint8
 16x16 inputs, and the outputs that x86_64 gives for them (LiteRT 2.0.3 and 2.3.0, XNNPACK on or off, agree bit
 for bit). Needs only numpy and ai-edge-litert.
 
-    python litert_repro.py [MODEL.tflite KNOWN.npz]   # default: cxr-edge's probe, edge/cxr_edge/probe/
+    python litert_repro.py [MODEL.tflite KNOWN.npz]   # default: cxr-edge's probe, edge/cxr_edge/models/probe/
 
 Prints, for the interpreter's default kernels (XNNPACK) and its built-in ones, "match" or the largest
 difference in uint8 steps, and whether XNNPACK ran; exit status 1 on any mismatch.
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-PROBE = Path(__file__).resolve().parents[1] / "edge" / "cxr_edge" / "probe"
+PROBE = Path(__file__).resolve().parents[1] / "edge" / "cxr_edge" / "models" / "probe"
 RESOLVERS = {"default": OpResolverType.AUTO, "builtin": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
 
 

@@ -1,4 +1,4 @@
-"""Regenerate cxr_edge's interpreter probe (edge/cxr_edge/probe/): a 3 kB int8 model (one 3x3 convolution,
+"""Regenerate cxr_edge's interpreter probe (edge/cxr_edge/models/probe/): a 3 kB int8 model (one 3x3 convolution,
 average pooling, a dense softmax; uint8 in and out) and its known answers on 16 random inputs, computed with
 this machine's interpreter. The smallest model found that shows LiteRT 2.1-2.3's aarch64 int8 fault (README,
 "Verified interpreters"): `cxr-edge --version` runs it, and scripts/litert_repro.py is the upstream reproduction.
@@ -15,9 +15,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cxr_edge.probe import INPUT_SHAPE, KNOWN, MODEL, run_probe_model
+from cxr_edge.models.probe import INPUT_SHAPE, KNOWN, MODEL, run_probe_model
 
-OUT = Path(__file__).resolve().parents[1] / "edge" / "cxr_edge" / "probe"
+OUT = Path(__file__).resolve().parents[1] / "edge" / "cxr_edge" / "models" / "probe"
 
 
 def build_model() -> bytes:

@@ -34,9 +34,8 @@ def make_bundle(out: Path) -> None:
     from cxr_convert.bundle import write_bundle
     from cxr_convert.tflite import convert
     from cxr_edge import __version__
-    from cxr_edge.bundle import FORMAT_VERSION
-    from cxr_edge.images import IMAGE_CONTRACT_VERSION, RESIZE_FILTER
-    from cxr_edge.images import to_model_input
+    from cxr_edge.bundle.load import FORMAT_VERSION
+    from cxr_edge.inputs.images import IMAGE_CONTRACT_VERSION, RESIZE_FILTER, to_model_input
     from cxr_edge.labels import LABELS
     from cxr_train.alexnet import build_model
     from cxr_train.synth import image_rng, make_image
@@ -140,7 +139,7 @@ def compare(host_path: Path, pi_path: Path, label: str, mode: str = "pinned") ->
 def _clear(row: dict) -> bool:
     """Whether the host's top two probabilities are further apart than twice the self-test's tolerance."""
     probs = sorted((v for k, v in row.items() if k.startswith("p_") and v is not None), reverse=True)
-    from cxr_edge.selftest import TOLERANCE_STEPS  # run-on-pi.sh calls this with the kit's venv, which has it
+    from cxr_edge.bundle.selftest import TOLERANCE_STEPS  # run-on-pi.sh calls this with the kit's venv, which has it
 
     return len(probs) < 2 or probs[0] - probs[1] > 2 * TOLERANCE_STEPS / 256
 

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 from cxr_edge.atomic import write_atomic
-from cxr_edge.bundle_files import MANIFEST, OOD_FILE, SELFTEST_FILE, sha256_bytes
+from cxr_edge.bundle.files import MANIFEST, OOD_FILE, SELFTEST_FILE, sha256_bytes
 
 
 def edited_copy(src: Path, dst: Path, manifest_edit=None, files: dict[str, bytes] | None = None) -> Path:

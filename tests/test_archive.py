@@ -9,8 +9,8 @@ import zipfile
 import pytest
 from click.testing import CliRunner
 
-from cxr_edge.archive import read_archive, write_archive
-from cxr_edge.bundle import BundleError, load_bundle
+from cxr_edge.bundle.archive import read_archive, write_archive
+from cxr_edge.bundle.load import BundleError, load_bundle
 from cxr_edge.cli import main
 
 pytestmark = pytest.mark.slow
@@ -66,7 +66,7 @@ def test_unsafe_members_are_refused_before_anything_is_read(tmp_path, archive, m
 
 
 def test_oversized_member_is_refused(tmp_path, archive, monkeypatch):
-    import cxr_edge.archive as archive_module
+    import cxr_edge.bundle.archive as archive_module
 
     monkeypatch.setattr(archive_module, "MAX_MEMBER_BYTES", 1000)
     with pytest.raises(BundleError, match="over the 1000-byte limit"):

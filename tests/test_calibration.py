@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from cxr_edge.calibrate import labelled_images
 from cxr_edge.cli import main
-from cxr_edge.stats import auc_delong, binomial_p_value, images_for_margin, wilson
+from cxr_edge.site.calibrate import labelled_images
+from cxr_edge.site.stats import auc_delong, binomial_p_value, images_for_margin, wilson
 
 from .handmade import hand_set_model, handmade_run_dir
 

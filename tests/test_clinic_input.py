@@ -9,15 +9,14 @@ import os
 import re
 
 import numpy as np
+import pydicom
 import pytest
 from click.testing import CliRunner
 from PIL import Image
-
-import pydicom
 from pydicom import uid as uids
 
 from cxr_edge.cli import main
-from cxr_edge.images import NotAnImage, load_image, load_radiograph
+from cxr_edge.inputs.images import NotAnImage, load_image, load_radiograph
 from cxr_train.synth_dicom import PATIENT, write_dicom
 
 LOSSLESS = [uids.ImplicitVRLittleEndian, uids.DeflatedExplicitVRLittleEndian, uids.RLELossless,
@@ -50,12 +49,12 @@ def test_every_common_transfer_syntax_decodes_like_the_uncompressed_original(tmp
 def test_lossless_and_12_bit_jpeg_are_decoded_by_libjpeg_turbo(tmp_path, syntax, monkeypatch):
     """Not through pydicom's plugins (GDCM: five times slower on lossless, holding Python's lock; no 12-bit
     Extended at all)."""
-    import cxr_edge.dicom
+    import cxr_edge.inputs.dicom
 
     pixels = _radiograph()
     path = write_dicom(tmp_path / "coded.dcm", pixels, syntax=syntax)
     expected = load_image(path)
-    monkeypatch.setattr(cxr_edge.dicom, "_pixel_array", lambda ds: pytest.fail("decoded through pydicom"))
+    monkeypatch.setattr(cxr_edge.inputs.dicom, "_pixel_array", lambda ds: pytest.fail("decoded through pydicom"))
     np.testing.assert_array_equal(load_image(path), expected)
 
 
@@ -244,7 +243,7 @@ def test_each_voi_lut_function_shapes_the_window(tmp_path):
 def test_image_contract_3_changes_only_large_jpeg_and_jpeg2000(tmp_path):
     """Version 2 decodes a JPEG over twice the model size at a reduced scale, version 3 a JPEG 2000 DICOM at a
     reduced resolution; everything else keeps version 1's pixels (full decode, then bilinear to the model size)."""
-    from cxr_edge.images import prepare
+    from cxr_edge.inputs.images import prepare
 
     def version_1(path, size):
         gray = load_image(path)  # no size: full decode
@@ -275,7 +274,7 @@ def test_with_no_window_a_percentile_range_so_a_few_hot_pixels_cannot_darken_the
     image's minimum..maximum (contract 3) would leave the anatomy 0..62 of 255; the 0.5th..99.5th percentile range
     gives it the whole scale. Without the marker, whose tails are anatomy, the image keeps its minimum..maximum, as
     does a 16-bit PNG (contract 4 is DICOM's). A window in the header is taken as it stands, marker or not."""
-    from cxr_edge.levels import to_uint8
+    from cxr_edge.inputs.levels import to_uint8
 
     anatomy = np.rint(_radiograph(320) / 4095 * 1000)
     np.testing.assert_array_equal(load_image(write_dicom(tmp_path / "plain.dcm", anatomy)), to_uint8(anatomy))
@@ -306,7 +305,7 @@ def test_openjpeg_decodes_with_every_core_unless_told_otherwise():
     import subprocess
     import sys
 
-    code = "import os, cxr_edge.dicom; print(os.environ['OPJ_NUM_THREADS'])"
+    code = "import os, cxr_edge.inputs.dicom; print(os.environ['OPJ_NUM_THREADS'])"
     env = {k: v for k, v in os.environ.items() if k != "OPJ_NUM_THREADS"}
     ours = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert ours.stdout.strip() == str(os.cpu_count())

@@ -10,8 +10,8 @@ from cxr_convert import bundle as bundle_module
 from cxr_convert.bundle import ConvertOptions, build_bundle
 from cxr_convert.cli import main
 from cxr_convert.tflite import QUANTIZATIONS, convert
-from cxr_edge.bundle import BundleError, load_bundle, sha256_bytes
-from cxr_edge.interpreter import TFLiteModel
+from cxr_edge.bundle.load import BundleError, load_bundle, sha256_bytes
+from cxr_edge.models.interpreter import TFLiteModel
 
 pytestmark = pytest.mark.slow
 
@@ -43,6 +43,8 @@ def test_int8_bundle_checksums_and_uint8_input(int8_bundle):
 def test_healthy_model_passes_the_gate(int8_bundle):
     out, result = int8_bundle
     parity = json.loads((out / "parity.json").read_text())
+    # Scales: float32 TFLite differs from Keras by float32 rounding (about 1e-7 through these few layers), and
+    # the int8 outputs move in steps of 1/256 (0.05 is 12 steps); no coded image lies near a boundary.
     assert parity["models"]["tflite_float32"]["cascade"]["agreement"] == 1.0  # conversion itself is exact
     assert parity["models"]["tflite_float32"]["cascade"]["max_abs_prob_diff"] < 1e-4
     assert parity["models"]["quantized"]["cascade"]["max_abs_prob_diff"] < 0.05  # int8 stays close to float

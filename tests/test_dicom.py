@@ -10,7 +10,7 @@ pydicom = pytest.importorskip("pydicom")  # the dev extra installs it; a box wit
 from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
 from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, SecondaryCaptureImageStorage, generate_uid  # noqa: E402
 
-from cxr_edge.images import ImageError, load_image  # noqa: E402
+from cxr_edge.inputs.images import ImageError, load_image  # noqa: E402
 
 RAMP = np.arange(64, dtype=np.float64)[None, :].repeat(32, axis=0)  # left dark, right bright
 
@@ -74,7 +74,7 @@ def test_modality_rescale_is_applied_before_the_window(tmp_path):
 
 
 def test_extension_less_file_with_preamble_is_found_and_read(tmp_path):
-    from cxr_edge.discover import find_images
+    from cxr_edge.inputs.discover import find_images
 
     pixels = np.rint(RAMP / 63 * 255)
     write_dicom(tmp_path / "IM0001", pixels, 8)
@@ -148,7 +148,7 @@ def test_the_lookup_table_path_gives_the_direct_paths_pixels_bit_for_bit(dtype, 
     identity, a rescale, a SIGMOID-like window and a non-monotonic LUT, over the full range and percentile ranges
     (taken from sampled rows: 1100 rows, every 2nd); the image contract does not move. The values crowd in the
     middle fifth of their range but for 0.3% of outliers at each extreme, which the percentile ranges cut off."""
-    from cxr_edge.levels import integer_to_uint8, to_uint8
+    from cxr_edge.inputs.levels import integer_to_uint8, to_uint8
 
     info = np.iinfo(dtype)
     rng = np.random.default_rng(1)
@@ -173,7 +173,7 @@ def test_the_lookup_table_path_gives_the_direct_paths_pixels_bit_for_bit(dtype, 
 
 
 def test_percentiles_come_from_every_5th_row_of_a_full_size_image():
-    from cxr_edge.levels import _sample, to_uint8
+    from cxr_edge.inputs.levels import _sample, to_uint8
 
     rows = np.arange(2560, dtype=np.float64)[:, None] * np.ones((1, 4))
     assert np.array_equal(_sample(rows)[:, 0], np.arange(0, 2560, 5))

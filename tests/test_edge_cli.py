@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cxr_edge.classify import sanity_problems
 from cxr_edge.cli import main
-from cxr_edge.evaluate import confusion, table_metrics
+from cxr_edge.run.classify import sanity_problems
+from cxr_edge.run.evaluate import confusion, table_metrics
 
 pytestmark = pytest.mark.slow
 EXPECTED_ROWS = ["blank.png", "not-an-image.jpg", "patient-0.png", "patient-1.png", "patient-3.jpg",
@@ -223,8 +223,8 @@ def test_classify_never_imports_tensorflow(edge_bundle, usb_stick):
 
 
 def test_progress_reports_every_image(usb_stick, edge_bundle):
-    from cxr_edge.bundle import load_bundle
-    from cxr_edge.classify import Classifier, run_folder
+    from cxr_edge.bundle.load import load_bundle
+    from cxr_edge.run.classify import Classifier, run_folder
 
     calls = []
     results, summary = run_folder(Classifier(load_bundle(edge_bundle)), usb_stick,

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from cxr_edge.images import to_model_input
+from cxr_edge.inputs.images import to_model_input
 from cxr_train.cli import main
 from cxr_train.explain import grad_cam, pointing_game
 from cxr_train.synth import image_rng, make_image

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cxr_edge.cascade import combine, sensitivity_threshold
+from cxr_edge.models.cascade import combine, sensitivity_threshold
 from cxr_train.cli import main
 
 RUN_FILES = ["config.json", "split.csv", "stage1.keras", "stage2.keras", "history_stage1.csv",

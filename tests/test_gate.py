@@ -5,9 +5,20 @@ import math
 import numpy as np
 import pytest
 
-from cxr_convert.gate import (FAIL, INCONCLUSIVE, PASS, Limits, evaluate_gate, failure_lines, images_for_wilson_low,
-                              mcnemar, paired_bootstrap, scores, verdict_line)
-from cxr_edge.stats import Z95, wilson
+from cxr_convert.gate import (
+    FAIL,
+    INCONCLUSIVE,
+    PASS,
+    Limits,
+    evaluate_gate,
+    failure_lines,
+    images_for_wilson_low,
+    mcnemar,
+    paired_bootstrap,
+    scores,
+    verdict_line,
+)
+from cxr_edge.site.stats import Z95, wilson
 
 
 def _labels(n: int, seed: int = 0) -> np.ndarray:

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cxr_edge.cli import main
-from cxr_edge.heatmap import heatmap_name, occlusion_map
+from cxr_edge.pictures.heatmap import heatmap_name, occlusion_map
 
 pytestmark = pytest.mark.slow
 

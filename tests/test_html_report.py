@@ -14,11 +14,12 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cxr_edge import DISCLAIMER
-from cxr_edge.classify import Result
 from cxr_edge.cli import main
-from cxr_edge.html_report import urgency
-from cxr_edge.table import WIDTH, reason_codes
-from cxr_edge.visuals import THUMB_SIDE, visuals_dir
+from cxr_edge.pictures.visuals import THUMB_SIDE, visuals_dir
+from cxr_edge.reports.table import WIDTH
+from cxr_edge.reports.worklist import urgency
+from cxr_edge.run.classify import Result
+from cxr_edge.run.reasons import reason_codes
 
 pytestmark = pytest.mark.slow
 
@@ -134,7 +135,7 @@ def test_html_heatmaps_needs_an_html_report(usb_stick, edge_bundle, tmp_path):
 def test_an_interrupted_html_run_resumes_to_the_same_report(usb_stick, edge_bundle, tmp_path, monkeypatch):
     """The pictures wait beside the journal; a run that dies after some images leaves both, and the rerun's
     report equals an uninterrupted run's (its run date is the first run's start)."""
-    import cxr_edge.journal as journal_module
+    import cxr_edge.run.journal as journal_module
 
     report, clean = tmp_path / "a" / "report.html", tmp_path / "b" / "report.html"
     report.parent.mkdir()
@@ -207,14 +208,15 @@ def test_every_table_line_fits_100_columns(usb_stick, edge_bundle, tmp_path):
 
 
 def test_reason_codes_cover_every_fixed_reason():
-    from cxr_edge.dicom import header_reasons
     from pydicom import Dataset
+
+    from cxr_edge.inputs.dicom import header_reasons
 
     ds = Dataset()
     ds.ViewPosition, ds.BodyPartExamined, ds.Modality, ds.PresentationIntentType = "LL", "HAND", "MR", "FOR PROCESSING"
     import numpy as np
 
-    from cxr_edge.classify import sanity_problems
+    from cxr_edge.run.classify import sanity_problems
 
     reasons = header_reasons(ds) + sanity_problems(np.zeros((50, 400), np.uint8))
     codes = reason_codes("; ".join(reasons))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxr_edge.images import ImageError, load_image, prepare, to_model_input
+from cxr_edge.inputs.images import ImageError, load_image, prepare, to_model_input
 
 GRADIENT = np.tile(np.arange(0, 256, 4, dtype=np.uint8), (48, 1))  # 48 x 64, values 0..252
 

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.slow
 
 
 def _soak(bundle, folder):
-    out = subprocess.run([sys.executable, "-m", "cxr_edge.soak", str(bundle), str(folder)], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "cxr_edge.run.soak", str(bundle), str(folder)], capture_output=True,
                          text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 

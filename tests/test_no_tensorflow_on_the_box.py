@@ -5,7 +5,7 @@ import sys
 
 CHECK = """
 import sys
-import cxr_edge, cxr_edge.cli, cxr_edge.images, cxr_edge.labels, cxr_edge.interpreter
+import cxr_edge, cxr_edge.cli, cxr_edge.inputs.images, cxr_edge.labels, cxr_edge.models.interpreter
 from click.testing import CliRunner
 result = CliRunner().invoke(cxr_edge.cli.main, ["--version"])
 assert result.exit_code == 0, result.output

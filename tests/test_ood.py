@@ -9,10 +9,10 @@ from click.testing import CliRunner
 
 from cxr_convert import ood
 from cxr_edge.atomic import write_atomic
-from cxr_edge.bundle import load_bundle
-from cxr_edge.bundle_files import FORMAT_VERSION
+from cxr_edge.bundle.files import FORMAT_VERSION
+from cxr_edge.bundle.load import load_bundle
 from cxr_edge.cli import main
-from cxr_edge.ood import OODStats
+from cxr_edge.models.ood import OODStats
 
 from .bundle_edits import older_format
 
@@ -33,7 +33,7 @@ def test_mahalanobis_score_separates_shifted_data():
 
 
 def test_statistics_survive_the_bundle_file_round_trip():
-    from cxr_edge.ood import to_bytes
+    from cxr_edge.models.ood import to_bytes
 
     rng = np.random.default_rng(1)
     x = rng.normal(size=(300, 10))
@@ -119,7 +119,7 @@ def test_referral_targets_on_the_box_at_the_stored_threshold(ood_bundle, tmp_pat
     unlike image."""
     from PIL import Image
 
-    from cxr_edge.images import to_model_input
+    from cxr_edge.inputs.images import to_model_input
     from cxr_edge.labels import LABELS
     from cxr_train.synth import image_rng, make_image
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from cxr_edge.journal import journal_path
+from cxr_edge.run.journal import journal_path
 
 pytestmark = pytest.mark.slow
 CLI = [sys.executable, "-c", "from cxr_edge.cli import main; main()"]
@@ -95,8 +95,8 @@ def test_restart_discards_the_journal_and_a_foreign_journal_is_set_aside(big_sti
 
 
 def test_journal_ignores_a_torn_line_and_changed_images(tmp_path):
-    from cxr_edge.classify import Result
-    from cxr_edge.journal import Journal, image_key
+    from cxr_edge.run.classify import Result
+    from cxr_edge.run.journal import Journal, image_key
 
     folder = tmp_path / "f"
     folder.mkdir()

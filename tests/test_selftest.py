@@ -12,13 +12,20 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cxr_edge.bundle import BundleError, load_bundle
-from cxr_edge.bundle_files import FORMAT_VERSION, SELFTEST_FILE
+from cxr_edge.bundle.files import FORMAT_VERSION, SELFTEST_FILE
+from cxr_edge.bundle.load import BundleError, load_bundle
+from cxr_edge.bundle.selftest import (
+    TOLERANCE_STEPS,
+    VERIFIED,
+    KnownAnswers,
+    SelfTestError,
+    _label_check,
+    check,
+    trusted_models,
+)
 from cxr_edge.cli import main
-from cxr_edge.interpreter import TFLiteModel, backend
-from cxr_edge.probe import probe
-from cxr_edge.selftest import (TOLERANCE_STEPS, VERIFIED, KnownAnswers, SelfTestError, check, trusted_models,
-                               _label_check)
+from cxr_edge.models.interpreter import TFLiteModel, backend
+from cxr_edge.models.probe import probe
 
 from .bundle_edits import edited_copy, older_format
 

@@ -10,11 +10,11 @@ from click.testing import CliRunner
 
 from cxr_convert.sign_cli import main as sign_main
 from cxr_convert.signing import SigningError, keygen, load_private_key, sign_bundle
-from cxr_edge.archive import write_archive
-from cxr_edge.bundle import load_bundle
-from cxr_edge.bundle_files import MANIFEST, SIGNATURE_FILE, BundleError
+from cxr_edge.bundle.archive import write_archive
+from cxr_edge.bundle.files import MANIFEST, SIGNATURE_FILE, BundleError
+from cxr_edge.bundle.load import load_bundle
+from cxr_edge.bundle.signature import TrustStore
 from cxr_edge.cli import main as edge_main
-from cxr_edge.signature import TrustStore
 
 
 @pytest.fixture()

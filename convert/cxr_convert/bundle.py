@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
@@ -19,19 +19,18 @@ import numpy as np
 
 from cxr_edge import __version__
 from cxr_edge.atomic import umask_mode
-from cxr_edge.bundle_files import FORMAT_VERSION, MANIFEST, OOD_FILE, SELFTEST_FILE, sha256_bytes
-from cxr_edge.images import IMAGE_CONTRACT_VERSION, RESIZE_FILTER
+from cxr_edge.bundle.files import FORMAT_VERSION, MANIFEST, OOD_FILE, SELFTEST_FILE, sha256_bytes
+from cxr_edge.inputs.images import IMAGE_CONTRACT_VERSION, RESIZE_FILTER
 from cxr_edge.labels import LABELS, STAGE1_LABELS, STAGE2_LABELS
 from cxr_train.data import label_indices, load_pixels
-from cxr_train.fit import RunError, load_run
 from cxr_train.dataset import DatasetError, read_split, scan, select
+from cxr_train.fit import RunError, load_run
 
 from .gate import BOOTSTRAP_SAMPLES, Limits, evaluate_gate, failure_lines
 from .parity import cascade_labels, compare, parity_markdown, predict_keras, predict_tflite
 from .reliability import model_reliability, reliability_png
 from .selftest import make_selftest
 from .tflite import convert, debug_quantization
-
 
 OOD_SAMPLES = 2000  # images per split for the out-of-distribution statistics: enough for a 32-d covariance
 PARITY_SPLITS = ("val+test", "test", "val")  # neither trains the weights; int8 calibration draws from train
@@ -127,7 +126,7 @@ def _part(parts: dict, name: str) -> slice:
 def _ood(stage1_int8: bytes, records, data_dir, size: int, test_pixels, seed: int, log) -> tuple[dict, bytes]:
     """Fit the statistics on training images, the threshold on validation images, and measure both kinds
     of error: radiographs wrongly referred (test split) and unlike images let through, by kind."""
-    from cxr_edge.ood import OODStats, to_bytes
+    from cxr_edge.models.ood import OODStats, to_bytes
 
     from . import ood
 
@@ -234,7 +233,7 @@ def build_bundle(run_dir: os.PathLike | str, out: os.PathLike | str, options: Co
                 "trained_on": config.get("parallel")},
         "metrics": {"float": _summary(models["keras_float"]), "quantized": _summary(models["quantized"])},
         "parity_gate": parity["gate"], "deployable": gate["passed"],
-        # what a run on the box is compared with when no site file says otherwise (cxr_edge.site.monitor)
+        # what a run on the box is compared with when no site file says otherwise (cxr_edge.site.site_file.monitor)
         "expected": {"flagged_abnormal": float(test_flagged.mean()), "split": "test", "images": len(test_flagged)},
     }
     if "ood" in parity:

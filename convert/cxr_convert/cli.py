@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from cxr_edge import DISCLAIMER
-from cxr_edge.clitools import errors_as_failures, version_option
+from cxr_edge.cli.common import errors_as_failures, version_option
 from cxr_train.cli import verbose_option
 
 
@@ -74,8 +74,8 @@ def main(run_dir: Path, out: Path, quantization, calibration_samples, max_accura
             sign_bundle(out, key, key_name(sign_key))
         click.echo(f"bundle signed with {key_name(sign_key)!r}", err=True)
     if archive:
-        from cxr_edge.archive import write_archive
-        from cxr_edge.bundle_files import ARCHIVE_SUFFIX
+        from cxr_edge.bundle.archive import write_archive
+        from cxr_edge.bundle.files import ARCHIVE_SUFFIX
 
         with errors_as_failures(OSError):
             packed = write_archive(out, out.with_name(out.name + ARCHIVE_SUFFIX))

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from cxr_edge.labels import LABELS
-from cxr_edge.stats import Z95, binomial_p_value, wilson
+from cxr_edge.site.stats import Z95, binomial_p_value, wilson
 
 PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
 BOOTSTRAP_SAMPLES = 2000  # interval ends move by at most 0.0005 from seed to seed (10 seeds, 4,480 demo-like images)

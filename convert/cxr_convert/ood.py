@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from cxr_edge.interpreter import TFLiteModel, predict_in_batches
-from cxr_edge.ood import OODStats
+from cxr_edge.models.interpreter import TFLiteModel, predict_in_batches
+from cxr_edge.models.ood import OODStats
 
 COMPONENTS = 32
 SHRINKAGE = 1e-3  # of the mean variance, added to the covariance's diagonal: keeps it invertible

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cxr_edge.cascade import combine
-from cxr_edge.interpreter import TFLiteModel, predict_in_batches
 from cxr_edge.labels import LABELS, STAGE1_LABELS, STAGE2_LABELS
+from cxr_edge.models.cascade import combine
+from cxr_edge.models.interpreter import TFLiteModel, predict_in_batches
 from cxr_train.evaluate import classification_metrics
 
 from .gate import failure_lines, verdict_line

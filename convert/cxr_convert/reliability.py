@@ -7,7 +7,7 @@ import io
 
 import numpy as np
 
-from cxr_edge.cascade import combine
+from cxr_edge.models.cascade import combine
 
 BINS = 10  # equal-width confidence bins, as in Guo et al. 2017
 

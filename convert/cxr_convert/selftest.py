@@ -1,4 +1,4 @@
-"""The bundle's known answers (cxr_edge.selftest), made on the converting machine: reference inputs that hold
+"""The bundle's known answers (cxr_edge.bundle.selftest), made on the converting machine: reference inputs that hold
 no patient pixels, and what the converted models give for them through cxr_edge's own interpreter code."""
 
 from __future__ import annotations
@@ -7,11 +7,11 @@ import platform
 
 import numpy as np
 
-from cxr_edge.bundle_files import SELFTEST_FILE
-from cxr_edge.images import to_model_input
-from cxr_edge.interpreter import TFLiteModel, backend
+from cxr_edge.bundle.files import SELFTEST_FILE
+from cxr_edge.bundle.selftest import STAGES, TOLERANCE_STEPS, KnownAnswers, answers_of, check
+from cxr_edge.inputs.images import to_model_input
 from cxr_edge.labels import LABELS
-from cxr_edge.selftest import STAGES, TOLERANCE_STEPS, KnownAnswers, answers_of, check
+from cxr_edge.models.interpreter import TFLiteModel, backend
 from cxr_train.synth import image_rng, make_image
 
 CANDIDATES_PER_CLASS = 4  # generated radiographs tried, per class

@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 
 from cxr_edge import DISCLAIMER
-from cxr_edge.bundle_files import BundleError
-from cxr_edge.clitools import errors_as_failures, version_option
-from cxr_edge.signature import TRUST_ENV, TrustError, fingerprint, read_public_key
+from cxr_edge.bundle.files import BundleError
+from cxr_edge.bundle.signature import TRUST_ENV, TrustError, fingerprint, read_public_key
+from cxr_edge.cli.common import errors_as_failures, version_option
 
 from .signing import PASSPHRASE_ENV, SigningError, is_encrypted, keygen, load_private_key, sign_bundle
 

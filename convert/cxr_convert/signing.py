@@ -1,6 +1,6 @@
 """The publisher's side of signed bundles: Ed25519 key pairs, and signing a bundle folder or .cxrb archive.
 
-The box's side (reading trusted keys, checking a signature) is cxr_edge.signature; this module adds only what a
+The box's side (reading trusted keys, checking a signature) is cxr_edge.bundle.signature; this module adds only what a
 release machine needs, and imports no TensorFlow, so `cxr-sign` runs where the bundle is released.
 """
 
@@ -13,11 +13,11 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from cxr_edge.archive import pack
 from cxr_edge.atomic import write_atomic
-from cxr_edge.bundle import parse_manifest, read_contents, verify_files
-from cxr_edge.bundle_files import MANIFEST, SIGNATURE_FILE
-from cxr_edge.signature import fingerprint, sign_manifest
+from cxr_edge.bundle.archive import pack
+from cxr_edge.bundle.files import MANIFEST, SIGNATURE_FILE
+from cxr_edge.bundle.load import parse_manifest, read_contents, verify_files
+from cxr_edge.bundle.signature import fingerprint, sign_manifest
 
 PASSPHRASE_ENV = "CXR_SIGN_PASSPHRASE"
 

@@ -2,8 +2,11 @@
 
 This package needs numpy, Pillow, click and a TFLite interpreter only. It never imports TensorFlow or
 Keras: training (`cxr_train`) and conversion (`cxr_convert`) import it, never the other way round.
+Its subpackages follow the path an image takes (edge/README.md has the map); the names below are the
+public API, imported on first use so that `import cxr_edge` stays cheap.
 """
 
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 
 try:
@@ -12,3 +15,29 @@ except PackageNotFoundError:  # running from a source tree that was not installe
     __version__ = "0+unknown"
 
 DISCLAIMER = "Pre-diagnosis aid, not a diagnosis: a clinician must review every result."
+
+_API = {
+    "LABELS": "cxr_edge.labels",
+    "load_image": "cxr_edge.inputs.images",  # the image contract, written once
+    "prepare": "cxr_edge.inputs.images",
+    "to_model_input": "cxr_edge.inputs.images",
+    "ImageError": "cxr_edge.inputs.images",
+    "IMAGE_CONTRACT_VERSION": "cxr_edge.inputs.images",
+    "TFLiteModel": "cxr_edge.models.interpreter",
+    "combine": "cxr_edge.models.cascade",
+    "load_bundle": "cxr_edge.bundle.load",
+    "BundleError": "cxr_edge.bundle.files",
+    "Classifier": "cxr_edge.run.classify",
+    "run_folder": "cxr_edge.run.classify",
+}
+__all__ = ["DISCLAIMER", "__version__", *_API]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        return getattr(import_module(_API[name]), name)
+    raise AttributeError(f"module 'cxr_edge' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_API))

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from cxr_edge import DISCLAIMER
-from cxr_edge.clitools import errors_as_failures, version_option
+from cxr_edge.cli.common import errors_as_failures, version_option
 
 from .dataset import DatasetError
 
@@ -154,7 +154,8 @@ def fit(data_dir: Path, out: Path, preset, image_size, epochs_stage1, epochs_sta
     Example: cxr-train fit data/COVID-19_Radiography_Dataset --out runs/first --preset alexnet-edge
     """
     _choose_backend(backend)
-    from .fit import FitConfig, fit as run_fit
+    from .fit import FitConfig
+    from .fit import fit as run_fit
 
     cfg = FitConfig(str(data_dir), str(out), preset, image_size, epochs_stage1, epochs_stage2, batch_size, learning_rate,
                     seed, str(init_weights) if init_weights else None, str(split_path) if split_path else None,
@@ -219,6 +220,6 @@ def explain(run_dir: Path, images: tuple[Path, ...], out: Path | None) -> None:
 
 def _folder_images(folder: Path) -> list[Path]:
     """A folder's images, without the lung masks the Database keeps in masks/ folders (they are not radiographs)."""
-    from cxr_edge.discover import find_images
+    from cxr_edge.inputs.discover import find_images
 
     return [p for p in find_images(folder) if "masks" not in p.relative_to(folder).parts[:-1]]

@@ -1,6 +1,6 @@
 """Training data: decode each image once into a uint8 cache at model resolution, then tf.data.
 
-Decoding uses the shared image contract (cxr_edge.images), so training sees exactly the pixels the box
+Decoding uses the shared image contract (cxr_edge.inputs.images), so training sees exactly the pixels the box
 will see. Augmentation runs in the training input pipeline only (TensorFlow ops in tf.data, whichever
 Keras backend trains), so saved and converted models hold no augmentation at all.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from cxr_edge.images import ImageError, prepare
+from cxr_edge.inputs.images import ImageError, prepare
 from cxr_edge.labels import LABELS
 
 from .dataset import DatasetError, Record

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from cxr_edge.atomic import write_atomic
-from cxr_edge.images import IMAGE_SUFFIXES, ImageError, load_image
+from cxr_edge.inputs.images import IMAGE_SUFFIXES, ImageError, load_image
 from cxr_edge.labels import LABELS, UnknownLabelError, label_from_folder
 
 SPLITS = ("train", "val", "test")

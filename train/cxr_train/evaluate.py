@@ -8,12 +8,18 @@ import os
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score,
-                             precision_recall_fscore_support, roc_auc_score)
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
 
 from cxr_edge.atomic import write_atomic
-from cxr_edge.cascade import combine
 from cxr_edge.labels import LABELS
+from cxr_edge.models.cascade import combine
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, names=LABELS) -> dict:

@@ -17,10 +17,10 @@ import numpy as np
 import tensorflow as tf
 
 from cxr_edge.atomic import write_atomic
-from cxr_edge.cascade import combine
-from cxr_edge.heatmap import overlay
-from cxr_edge.images import ImageError, load_image, to_model_input
+from cxr_edge.inputs.images import ImageError, load_image, to_model_input
 from cxr_edge.labels import LABELS
+from cxr_edge.models.cascade import combine
+from cxr_edge.pictures.heatmap import overlay
 
 LAYER = "conv5"  # the last convolution: the finest map that still sees whole findings
 

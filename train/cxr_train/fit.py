@@ -20,9 +20,9 @@ import numpy as np
 import tensorflow as tf
 
 from cxr_edge.atomic import write_atomic
-from cxr_edge.cascade import sensitivity_threshold
-from cxr_edge.images import IMAGE_CONTRACT_VERSION, RESIZE_FILTER
+from cxr_edge.inputs.images import IMAGE_CONTRACT_VERSION, RESIZE_FILTER
 from cxr_edge.labels import LABELS, STAGE1_LABELS, STAGE2_LABELS
+from cxr_edge.models.cascade import sensitivity_threshold
 
 from . import __version__
 from .alexnet import PRESETS, TRUNK_LAYERS, build_model, preset_config

@@ -1,0 +1,112 @@
+"""`cxr-edge classify`: every image of a folder (a USB stick), never writing to it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from cxr_edge.cli.common import Failure, errors_as_failures
+from cxr_edge.cli.options import inside, make_classifier, model_options, site_option
+
+
+@click.command("classify")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@model_options
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default=None,
+              help="Output on stdout [default: table on a terminal, csv otherwise].")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the report to this file, atomically: .csv, .json, .jsonl, or .html (a worklist "
+                   "with every image, most urgent first, that opens offline in any browser).")
+@click.option("--recursive/--no-recursive", default=True, show_default=True, help="Look in sub-folders.")
+@click.option("--min-confidence", type=click.FloatRange(0, 1), default=None,
+              help="Refer images whose label's probability is below this [default: the bundle's, 0.6].")
+@click.option("--restart", is_flag=True, help="Discard the journal of an interrupted run instead of resuming it.")
+@click.option("--heatmaps", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write an occlusion heatmap PNG per image into this folder (slower; off by default); an "
+                   ".html report shows them too.")
+@click.option("--html-heatmaps", is_flag=True, help="Compute heatmaps for the .html report only (slower).")
+@site_option
+def command(folder: Path, model, threads, allow_unverified, allow_unsigned, fmt, output, recursive, min_confidence,
+             restart, heatmaps, html_heatmaps, site_path) -> None:
+    """Classify every image in FOLDER (a USB stick); never writes to FOLDER.
+
+    Exit status 0: every image classified; 1: some files could not be read (they have error rows);
+    2: usage or bundle errors.
+
+    Example: cxr-edge classify /media/usb --model bundle/ --output ~/reports/today.csv
+    """
+    from cxr_edge.reports.formats import render, report_format, summary_text, write_report
+    from cxr_edge.run.classify import run_folder
+
+    if output is not None:
+        if inside(output, folder):
+            raise Failure(f"--output {output} is inside the input folder {folder}, which is never written to; "
+                          "write the report elsewhere")
+        with errors_as_failures(ValueError):
+            html = report_format(output) == "html"
+    if html_heatmaps and (output is None or not html):
+        raise Failure("--html-heatmaps needs an HTML report: add --output REPORT.html")
+    if heatmaps is not None:
+        if inside(heatmaps, folder):
+            raise Failure(f"--heatmaps {heatmaps} is inside the input folder {folder}, which is never written to; "
+                          "choose a folder elsewhere")
+        with errors_as_failures(OSError):
+            heatmaps.mkdir(parents=True, exist_ok=True)
+    classifier = make_classifier(model, threads, allow_unverified, allow_unsigned, min_confidence, site_path)
+    fmt = fmt or ("table" if sys.stdout.isatty() else "csv")
+    progress = _Progress() if sys.stderr.isatty() else None
+    update = progress.update if progress else None
+    journal = visuals = None
+    if output is None:
+        results, summary = run_folder(classifier, folder, recursive, update, heatmaps)
+    else:
+        from cxr_edge.pictures.visuals import Visuals, visuals_dir
+        from cxr_edge.run.journal import run_with_journal
+
+        with errors_as_failures(OSError):
+            if html:
+                visuals = Visuals(visuals_dir(output), heatmaps=html_heatmaps or heatmaps is not None)
+            results, summary, journal = run_with_journal(classifier, folder, output, recursive, restart, update,
+                                                         heatmaps, visuals)
+    if progress:
+        progress.close()
+    if journal is not None and journal.set_aside:
+        click.echo(f"a journal from another run (other bundle, folder or floor) was set aside as "
+                   f"{journal.path.name}.old", err=True)
+    if summary.resumed:
+        click.echo(f"resumed an interrupted run: {summary.resumed} image(s) taken from {journal.path.name}", err=True)
+    click.echo(render(fmt, results, summary, classifier), nl=False)
+    if fmt != "table":
+        click.echo(summary_text(summary), err=True)
+        from cxr_edge.site.site_file import monitor
+
+        for warning in monitor(results, classifier):
+            click.echo(warning, err=True)
+    if output is not None:
+        with errors_as_failures(OSError):
+            write_report(output, results, summary, classifier, folder, visuals, journal.started)
+            journal.remove()
+            if visuals is not None:
+                visuals.remove()
+        click.echo(f"report written to {output}", err=True)
+    sys.exit(1 if summary.errors else 0)
+
+
+class _Progress:
+    """A progress bar on stderr, for terminals only (reports on stdout stay clean)."""
+
+    WIDTH = 30
+
+    def __init__(self):
+        self.shown = False
+
+    def update(self, done: int, total: int) -> None:
+        filled = self.WIDTH * done // max(total, 1)
+        click.echo(f"\r[{'#' * filled}{'.' * (self.WIDTH - filled)}] {done}/{total} images", err=True, nl=False)
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            click.echo("", err=True)

@@ -1,0 +1,1 @@
+"""What a clinician sees beside each result: display copies, thumbnails and occlusion heatmaps."""

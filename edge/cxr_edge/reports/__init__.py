@@ -1,0 +1,1 @@
+"""Reports of a run: the terminal table, CSV/JSON/JSONL and the HTML worklist."""

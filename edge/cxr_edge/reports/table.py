@@ -1,0 +1,69 @@
+"""The terminal table (`classify --format table`): every line fits a 100-column terminal.
+
+Each row carries short reason codes with a legend under the table; the full reasons and error messages stay in
+every file form (CSV, JSON), and the errors are listed in full, wrapped, under the table.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+from cxr_edge.labels import LABELS
+from cxr_edge.run.classify import Result, printable, rows_of
+from cxr_edge.run.reasons import OTHER, REASON_CODES, reason_codes
+
+WIDTH = 100
+SHORT = dict(zip(LABELS, ("nl", "lo", "vp", "cv")))  # probability column headers
+
+
+def _fit(text: str, width: int) -> str:
+    """`text` in `width` columns: a long path keeps its end (the file name) after an ellipsis."""
+    return text if len(text) <= width else "..." + text[-(width - 3):]
+
+
+def _cells(r: Result) -> list[str]:
+    probs = [f"{p:.2f}" for p in r.probs] if r.probs else ["-"] * len(LABELS)
+    codes = "error" if r.error else ",".join(reason_codes(r.reason))
+    return [r.label or "ERROR", *probs, "yes" if r.refer else "", codes]
+
+
+def to_table(results: list[Result], summary_line: str, notices: list[str]) -> str:
+    rows = rows_of(results)
+    headers = ["label", *(f"p_{SHORT[label]}" for label in LABELS), "refer", "why"]
+    cells = [_cells(r) for r in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    rest = sum(widths) + 2 * len(widths)
+    path_width = max(20, WIDTH - rest)
+    widths[-1] = min(widths[-1], WIDTH - path_width - (rest - widths[-1]))
+
+    def line(path: str, row: list[str]) -> str:
+        parts = [_fit(path, path_width).ljust(path_width), *(_fit(c, w).ljust(w) for c, w in zip(row, widths))]
+        return "  ".join(parts).rstrip()
+
+    out = [line("path", headers), line("-" * path_width, ["-" * w for w in widths])]
+    out += [line(printable(r.path), c) for r, c in zip(rows, cells)]
+    out += ["", *_legend(rows), *_errors(rows), ""]
+    for text in [summary_line, *notices]:
+        out += textwrap.wrap(text, WIDTH, subsequent_indent="  ", break_on_hyphens=False) or [""]
+    return "\n".join(out) + "\n"
+
+
+def _legend(rows: list[Result]) -> list[str]:
+    used = {code for r in rows for code in reason_codes(r.reason)}
+    meanings = [f"{code} = {meaning}" for _, code, meaning in (*REASON_CODES, ("", *OTHER)) if code in used]
+    probs = "p_: probability of " + ", ".join(f"{label} ({SHORT[label]})" for label in LABELS)
+    lines = textwrap.wrap(probs, WIDTH, subsequent_indent="  ")
+    if meanings:
+        lines += textwrap.wrap("why: " + "; ".join(meanings), WIDTH, subsequent_indent="  ", break_on_hyphens=False)
+    return lines
+
+
+def _errors(rows: list[Result]) -> list[str]:
+    errors = [r for r in rows if r.error]
+    if not errors:
+        return []
+    lines = [f"could not be read ({len(errors)}):"]
+    for r in errors:
+        lines += textwrap.wrap(f"{printable(r.path)}: {r.error}", WIDTH, initial_indent="  ",
+                               subsequent_indent="    ", break_on_hyphens=False, break_long_words=True)
+    return lines
