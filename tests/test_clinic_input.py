@@ -12,6 +12,8 @@ import numpy as np
 import pydicom
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 from pydicom import uid as uids
 
@@ -185,6 +187,46 @@ def test_file_names_that_are_not_utf8_reach_every_report_form(tmp_path, edge_bun
     assert sorted(r["path"] for r in rows) == ["caf\\xff-\\xe9.png", "plain.png"]
     assert all(r["label"] for r in rows)
 
+
+def test_formula_like_file_names_are_text_in_the_csv_and_as_they_are_in_json(tmp_path, edge_bundle, synth_small):
+    """A stick's file names are whoever made the stick's: in the CSV a name a spreadsheet would run gets a leading
+    apostrophe (OWASP's CSV-injection advice), and JSON keeps it as it is. (A file name holds no "/", so the
+    formula here names a host without a scheme.)"""
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    names = ['=HYPERLINK("example.invalid","click").png', "+cmd.png", "-2.png", "@sum.png", "'quoted.png",
+             "plain.png"]
+    image = Image.open(synth_small / "Normal/images/Normal-1.png").resize((160, 160))
+    for name in names:
+        image.save(stick / name)
+    report = tmp_path / "report.csv"
+    result = CliRunner().invoke(main, ["classify", str(stick), "--model", str(edge_bundle), "--format", "json",
+                                       "--output", str(report)])
+    assert result.exit_code == 0, result.output
+    assert sorted(r["path"] for r in json.loads(result.stdout)["results"]) == sorted(names)
+    rows = list(csv.DictReader(line for line in report.read_text().splitlines() if not line.startswith("#")))
+    cells = sorted(r["path"] for r in rows)
+    assert cells == sorted("'" + n if n != "plain.png" else n for n in names)
+    assert all(r["label"] and not r["label"].startswith("'") for r in rows)
+
+
+def test_a_split_file_keeps_formula_like_names_exactly(tmp_path):
+    from cxr_train.dataset import Record, read_split, write_split
+
+    records = [Record(name, "normal", f"{i:064x}", "train") for i, name in
+               enumerate(["=1+1.png", "'already.png", "-x.png", "\tab.png", "plain.png"])]
+    write_split(records, tmp_path / "split.csv")
+    text = (tmp_path / "split.csv").read_text()
+    assert "\n'=1+1.png," in text and "\n''already.png," in text
+    assert read_split(tmp_path / "split.csv") == records
+
+
+@given(st.text())
+def test_safe_cells_round_trip_and_never_start_a_formula(text):
+    from cxr_edge.csv_cells import FORMULA_STARTS, plain, safe
+
+    assert plain(safe(text)) == text
+    assert not safe(text).startswith(FORMULA_STARTS)
 
 
 def test_an_image_object_without_its_pixels_is_an_error_not_a_skip(tmp_path):

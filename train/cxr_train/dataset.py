@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from cxr_edge.atomic import write_atomic
+from cxr_edge.csv_cells import plain, safe
 from cxr_edge.inputs.images import IMAGE_SUFFIXES, ImageError, load_image
 from cxr_edge.labels import LABELS, UnknownLabelError, label_from_folder
 
@@ -131,7 +132,7 @@ def write_split(records: list[Record], path: os.PathLike | str) -> None:
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(SPLIT_COLUMNS)
-    writer.writerows((r.path, r.label, r.split, r.sha256) for r in records)
+    writer.writerows((safe(r.path), r.label, r.split, r.sha256) for r in records)
     write_atomic(path, text.getvalue())
 
 
@@ -144,7 +145,7 @@ def read_split(path: os.PathLike | str) -> list[Record]:
         reader = csv.DictReader(fh)
         if tuple(reader.fieldnames or ()) != SPLIT_COLUMNS:
             raise DatasetError(f"{path}: expected columns {','.join(SPLIT_COLUMNS)}, got {reader.fieldnames}")
-        records = [Record(row["path"], row["label"], row["sha256"], row["split"]) for row in reader]
+        records = [Record(plain(row["path"]), row["label"], row["sha256"], row["split"]) for row in reader]
     for rec in records:
         if rec.label not in LABELS or rec.split not in SPLITS:
             raise DatasetError(f"{path}: row for {rec.path!r} has label {rec.label!r} / split {rec.split!r}; "

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from cxr_edge import DISCLAIMER
 from cxr_edge.atomic import write_atomic
+from cxr_edge.csv_cells import safe
 from cxr_edge.run.classify import COLUMNS, Classifier, Result, Summary, rows_of
 
 SYNTHETIC_WARNING = ("WARNING: this bundle was trained on synthetic data: its results mean nothing for real "
@@ -76,7 +77,8 @@ def to_csv(results: list[Result], classifier: Classifier) -> str:
     writer.writeheader()
     for r in rows_of(results):
         row = r.as_row()
-        writer.writerow({k: ("" if v is None else str(v).lower() if isinstance(v, bool) else v) for k, v in row.items()})
+        writer.writerow({k: ("" if v is None else str(v).lower() if isinstance(v, bool) else safe(v))
+                         for k, v in row.items()})
     return out.getvalue()
 
 

@@ -1,0 +1,21 @@
+"""CSV cells a spreadsheet will not run: file names come from whoever made the stick, and a cell that starts with
+`=`, `+`, `-`, `@`, a tab or a carriage return is a formula to Excel, LibreOffice and Google Sheets (OWASP, "CSV
+Injection"). Such a cell is written with a leading apostrophe, which spreadsheets show as text and hide. A cell
+that already starts with an apostrophe gets one more, so that `plain` gives every cell back exactly."""
+
+from __future__ import annotations
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe(value):
+    """`value` as a CSV cell: text that a spreadsheet would run (or an apostrophe-led text) gets an apostrophe;
+    numbers, booleans and None stay as they are."""
+    if isinstance(value, str) and value.startswith((*FORMULA_STARTS, "'")):
+        return "'" + value
+    return value
+
+
+def plain(cell: str) -> str:
+    """A cell written by `safe`, as it was."""
+    return cell[1:] if cell.startswith("'") else cell
