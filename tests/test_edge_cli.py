@@ -230,3 +230,51 @@ def test_progress_reports_every_image(usb_stick, edge_bundle):
     results, summary = run_folder(Classifier(load_bundle(edge_bundle)), usb_stick,
                                   progress=lambda done, total: calls.append((done, total)))
     assert calls == [(i, 9) for i in range(1, 10)] and summary.images == len(results) == 9
+
+
+def test_a_folder_with_no_image_warns_and_exits_3(edge_bundle, tmp_path):
+    """An unmounted stick looks like an empty one: neither is a quiet success."""
+    stick = tmp_path / "stick"
+    (stick / "System Volume Information").mkdir(parents=True)
+    (stick / "notes.txt").write_text("not an image")
+    result = CliRunner().invoke(main, ["classify", str(stick), "--model", str(edge_bundle), "--format", "csv"])
+    assert result.exit_code == 3, result.output
+    assert (f"WARNING: no image found in {stick}: if it is a USB stick, check that it is mounted and holds the "
+            "radiographs; nothing was classified") in result.output
+
+
+def test_a_stick_whose_every_file_failed_says_so(edge_bundle, tmp_path):
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    (stick / "a.png").write_bytes(b"not a png at all")
+    (stick / "b.jpg").write_bytes(b"")
+    result = CliRunner().invoke(main, ["classify", str(stick), "--model", str(edge_bundle), "--format", "csv"])
+    assert result.exit_code == 1, result.output
+    assert (f"WARNING: none of the 2 image(s) in {stick} could be read: nothing was classified (the errors are "
+            "listed above)") in result.output
+
+
+def test_an_output_in_a_missing_folder_is_named_before_anything_runs(usb_stick, edge_bundle, tmp_path):
+    report = tmp_path / "nonexistent" / "r.csv"
+    result = CliRunner().invoke(main, ["classify", str(usb_stick), "--model", str(edge_bundle), "--output", str(report)])
+    assert result.exit_code == 2, result.output
+    assert (f"--output {report}: the folder {report.parent} does not exist; create it first, or write the report "
+            "elsewhere") in result.output
+    assert ".journal" not in result.output
+
+
+def test_evaluate_skips_system_folders_as_classify_does(edge_bundle, synth_small, tmp_path):
+    labelled = tmp_path / "labelled"
+    shutil.copytree(synth_small, labelled)
+    (labelled / "System Volume Information").mkdir()
+    shutil.copy(synth_small / "Normal/images/Normal-1.png", labelled / "System Volume Information" / "x.png")
+    result = CliRunner().invoke(main, ["evaluate", str(labelled), "--model", str(edge_bundle), "--format", "json"])
+    assert result.exit_code == 0, result.output
+
+
+def test_info_on_a_missing_bundle_names_it_without_a_wrong_option(tmp_path):
+    missing = tmp_path / "nope"
+    result = CliRunner().invoke(main, ["info", str(missing)])
+    assert result.exit_code == 2
+    assert f"bundle {str(missing)!r} not found: give the path of a bundle folder or .cxrb file made by cxr-convert" \
+        in result.output and "--model" not in result.output

@@ -111,8 +111,8 @@ def read_contents(path: Path) -> dict[str, bytes]:
     if path.is_file():
         return read_archive(path)
     if not path.is_dir():
-        raise BundleError(f"bundle {str(path)!r} not found: pass --model with a bundle folder or .cxrb file made "
-                          f"by cxr-convert, or set {ENV_VAR}")
+        raise BundleError(f"bundle {str(path)!r} not found: give the path of a bundle folder or .cxrb file made "
+                          f"by cxr-convert (or set {ENV_VAR})")
     return {name: (path / name).read_bytes() for name in BUNDLE_FILES if (path / name).is_file()}
 
 

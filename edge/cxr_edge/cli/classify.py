@@ -33,7 +33,7 @@ def command(folder: Path, model, threads, allow_unverified, allow_unsigned, fmt,
     """Classify every image in FOLDER (a USB stick); never writes to FOLDER.
 
     Exit status 0: every image classified; 1: some files could not be read (they have error rows);
-    2: usage or bundle errors.
+    2: usage or bundle errors; 3: no image in FOLDER at all (is the stick mounted?).
 
     Example: cxr-edge classify /media/usb --model bundle/ --output ~/reports/today.csv
     """
@@ -41,6 +41,9 @@ def command(folder: Path, model, threads, allow_unverified, allow_unsigned, fmt,
     from cxr_edge.run.classify import run_folder
 
     if output is not None:
+        if not output.parent.is_dir():
+            raise Failure(f"--output {output}: the folder {output.parent} does not exist; create it first, or "
+                          "write the report elsewhere")
         if inside(output, folder):
             raise Failure(f"--output {output} is inside the input folder {folder}, which is never written to; "
                           "write the report elsewhere")
@@ -91,6 +94,13 @@ def command(folder: Path, model, threads, allow_unverified, allow_unsigned, fmt,
             if visuals is not None:
                 visuals.remove()
         click.echo(f"report written to {output}", err=True)
+    if summary.images == 0:  # an unmounted stick looks like an empty one: never a quiet success
+        click.echo(f"WARNING: no image found in {folder}: if it is a USB stick, check that it is mounted and holds "
+                   "the radiographs; nothing was classified", err=True)
+        sys.exit(3)
+    if summary.errors == summary.images:
+        click.echo(f"WARNING: none of the {summary.images} image(s) in {folder} could be read: nothing was "
+                   "classified (the errors are listed above)", err=True)
     sys.exit(1 if summary.errors else 0)
 
 

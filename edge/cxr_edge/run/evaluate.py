@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxr_edge.inputs.discover import find_images
+from cxr_edge.inputs.discover import SYSTEM_FOLDERS, find_images
 from cxr_edge.labels import LABELS, UnknownLabelError, label_from_folder
 from cxr_edge.run.classify import Classifier, classify_paths, printable, rows_of
 
@@ -18,7 +18,8 @@ class LabeledFolderError(ValueError):
 def labeled_images(folder: Path) -> list[tuple[Path, str]]:
     """(image, label) for each class sub-folder; the Database layout's images/ is used when present."""
     pairs = []
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    subs = (p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in SYSTEM_FOLDERS)
+    for sub in sorted(subs):  # system folders (System Volume Information, ...) are skipped, as classify skips them
         try:
             label = label_from_folder(sub.name)
         except UnknownLabelError as exc:
