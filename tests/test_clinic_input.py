@@ -354,3 +354,12 @@ def test_openjpeg_decodes_with_every_core_unless_told_otherwise():
     theirs = subprocess.run([sys.executable, "-c", code], env={**env, "OPJ_NUM_THREADS": "1"},
                             capture_output=True, text=True, check=True)
     assert theirs.stdout.strip() == "1"
+
+
+def test_a_text_file_named_dcm_is_not_called_a_dicom_file(tmp_path):
+    fake = tmp_path / "fake.dcm"
+    fake.write_text("appointment list, not an image\n" * 4)
+    with pytest.raises(Exception) as caught:
+        load_image(fake)
+    assert str(caught.value) == (f"{fake}: not a DICOM file: no DICOM header in it (another kind of file with a "
+                                 ".dcm name?); export the image from the X-ray unit again")

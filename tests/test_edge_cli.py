@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -150,14 +151,21 @@ def test_undeployable_bundle_needs_allow_unverified(edge_bundle, usb_stick, tmp_
     assert allowed.exit_code == 0 and "unverified" in allowed.stdout
     rows = _csv_rows(allowed.stdout)
     assert rows and all(r["refer"] == "true" and "unverified model" in r["reason"] for r in rows)
+    info = runner.invoke(main, ["info", str(unverified)])
+    assert ("deployable: NO (parity gate PASS; see parity.md): classify, evaluate and calibrate refuse this bundle "
+            "unless given --allow-unverified") in info.output
 
 
 def test_info(edge_bundle, tmp_path):
     result = CliRunner().invoke(main, ["info", str(edge_bundle)])
     assert result.exit_code == 0, result.output
     for text in ("labels: normal, lung_opacity, viral_pneumonia, covid19", "quantization: int8", "threshold",
-                 "SYNTHETIC", "deployable: yes", "stage1.tflite: checksum ok", "not a diagnosis"):
+                 "SYNTHETIC", "deployable: yes (parity gate PASS on ", "stage1.tflite: checksum ok", "not a diagnosis"):
         assert text in result.output
+    counts = json.loads((edge_bundle / "manifest.json").read_text())["training_data"]["counts"]
+    assert re.search(r"^  images +train +val +test$", result.output, re.M)
+    assert re.search(rf"^  covid19 +{counts['train']['covid19']} +{counts['val']['covid19']} +"
+                     rf"{counts['test']['covid19']}$", result.output, re.M)
     broken = tmp_path / "broken"
     shutil.copytree(edge_bundle, broken)
     (broken / "stage2.tflite").write_bytes((broken / "stage2.tflite").read_bytes()[:-10])

@@ -41,7 +41,9 @@ def command(bundle_path: Path | None, site_path: Path | None) -> None:
     click.echo(f"quantization: {m['quantization']}; stage 1 threshold {m['stage1_threshold']:.4f} "
                f"(target sensitivity {m.get('target_sensitivity')}); confidence floor {m.get('min_confidence')}")
     data = m.get("training_data", {})
-    click.echo(f"trained on: {'SYNTHETIC data' if data.get('synthetic') else data.get('name')}; counts {data.get('counts')}")
+    click.echo(f"trained on: {'SYNTHETIC data' if data.get('synthetic') else data.get('name')}")
+    for line in _counts_table(data.get("counts")):
+        click.echo(f"  {line}")
     for kind in ("float", "quantized"):
         s = m.get("metrics", {}).get(kind)
         if s:
@@ -56,7 +58,11 @@ def command(bundle_path: Path | None, site_path: Path | None) -> None:
                    f"{f.get('test_radiographs_wrongly_referred', float('nan')):.1%}")
     else:
         click.echo(f"out-of-distribution referral: none (format {m['format_version']} bundle without statistics)")
-    click.echo(f"deployable: {'yes' if m.get('deployable') else f'NO ({_gate_outcome(m)}; see parity.md)'}")
+    gate = m.get("parity_gate", {})
+    checked_on = f" (parity gate PASS on {gate['n_images']:,} images)" if "n_images" in gate else ""
+    click.echo(f"deployable: yes{checked_on}" if m.get("deployable") else
+               f"deployable: NO ({_gate_outcome(m)}; see parity.md): classify, evaluate and calibrate refuse this "
+               "bundle unless given --allow-unverified")
     checked = verify_files(path, m, contents)
     failures = 0
     for name, (_, problem) in checked.items():
@@ -90,6 +96,18 @@ def _show_site(site_path: Path, contents: dict[str, bytes]) -> bool:
                f"{chosen.get('specificity', float('nan')):.3f}; expects {site.expected.get('flagged_abnormal', 0):.0%} "
                f"flagged abnormal, {site.expected.get('referred_ood', 0):.0%} referred as out-of-distribution")
     return True
+
+
+def _counts_table(counts) -> list[str]:
+    """Training images per split and label, as rows of a small table (older manifests may hold none)."""
+    if not isinstance(counts, dict) or not all(isinstance(v, dict) for v in counts.values()):
+        return [f"images: {counts if counts is not None else 'not recorded'}"]
+    labels = list(dict.fromkeys(label for split in counts.values() for label in split))
+    width = max(len(label) for label in labels) if labels else 5
+    rows = [f"{'images':{width}s}  " + "  ".join(f"{split:>6s}" for split in counts)]
+    rows += [f"{label:{width}s}  " + "  ".join(f"{counts[split].get(label, 0):>6,}" for split in counts)
+             for label in labels]
+    return rows
 
 
 def _gate_outcome(manifest: dict) -> str:

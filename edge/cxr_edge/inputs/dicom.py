@@ -119,6 +119,9 @@ def read_dicom(path: os.PathLike | str, size: int | None = None) -> DicomImage:
     if "PixelData" not in ds:
         if kind := _kind(ds):
             raise NoPixelData(kind)
+        if getattr(ds, "preamble", None) is None and "SOPClassUID" not in ds:  # what force=True makes of any bytes
+            raise ValueError("not a DICOM file: no DICOM header in it (another kind of file with a .dcm name?); "
+                             "export the image from the X-ray unit again")
         raise ValueError("a DICOM file with no pixel data (damaged, or not an image)")
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     try:
