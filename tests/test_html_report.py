@@ -16,7 +16,7 @@ from PIL import Image
 from cxr_edge import DISCLAIMER
 from cxr_edge.cli import main
 from cxr_edge.pictures.visuals import THUMB_SIDE, visuals_dir
-from cxr_edge.reports.table import WIDTH
+from cxr_edge.reports.table import MIN_WIDTH, WIDTH, display_width
 from cxr_edge.reports.worklist import urgency
 from cxr_edge.run.classify import Result
 from cxr_edge.run.reasons import reason_codes
@@ -197,7 +197,8 @@ def test_every_table_line_fits_100_columns(usb_stick, edge_bundle, tmp_path):
     deep = usb_stick / ("a-very-long-folder-name-from-a-dr-console-export" * 2) / "another-level"
     deep.mkdir(parents=True)
     shutil.copy(usb_stick / "patient-0.png", deep / "PATIENT-WITH-A-LONG-FILE-NAME-0000000000001.png")
-    result = CliRunner().invoke(main, ["classify", str(usb_stick), "--model", str(edge_bundle), "--format", "table"])
+    result = CliRunner().invoke(main, ["classify", str(usb_stick), "--model", str(edge_bundle), "--format", "table"],
+                                env={"COLUMNS": ""})  # no terminal, no $COLUMNS: the default width
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
     assert max(len(line) for line in lines) <= WIDTH, max(lines, key=len)
@@ -205,6 +206,28 @@ def test_every_table_line_fits_100_columns(usb_stick, edge_bundle, tmp_path):
     assert any(line.startswith("...") and "NAME-0000000000001.png" in line for line in lines), result.stdout
     assert "could not be read (" in result.stdout and "why: " in result.stdout
     assert "Created TensorFlow Lite XNNPACK delegate" not in result.output
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_the_table_follows_the_terminal_width_and_wide_characters(usb_stick, edge_bundle, columns):
+    """$COLUMNS sets the width (as a terminal's size would); a file name in CJK characters, two columns each,
+    keeps its row aligned with the others, however long it is."""
+    ward = usb_stick / "ward-2"
+    shutil.copy(ward / "patient-2.png", ward / "胸部X線写真-患者.png")
+    shutil.copy(ward / "patient-2.png", ward / ("長い名前の検査画像" * 8 + ".png"))
+    result = CliRunner().invoke(main, ["classify", str(ward), "--model", str(edge_bundle), "--format", "table"],
+                                env={"COLUMNS": str(columns)})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(display_width(line) for line in lines) <= columns, max(lines, key=display_width)
+    rows = [line for line in lines[2:] if line.strip() and not line.startswith(("p_", "why", "  "))][:3]
+    assert len(rows) == 3 and any("患者" in row for row in rows) and any(row.startswith("...") for row in rows)
+    label = re.compile(r"\s{2}(normal|lung_opacity|viral_pneumonia|covid19)\s")
+    starts = {display_width(row[:label.search(row).start(1)]) for row in rows}
+    assert len(starts) == 1, rows  # the label column starts at one column on every row
+    narrow = CliRunner().invoke(main, ["classify", str(ward), "--model", str(edge_bundle), "--format", "table"],
+                                env={"COLUMNS": "40"})
+    assert max(display_width(line) for line in narrow.stdout.splitlines()) <= MIN_WIDTH
 
 
 def test_reason_codes_cover_every_fixed_reason():

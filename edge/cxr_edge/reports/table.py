@@ -1,4 +1,6 @@
-"""The terminal table (`classify --format table`): every line fits a 100-column terminal.
+"""The terminal table (`classify --format table`): every line fits the terminal (its width, or $COLUMNS; 100
+columns when there is no terminal, never fewer than 80), with names measured as a terminal shows them (a CJK
+character takes two columns).
 
 Each row carries short reason codes with a legend under the table; the full reasons and error messages stay in
 every file form (CSV, JSON), and the errors are listed in full, wrapped, under the table.
@@ -6,19 +8,43 @@ every file form (CSV, JSON), and the errors are listed in full, wrapped, under t
 
 from __future__ import annotations
 
+import shutil
 import textwrap
+import unicodedata
 
 from cxr_edge.labels import LABELS
 from cxr_edge.run.classify import Result, printable, rows_of
 from cxr_edge.run.reasons import OTHER, REASON_CODES, reason_codes
 
-WIDTH = 100
+WIDTH = 100  # columns when stdout is no terminal and $COLUMNS is unset
+MIN_WIDTH = 80
 SHORT = dict(zip(LABELS, ("nl", "lo", "vp", "cv")))  # probability column headers
+
+
+def terminal_width() -> int:
+    return max(MIN_WIDTH, shutil.get_terminal_size((WIDTH, 24)).columns)
+
+
+def display_width(text: str) -> int:
+    """Columns a terminal gives `text`: two for wide (East Asian) characters, none for combining marks."""
+    return sum(0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+               for ch in text)
 
 
 def _fit(text: str, width: int) -> str:
     """`text` in `width` columns: a long path keeps its end (the file name) after an ellipsis."""
-    return text if len(text) <= width else "..." + text[-(width - 3):]
+    if display_width(text) <= width:
+        return text
+    end = ""
+    for ch in reversed(text):
+        if display_width(ch + end) > width - 3:
+            break
+        end = ch + end
+    return "..." + end
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * (width - display_width(text))
 
 
 def _cells(r: Result) -> list[str]:
@@ -27,43 +53,45 @@ def _cells(r: Result) -> list[str]:
     return [r.label or "ERROR", *probs, "yes" if r.refer else "", codes]
 
 
-def to_table(results: list[Result], summary_line: str, notices: list[str]) -> str:
+def to_table(results: list[Result], summary_line: str, notices: list[str], width: int | None = None) -> str:
+    """The table at `width` columns (default: the terminal's)."""
+    width = width or terminal_width()
     rows = rows_of(results)
     headers = ["label", *(f"p_{SHORT[label]}" for label in LABELS), "refer", "why"]
     cells = [_cells(r) for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(headers)]
     rest = sum(widths) + 2 * len(widths)
-    path_width = max(20, WIDTH - rest)
-    widths[-1] = min(widths[-1], WIDTH - path_width - (rest - widths[-1]))
+    path_width = max(20, width - rest)
+    widths[-1] = min(widths[-1], width - path_width - (rest - widths[-1]))
 
     def line(path: str, row: list[str]) -> str:
-        parts = [_fit(path, path_width).ljust(path_width), *(_fit(c, w).ljust(w) for c, w in zip(row, widths))]
+        parts = [_pad(_fit(path, path_width), path_width), *(_pad(_fit(c, w), w) for c, w in zip(row, widths))]
         return "  ".join(parts).rstrip()
 
     out = [line("path", headers), line("-" * path_width, ["-" * w for w in widths])]
     out += [line(printable(r.path), c) for r, c in zip(rows, cells)]
-    out += ["", *_legend(rows), *_errors(rows), ""]
+    out += ["", *_legend(rows, width), *_errors(rows, width), ""]
     for text in [summary_line, *notices]:
-        out += textwrap.wrap(text, WIDTH, subsequent_indent="  ", break_on_hyphens=False) or [""]
+        out += textwrap.wrap(text, width, subsequent_indent="  ", break_on_hyphens=False) or [""]
     return "\n".join(out) + "\n"
 
 
-def _legend(rows: list[Result]) -> list[str]:
+def _legend(rows: list[Result], width: int) -> list[str]:
     used = {code for r in rows for code in reason_codes(r.reason)}
     meanings = [f"{code} = {meaning}" for _, code, meaning in (*REASON_CODES, ("", *OTHER)) if code in used]
     probs = "p_: probability of " + ", ".join(f"{label} ({SHORT[label]})" for label in LABELS)
-    lines = textwrap.wrap(probs, WIDTH, subsequent_indent="  ")
+    lines = textwrap.wrap(probs, width, subsequent_indent="  ")
     if meanings:
-        lines += textwrap.wrap("why: " + "; ".join(meanings), WIDTH, subsequent_indent="  ", break_on_hyphens=False)
+        lines += textwrap.wrap("why: " + "; ".join(meanings), width, subsequent_indent="  ", break_on_hyphens=False)
     return lines
 
 
-def _errors(rows: list[Result]) -> list[str]:
+def _errors(rows: list[Result], width: int) -> list[str]:
     errors = [r for r in rows if r.error]
     if not errors:
         return []
     lines = [f"could not be read ({len(errors)}):"]
     for r in errors:
-        lines += textwrap.wrap(f"{printable(r.path)}: {r.error}", WIDTH, initial_indent="  ",
+        lines += textwrap.wrap(f"{printable(r.path)}: {r.error}", width, initial_indent="  ",
                                subsequent_indent="    ", break_on_hyphens=False, break_long_words=True)
     return lines
