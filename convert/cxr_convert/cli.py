@@ -16,7 +16,8 @@ from cxr_train.cli import verbose_option
 @version_option("cxr-convert")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="The bundle folder.")
-@click.option("--quantization", type=click.Choice(["int8", "float16", "dynamic", "float32"]), default="int8", show_default=True)
+@click.option("--quantization", type=click.Choice(["int8", "float16", "dynamic", "float32"]), default="int8",
+              show_default=True, help="int8: full-integer with raw uint8 pixels in, what the box runs fastest.")
 @click.option("--calibration-samples", type=click.IntRange(min=1), default=300, show_default=True,
               help="Training images (stratified by class) that calibrate int8 ranges.")
 @click.option("--max-accuracy-drop", type=click.FloatRange(min=0), default=0.01, show_default=True,
