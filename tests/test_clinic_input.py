@@ -152,8 +152,9 @@ def test_a_pdi_stick_through_classify(tmp_path, edge_bundle):
     rows = data["results"]
     assert len(rows) == 9 and all(r["label"] and not r["error"] for r in rows)  # DICOMDIR and the SR are no rows
     assert "EXPORT.DCM" in [r["path"] for r in rows]
-    assert data["summary"]["skipped"] == {"Basic Text SR": 1, "DICOMDIR": 1}
-    assert "skipped 2 file(s) that are not images (Basic Text SR 1, DICOMDIR 1)" in outputs["table"]
+    # autorun.inf and index.htm are not images; the DICOMDIR and the SR are DICOM objects that are not images
+    assert data["summary"]["skipped"] == {"Basic Text SR": 1, "DICOMDIR": 1, "not an image": 2}
+    assert "skipped 4 file(s) not classified (Basic Text SR 1, DICOMDIR 1, not an image 2)" in outputs["table"]
     referred = [r for r in rows if "not a frontal view" in r["reason"]]
     assert len(referred) == 1 and referred[0]["refer"]
     for text in outputs.values():

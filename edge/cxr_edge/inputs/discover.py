@@ -23,13 +23,32 @@ def is_candidate(path: Path) -> bool:
     return suffix in IMAGE_SUFFIXES or (suffix == "" and looks_like_dicom(path))
 
 
-def find_image_names(folder: os.PathLike | str, recursive: bool = True) -> list[str]:
-    """Image files under `folder` as sorted relative paths ('/'-separated); symbolic links to folders are not
-    followed. Plain strings, not Path objects: a Path costs about 2.5 kB, which a 100,000-image stick notices."""
+# Kinds of files a stick holds that are not classified, as the summaries count them.
+HIDDEN = "hidden or system file"
+NOT_AN_IMAGE = "not an image"
+FOLDER_LINK = "link to a folder (not followed)"
+
+
+def find_files(folder: os.PathLike | str, recursive: bool = True) -> tuple[list[str], dict[str, int]]:
+    """The image files under `folder` as sorted relative paths ('/'-separated), and how many entries were passed
+    over, by kind: hidden or system files and folders (a system folder counts once), files that are not images,
+    links to folders (never followed). Plain strings, not Path objects: a Path costs about 2.5 kB, which a
+    100,000-image stick notices."""
     folder = Path(folder)
     if not folder.is_dir():
         raise NotADirectoryError(f"{folder} is not a folder")
-    return sorted(_walk(str(folder), "", recursive))
+    names, skipped = [], {}
+    for name, kind in _walk(str(folder), "", recursive):
+        if kind is None:
+            names.append(name)
+        else:
+            skipped[kind] = skipped.get(kind, 0) + 1
+    return sorted(names), dict(sorted(skipped.items()))
+
+
+def find_image_names(folder: os.PathLike | str, recursive: bool = True) -> list[str]:
+    """find_files' image names alone."""
+    return find_files(folder, recursive)[0]
 
 
 def find_images(folder: os.PathLike | str, recursive: bool = True) -> list[Path]:
@@ -37,14 +56,22 @@ def find_images(folder: os.PathLike | str, recursive: bool = True) -> list[Path]
     return [Path(folder) / name for name in find_image_names(folder, recursive)]
 
 
-def _walk(folder: str, prefix: str, recursive: bool) -> Iterator[str]:
+def _walk(folder: str, prefix: str, recursive: bool) -> Iterator[tuple[str, str | None]]:
+    """(relative name, None) for each image file; (relative name, kind) for each entry passed over."""
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except PermissionError:
         return  # an unreadable sub-folder holds nothing we can classify
     for entry in entries:
+        name = prefix + entry.name
         if entry.is_dir(follow_symlinks=False):
-            if recursive and not entry.name.startswith(".") and entry.name not in SYSTEM_FOLDERS:
-                yield from _walk(entry.path, f"{prefix}{entry.name}/", recursive)
-        elif not (entry.is_symlink() and os.path.isdir(entry.path)) and is_candidate(Path(entry.path)):
-            yield prefix + entry.name
+            if entry.name.startswith(".") or entry.name in SYSTEM_FOLDERS:
+                yield name, HIDDEN
+            elif recursive:
+                yield from _walk(entry.path, f"{name}/", recursive)
+        elif entry.is_symlink() and os.path.isdir(entry.path):
+            yield name, FOLDER_LINK
+        elif entry.name.startswith("."):
+            yield name, HIDDEN
+        else:
+            yield name, None if is_candidate(Path(entry.path)) else NOT_AN_IMAGE

@@ -64,7 +64,7 @@ def summary_text(summary: Summary) -> str:
     skipped = ""
     if summary.skipped:
         kinds = ", ".join(f"{kind} {n}" for kind, n in summary.skipped.items())
-        skipped = f"; skipped {sum(summary.skipped.values())} file(s) that are not images ({kinds})"
+        skipped = f"; skipped {sum(summary.skipped.values())} file(s) not classified ({kinds})"
     return (f"{summary.images} images: {counts}; referred to a clinician {summary.referred}; "
             f"errors {summary.errors}{skipped}; {summary.images_per_s:.1f} images/s")
 

@@ -106,7 +106,7 @@ def _run_table(results: list[Result], summary: Summary, classifier: Classifier, 
             ("Images", f"{summary.images}: {counts}"),
             ("Referred to a clinician", str(summary.referred)),
             ("Could not be read", str(summary.errors)),
-            ("Skipped (not images)", skipped),
+            ("Skipped (not classified)", skipped),
             ("Made by", f"cxr-edge {__version__}; {classifier.selftest.summary()}")]
     body = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
     return f'<table class="run">{body}</table>\n'

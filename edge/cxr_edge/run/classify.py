@@ -251,7 +251,7 @@ class Summary:
     images: int  # rows: classified images and error rows, not skipped files
     seconds: float
     resumed: int = 0  # rows taken from the journal of an interrupted run, not classified now
-    skipped: dict[str, int] = field(default_factory=dict)  # files that are not images, by kind
+    skipped: dict[str, int] = field(default_factory=dict)  # entries not classified (no rows), by kind
 
     @property
     def images_per_s(self) -> float:
@@ -263,8 +263,10 @@ def rows_of(results: list[Result]) -> list[Result]:
     return [r for r in results if not r.skipped]
 
 
-def summarize(results: list[Result], seconds: float, resumed: int = 0) -> Summary:
-    skipped: dict[str, int] = {}
+def summarize(results: list[Result], seconds: float, resumed: int = 0,
+              passed_over: dict[str, int] | None = None) -> Summary:
+    """The run's figures; `passed_over` counts the entries the folder's listing left out, by kind (find_files)."""
+    skipped: dict[str, int] = dict(passed_over or {})
     for r in results:
         if r.skipped:
             skipped[r.skipped] = skipped.get(r.skipped, 0) + 1
@@ -281,13 +283,13 @@ def run_folder(classifier: Classifier, folder: os.PathLike | str, recursive: boo
 
     `progress(done, total)` is called after each image.
     """
-    from cxr_edge.inputs.discover import find_image_names
+    from cxr_edge.inputs.discover import find_files
 
     folder = Path(folder)
-    names = find_image_names(folder, recursive)
+    names, passed_over = find_files(folder, recursive)
     start = time.perf_counter()
     results: list[Result] = []
     on_result = (lambda r: progress(len(results) + 1, len(names))) if progress else None
     for result in classify_paths(classifier, folder, names, on_result, heatmaps=heatmaps, visuals=visuals):
         results.append(result)
-    return results, summarize(results, time.perf_counter() - start)
+    return results, summarize(results, time.perf_counter() - start, passed_over=passed_over)

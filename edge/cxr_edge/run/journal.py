@@ -103,11 +103,11 @@ def run_with_journal(classifier, folder: os.PathLike | str, report: os.PathLike 
 
     The caller writes the report and then calls journal.remove().
     """
-    from cxr_edge.inputs.discover import find_image_names
+    from cxr_edge.inputs.discover import find_files
     from cxr_edge.run.classify import classify_paths, summarize
 
     folder = Path(folder)
-    paths = find_image_names(folder, recursive)
+    paths, passed_over = find_files(folder, recursive)
     keys = {name: _key_or_missing(folder, name) for name in paths}
     identity = {"bundle": sorted(entry["sha256"] for entry in classifier.bundle.manifest["files"].values()),
                 "folder": str(folder.resolve()), "min_confidence": classifier.min_confidence,
@@ -128,7 +128,7 @@ def run_with_journal(classifier, folder: os.PathLike | str, report: os.PathLike 
     for _ in classify_paths(classifier, folder, todo, record, heatmaps=heatmaps, visuals=visuals):
         pass
     results = [journal.done[keys[p]] for p in paths]
-    summary = summarize(results, time.perf_counter() - start, resumed)
+    summary = summarize(results, time.perf_counter() - start, resumed, passed_over)
     return results, summary, journal
 
 
