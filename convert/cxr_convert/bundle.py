@@ -26,8 +26,8 @@ from cxr_train.data import label_indices, load_pixels
 from cxr_train.dataset import DatasetError, read_split, scan, select
 from cxr_train.fit import RunError, load_run
 
-from .gate import BOOTSTRAP_SAMPLES, Limits, evaluate_gate, failure_lines
-from .parity import cascade_labels, compare, parity_markdown, predict_keras, predict_tflite
+from .gate import BOOTSTRAP_SAMPLES, Limits, evaluate_gate
+from .parity import cascade_labels, compare, image_sources, parity_markdown, predict_keras, predict_tflite
 from .reliability import model_reliability, reliability_png
 from .selftest import make_selftest
 from .tflite import convert, debug_quantization
@@ -192,15 +192,14 @@ def build_bundle(run_dir: os.PathLike | str, out: os.PathLike | str, options: Co
     float32 = {s: convert(m, "float32") for s, m in deployed}
     quantized = float32 if options.quantization == "float32" else {
         s: convert(m, options.quantization, calibration) for s, m in deployed}
-    log(f"parity check on {len(y_true)} held-out images ({', '.join(f'{n} {k}' for k, n in images['counts'].items())})")
+    log(f"parity check on {len(y_true)} held-out images ({image_sources(images)})")
     reference = predict_keras(stage1, stage2, pixels)
     deployed_pred = predict_tflite(quantized["stage1"], quantized["stage2"], pixels)
     models = {"keras_float": compare(y_true, threshold, reference, reference),
               "tflite_float32": compare(y_true, threshold, reference, predict_tflite(float32["stage1"], float32["stage2"], pixels)),
               "quantized": compare(y_true, threshold, reference, deployed_pred)}
     gate = evaluate_gate(y_true, cascade_labels(reference, threshold), cascade_labels(deployed_pred, threshold),
-                         options.limits, options.bootstrap_samples, options.seed)
-    gate["failures"] = failure_lines(gate, options.quantization)
+                         options.limits, options.bootstrap_samples, options.seed, options.quantization)
     calibration_figures = {"float": model_reliability(y_true, threshold, reference),
                            "quantized": model_reliability(y_true, threshold, deployed_pred)}
     parity = {"quantization": options.quantization, "n_images": len(y_true), "images": images,

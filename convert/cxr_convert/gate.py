@@ -165,8 +165,9 @@ def float_model_check(y_true: np.ndarray, reference: np.ndarray, limits: Limits)
 
 
 def evaluate_gate(y_true: np.ndarray, reference: np.ndarray, candidate: np.ndarray, limits: Limits,
-                  samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> dict:
-    """The gate on the cascade labels of the float (`reference`) and quantized (`candidate`) models."""
+                  samples: int = BOOTSTRAP_SAMPLES, seed: int = 0, name: str = "quantized") -> dict:
+    """The gate on the cascade labels of the float (`reference`) and quantized (`candidate`, called `name` in
+    its failure lines) models."""
     y_true, reference, candidate = (np.asarray(a, np.int64) for a in (y_true, reference, candidate))
     n = len(y_true)
     if n == 0:
@@ -182,11 +183,12 @@ def evaluate_gate(y_true: np.ndarray, reference: np.ndarray, candidate: np.ndarr
     verdict = FAIL if FAIL in verdicts else INCONCLUSIVE if INCONCLUSIVE in verdicts else PASS
     settle = [c.images_to_settle for c in checks if c.verdict == INCONCLUSIVE]
     float_model = float_model_check(y_true, reference, limits)
-    return {"verdict": verdict, "passed": verdict == PASS and float_model["learned"], "n_images": n,
+    gate = {"verdict": verdict, "passed": verdict == PASS and float_model["learned"], "n_images": n,
             "checks": [asdict(c) for c in checks], "limits": asdict(limits),
             "images_to_settle": None if not settle or None in settle else max(settle),
             "bootstrap": {"samples": samples, "seed": seed, "interval": "95% percentile"},
             "mcnemar": mcnemar(y_true, reference, candidate), "float_model": float_model}
+    return {**gate, "failures": failure_lines(gate, name)}
 
 
 def failure_lines(gate: dict, name: str) -> list[str]:

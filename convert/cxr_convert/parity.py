@@ -15,7 +15,7 @@ from cxr_edge.models.cascade import combine
 from cxr_edge.models.interpreter import TFLiteModel, predict_in_batches
 from cxr_train.evaluate import classification_metrics
 
-from .gate import failure_lines, verdict_line
+from .gate import verdict_line
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def parity_markdown(parity: dict) -> str:
     for label in LABELS:
         row(f"cascade F1 {label}", lambda m, lb=label: m["cascade"]["per_class"][lb]["f1"])
     lines = [f"# Parity: float vs {parity['quantization']} ({parity['n_images']} held-out images: "
-             f"{_sources(parity['images'])})", "",
+             f"{image_sources(parity['images'])})", "",
              f"Stage 1 threshold {parity['threshold']:.4f}. Float is the Keras model that was validated; "
              "TFLite float32 separates conversion faults from quantization error.", "", header,
              "|---|---|---|---|---|", *rows]
@@ -109,9 +109,9 @@ def parity_markdown(parity: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _sources(images: dict) -> str:
-    parts = [f"{n} {name}" for name, n in images["counts"].items() if n]
-    return ", ".join(parts)
+def image_sources(images: dict) -> str:
+    """Where the parity images came from, e.g. "240 val, 240 test, 4000 parity_data"."""
+    return ", ".join(f"{n} {name}" for name, n in images["counts"].items() if n)
 
 
 def gate_markdown(gate: dict, name: str) -> list[str]:
@@ -134,5 +134,5 @@ def gate_markdown(gate: dict, name: str) -> list[str]:
               f"Float model: cascade accuracy {f['accuracy']:.4f} (95% CI {f['low']:.4f} to {f['high']:.4f}), "
               f"chance {f['chance']:.4f} (always the commonest class): "
               + ("learned." if f["learned"] else "NOT WORTH QUANTIZING."), ""]
-    lines += [f"- {line}" for line in failure_lines(gate, name)]
+    lines += [f"- {line}" for line in gate["failures"]]
     return lines + ["", f"**Verdict: {verdict_line(gate)}**"]
