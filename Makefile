@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= demo-output
 
-.PHONY: demo test bench pi-check pi-kit litert-matrix install clean
+.PHONY: demo test bench box-kit pi-check pi-kit litert-matrix install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ demo: $(VENV)/.installed-train+dicom
 bench: $(VENV)/.installed-train+dev+dicom
 	$(BIN)/python -m benchmarks.run_all --json bench-output.json
 
+# The offline installer for clinic boxes (box-kit/: wheels for Raspberry Pi OS 64-bit and x86_64 Linux, and
+# install.sh); copy it to the box and run `sh box-kit/install.sh` there (docs/box.md).
+box-kit: $(BIN)/python
+	BIN=$(BIN) bash scripts/box_kit.sh
+
 # Not part of `make test`: builds an arm64 Debian root once (about 5 minutes), needs root; trains a small
 # tiny run for the kit (about a minute).
 pi-check: $(VENV)/.installed-train+dev+dicom
@@ -43,4 +48,4 @@ litert-matrix: $(VENV)/.installed-train+dev+dicom
 	BIN=$(BIN) bash scripts/litert_matrix.sh
 
 clean:
-	rm -rf $(DEMO_OUT) bench-output build dist pi-kit
+	rm -rf $(DEMO_OUT) bench-output build dist pi-kit box-kit

@@ -7,6 +7,7 @@
 #   and whether bit for bit);
 # - for qemu 7.2's "max" CPU (SME and i8mm, like no Pi), where LiteRT >= 2.1's XNNPACK gives wrong int8 outputs:
 #   the bundles' self-test must catch it (fall back with the same labels and refer flags, or refuse).
+# The root installs from the kit's box-kit/ with no network (its own network namespace, no interface up).
 # Emulated timings say nothing about a real Pi: none are reported. Needs root; the root is built once and
 # cached outside the repository (scripts/pi_root.sh).
 set -euo pipefail
@@ -26,7 +27,7 @@ run_kit() {  # $1: CPU, $2: mode (pinned or selftest)
     say "CPU $1 (QEMU_CPU=$1, Pi-like /proc/cpuinfo, /sys present): the kit's run-on-pi.sh, $2"
     pi_cpu "$1"
     # the first run installs the venv (base install, pinned LiteRT), the others reuse it
-    in_root env CXR_PI_LABEL="$1" CXR_PI_MODE="$2" sh /tmp/cxr-kit/run-on-pi.sh | tee "$WORK/run-$1.log" \
+    in_root_offline env CXR_PI_LABEL="$1" CXR_PI_MODE="$2" sh /tmp/cxr-kit/run-on-pi.sh | tee "$WORK/run-$1.log" \
         || status=1
 }
 for cpu in $CPUS; do run_kit "$cpu" pinned; done

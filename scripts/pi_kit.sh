@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make pi-kit`: everything a real Raspberry Pi needs to check itself against this machine, in one folder
-# (default pi-kit/): the project's wheel, int8 bundles, test images, this machine's reports on them, and
+# (default pi-kit/): the offline installer of `make box-kit` for Raspberry Pi OS 64-bit (box-kit/), int8 bundles, test images, this machine's reports on them, and
 # run-on-pi.sh. Copy the folder to the Pi and run `sh run-on-pi.sh` there; `make pi-check` runs the same
 # kit in an emulated arm64 root.
 set -euo pipefail
@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
 KIT=${KIT:-pi-kit}
 rm -rf "$KIT" && mkdir -p "$KIT/bundles"
-"$BIN/python" -m pip wheel --quiet --no-deps -w "$KIT" . 2>/dev/null
+# The Pi installs the way a clinic box does: from the box kit alone (bookworm's Python; trixie's with
+# BOX_KIT_TARGETS="aarch64:3.13").
+BIN="$BIN" KIT="$KIT/box-kit" BOX_KIT_TARGETS=${BOX_KIT_TARGETS:-aarch64:3.11} bash scripts/box_kit.sh > /dev/null
 # An untrained alexnet-edge bundle (the 227-px AlexNet trunk's int8 kernels) and a small trained tiny bundle
 # (varied, confident labels: an untrained model's outputs hardly move with the input), made here; plus the
 # bundle folders in CXR_PI_BUNDLES="DIR ..." (the demo's, your own).

@@ -1,7 +1,7 @@
 # Sourced by pi_check.sh and litert_matrix.sh: the emulated Raspberry Pi userland they run in. Builds, once, a
 # Debian bookworm arm64 root (Raspberry Pi OS's userland, Python 3.11) under qemu-user, cached outside the
 # repository; mounts /proc, /dev and /sys in it (with /sys, LiteRT's cpuinfo lists the CPUs and XNNPACK turns
-# on, as on a real Pi); defines `in_root` and `pi_cpu CPU` (QEMU_CPU and a Pi-like /proc/cpuinfo for it).
+# on, as on a real Pi); defines `in_root`, `in_root_offline` and `pi_cpu CPU` (QEMU_CPU and a Pi-like /proc/cpuinfo for it).
 # Needs root (debootstrap, chroot, mounts).
 ROOT=${CXR_PI_ROOT:-$HOME/.cache/cxr-edge/pi-bookworm-arm64}
 say() { printf '\n== %s\n' "$*"; }
@@ -45,8 +45,11 @@ mountpoint -q "$ROOT/sys" || bind /sys "$ROOT/sys"
 
 # QEMU_CPU is passed on explicitly: `env -i` would clear it, and every program it starts would then run on
 # qemu's default "max" CPU whatever was asked (earlier runs here did, unknowingly: README, "Verified interpreters").
-in_root() { chroot "$ROOT" env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/root LANG=C.UTF-8 \
-    PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_DISABLE_PIP_VERSION_CHECK=1 ${QEMU_CPU:+QEMU_CPU=$QEMU_CPU} "$@"; }
+root_env() { echo PATH=/usr/local/bin:/usr/bin:/bin HOME=/root LANG=C.UTF-8 \
+    PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_DISABLE_PIP_VERSION_CHECK=1 ${QEMU_CPU:+QEMU_CPU=$QEMU_CPU}; }
+in_root() { chroot "$ROOT" env -i $(root_env) "$@"; }
+# The same with no network at all: a network namespace of its own, with no interface up.
+in_root_offline() { unshare --net chroot "$ROOT" env -i $(root_env) "$@"; }
 
 # QEMU_CPU and a Pi-like /proc/cpuinfo for CPU (cortex-a72: Pi 4, cortex-a76: Pi 5): LiteRT crashes on qemu's
 # pass-through of the host's x86 cpuinfo.

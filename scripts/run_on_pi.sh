@@ -1,8 +1,8 @@
 #!/bin/sh
 # Run on a Raspberry Pi (64-bit Raspberry Pi OS), from the folder `make pi-kit` wrote. Needs only python3 and
 # python3-venv. `make pi-check` runs this same script in an emulated root.
-# Installs the wheel into venv/ with the base install only (the pinned LiteRT; fails if TensorFlow comes along
-# or anything needs compiling), classifies images/ with each bundle in bundles/ and compares every report with
+# Installs cxr-edge into venv/ from the kit's box-kit/ alone, as a clinic box does (`sh box-kit/install.sh`: no
+# network, the base install with the pinned LiteRT, nothing compiled; fails if TensorFlow comes along), classifies images/ with each bundle in bundles/ and compares every report with
 # the host's: same rows, labels, refer flags and errors, probabilities within 2 steps of 1/256, ood_score
 # within 1%, and whether it is the host's bit for bit.
 # CXR_PI_MODE=selftest is for a machine known to compute wrongly (pi-check's emulated SME CPU): there each
@@ -21,9 +21,8 @@ status=0
 install() {  # $1: venv folder
     venv=$1
     if [ ! -x "$venv/bin/cxr-edge" ]; then
-        python3 -m venv "$venv"
-        # --only-binary: a dependency that would need a compiler fails here instead of building
-        "$venv/bin/pip" install --quiet --only-binary=:all: ./cxr_edge-*.whl
+        sh box-kit/install.sh "$venv" > install.log 2>&1 || { cat install.log; echo "FAIL $label: install"; exit 1; }
+        grep '^Install' install.log
     fi
     installed=$("$venv/bin/pip" list --format=freeze)
     echo "$installed" | sed 's/^/  /'
