@@ -364,3 +364,45 @@ def test_a_text_file_named_dcm_is_not_called_a_dicom_file(tmp_path):
         load_image(fake)
     assert str(caught.value) == (f"{fake}: not a DICOM file: no DICOM header in it (another kind of file with a "
                                  ".dcm name?); export the image from the X-ray unit again")
+
+
+# pydicom's own test corpus: DICOM objects that hold no image by design, which units and planning systems put
+# on the same sticks (the RT Ion Plans are the same plan in two encodings without file meta information).
+NOT_IMAGES = {"rtplan.dcm": "RT Plan", "rtplan_truncated.dcm": "RT Plan", "rtstruct.dcm": "RT Structure Set",
+              "waveform_ecg.dcm": "12-lead ECG Waveform", "ExplVR_BigEndNoMeta.dcm": "RT Ion Plan",
+              "ExplVR_LitEndNoMeta.dcm": "RT Ion Plan"}
+
+
+@pytest.mark.slow
+def test_rt_plans_structure_sets_and_ecgs_are_skipped_and_counted(tmp_path, edge_bundle, synth_small):
+    from pydicom.data import get_testdata_file
+
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    for name, kind in NOT_IMAGES.items():
+        (stick / name).write_bytes(open(get_testdata_file(name), "rb").read())
+        with pytest.raises(NotAnImage, match=f"^.*{kind}: not an image$"):
+            load_image(stick / name)
+    Image.open(synth_small / "Normal/images/Normal-1.png").save(stick / "chest.png")
+    report = tmp_path / "report.json"
+    result = CliRunner().invoke(main, ["classify", str(stick), "--model", str(edge_bundle), "--output", str(report)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(report.read_text())
+    assert [r["path"] for r in data["results"]] == ["chest.png"]  # no error row for any of the six
+    assert data["summary"]["skipped"] == {"12-lead ECG Waveform": 1, "RT Ion Plan": 2, "RT Plan": 2,
+                                          "RT Structure Set": 1}
+    assert ("skipped 6 file(s) not classified (12-lead ECG Waveform 1, RT Ion Plan 2, RT Plan 2, "
+            "RT Structure Set 1)") in result.output
+
+
+def test_an_image_class_without_pixel_data_is_still_an_error(tmp_path):
+    ds = pydicom.Dataset()
+    ds.SOPClassUID = uids.DigitalXRayImageStorageForPresentation
+    ds.SOPInstanceUID = uids.generate_uid()
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = uids.ExplicitVRLittleEndian
+    ds.save_as(tmp_path / "damaged.dcm", enforce_file_format=True)
+    with pytest.raises(ValueError, match="a DICOM file with no pixel data \\(damaged, or not an image\\)"):
+        load_image(tmp_path / "damaged.dcm")

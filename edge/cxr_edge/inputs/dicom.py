@@ -6,8 +6,8 @@ JPEG 2000).
 Pixel data with the modality LUT and the VOI LUT or window applied, MONOCHROME1 (or Presentation LUT Shape
 INVERSE) inverted, then scaled to the image contract's 2-D uint8 (from the window's range, or with no window from
 the image's own range, or its 0.5th..99.5th percentile when outliers dominate: cxr_edge.inputs.levels). A DICOM object
-without pixel data (DICOMDIR, structured report, key object selection, presentation state) is not an image:
-NoPixelData names its kind.
+without pixel data that holds none by design (DICOMDIR, structured report, presentation state, RT plan, ECG
+waveform, ...) is not an image: NoPixelData names its kind.
 
 The header is used for safety only: a lateral or oblique view, a body part other than the chest, a modality
 other than radiography, or a "for processing" image is referred, with the reason in words. No header value
@@ -61,20 +61,17 @@ RADIOGRAPHY = frozenset({"", "CR", "DX", "DR", "RG"})  # DR is not a DICOM term,
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 
 
-# SOP classes that hold no image by design: structured reports and key object selections, presentation
-# states, encapsulated documents, raw data. Anything else without pixel data is a damaged file: an error row.
-NON_IMAGE_CLASSES = ("1.2.840.10008.5.1.4.1.1.88.", "1.2.840.10008.5.1.4.1.1.11.", "1.2.840.10008.5.1.4.1.1.104.",
-                     "1.2.840.10008.5.1.4.1.1.66")
-
-
 def _kind(ds) -> str | None:
     """What a DICOM object without pixel data is, from its SOP class (no header value beyond that), or None
-    when it should have held an image."""
+    when it should have held an image. Every storage class whose standard name does not say "Image" holds no
+    image by design (structured reports, key object selections, presentation states, encapsulated documents,
+    RT plans and structure sets, waveforms such as ECGs, raw data); an "... Image Storage" object without pixel
+    data, or one of a class pydicom does not know, is a damaged file: an error row."""
     sop = str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "") or ds.get("SOPClassUID", ""))
     if sop == DICOMDIR_CLASS or "DirectoryRecordSequence" in ds:
         return "DICOMDIR"
     name = _uid_name(sop)
-    if not name or not sop.startswith(NON_IMAGE_CLASSES):
+    if not name or "Image" in name:
         return None
     return name.removesuffix(" Storage")
 
