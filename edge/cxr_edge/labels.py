@@ -7,6 +7,14 @@ LABELS = ("normal", "lung_opacity", "viral_pneumonia", "covid19")
 STAGE1_LABELS = ("normal", "abnormal")
 STAGE2_LABELS = ("lung_opacity", "viral_pneumonia", "covid19")
 
+# Each label as a clinician reads it, in every report form (the canonical names stay the machine-readable ones).
+LABEL_WORDS = {
+    "normal": "Normal",
+    "lung_opacity": "Lung opacity",
+    "viral_pneumonia": "Viral pneumonia",
+    "covid19": "COVID-19",
+}
+
 # Folder names of the COVID-19 Radiography Database, by canonical label.
 DATABASE_FOLDERS = {
     "normal": "Normal",
@@ -39,6 +47,11 @@ def label_from_folder(name: str) -> str:
             "(case, spaces, '-' and '_' are ignored)"
         )
     return label
+
+
+def in_words(label: str) -> str:
+    """A label as a clinician reads it ("Lung opacity"); an empty label (an error row) stays empty."""
+    return LABEL_WORDS.get(label, label)
 
 
 def stage1_target(label: str) -> int:

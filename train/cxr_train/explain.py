@@ -110,7 +110,7 @@ def write_overlays(run: Path, images: list[Path], out_dir: Path, batch: int = 16
             for (path, gray), index, p, cam in zip(readable, labels, probs, maps):
                 label, probability = LABELS[int(index)], float(p[index])
                 buffer = io.BytesIO()
-                overlay(gray, cam, f"Grad-CAM {label} {probability:.2f}\n(not a diagnosis)").save(buffer, "PNG")
+                overlay(gray, cam, [f"Grad-CAM {label} {probability:.2f}", "not a diagnosis"]).save(buffer, "PNG")
                 write_atomic(out_dir / names[path], buffer.getvalue())
                 done[path] = Explained(path, out_dir / names[path], label, probability)
         results += [done[path] for path in images[start:start + batch]]

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from cxr_edge.atomic import write_atomic
-from cxr_edge.labels import LABELS
+from cxr_edge.labels import LABELS, in_words
 from cxr_edge.models.interpreter import predict_in_batches
 
 GRID = 8
@@ -35,9 +35,10 @@ def occlusion_map(model, pixels: np.ndarray, class_index: int, grid: int = GRID,
     return np.clip(base - probs, 0, None).reshape(grid, grid)
 
 
-def overlay(gray: np.ndarray, heat: np.ndarray, caption: str) -> Image.Image:
-    """The radiograph in gray with the heat in red-to-yellow over it, and the caption (lines split by \\n)
-    printed on it."""
+def overlay(gray: np.ndarray, heat: np.ndarray, caption: list[str] | None = None) -> Image.Image:
+    """The radiograph in gray with the heat in red-to-yellow over it; with `caption`, its lines in a banner
+    under the image (never over the lungs), in a font sized to fit the width and readable when the picture is
+    printed a few centimetres wide."""
     height, width = gray.shape
     peak = float(heat.max())
     norm = heat / peak if peak > 0 else heat
@@ -47,12 +48,38 @@ def overlay(gray: np.ndarray, heat: np.ndarray, caption: str) -> Image.Image:
     colour = np.stack([np.full_like(up, 255), 255 * up, np.zeros_like(up)], axis=2)  # red, yellow where hottest
     alpha = (0.55 * up)[:, :, np.newaxis]
     image = Image.fromarray(np.clip(base * (1 - alpha) + colour * alpha, 0, 255).astype(np.uint8), "RGB")
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=max(10, min(width, height) // 24))
-    box = draw.textbbox((4, 4), caption, font=font)
-    draw.rectangle((box[0] - 3, box[1] - 3, box[2] + 3, box[3] + 3), fill=(0, 0, 0))
-    draw.multiline_text((4, 4), caption, fill=(255, 255, 255), font=font)
-    return image
+    return _with_banner(image, caption) if caption else image
+
+
+def _with_banner(image: Image.Image, lines: list[str]) -> Image.Image:
+    """`image` with `lines` in white on black beneath it. The font is the largest that fits the longest line in
+    the width, at most a twentieth of the width: 13 px or more on a 256-px picture."""
+    width = image.width
+    size = max(8, width // 20)
+    font = ImageFont.load_default(size=size)
+    longest = max(lines, key=lambda line: font.getlength(line))
+    while size > 8 and font.getlength(longest) > width - 8:
+        size -= 1
+        font = ImageFont.load_default(size=size)
+    text = "\n".join(lines)
+    box = ImageDraw.Draw(image).multiline_textbbox((0, 0), text, font=font, spacing=size // 4)
+    text_height = box[3] + 10
+    # the whole picture keeps the radiograph's largest side (heatmap files stay within DISPLAY_SIDE)
+    side = max(image.size)
+    if image.height + text_height > side:
+        scale = (side - text_height) / image.height
+        image = image.resize((max(1, round(image.width * scale)), side - text_height), Image.Resampling.BILINEAR)
+    banner = Image.new("RGB", (width, image.height + text_height), (0, 0, 0))
+    banner.paste(image, ((width - image.width) // 2, 0))
+    ImageDraw.Draw(banner).multiline_text((4, image.height + 4), text, fill=(255, 255, 255), font=font,
+                                          spacing=size // 4)
+    return banner
+
+
+def heatmap_legend(label: str) -> str:
+    """What a heatmap shows and what it does not, in words."""
+    return (f"Red to yellow: the parts of the image that, when hidden, lowered the model's probability of "
+            f"{in_words(label)} the most. It shows where the model looked, not the outline of a lesion.")
 
 
 def heatmap_name(rel_path: str) -> str:
@@ -68,10 +95,17 @@ def label_heat(classifier, result, pixels: np.ndarray) -> np.ndarray:
     return occlusion_map(classifier.stage2, pixels, index - 1)
 
 
-def heat_overlay(result, display: np.ndarray, heat: np.ndarray) -> Image.Image:
+def heat_overlay(result, display: np.ndarray, heat: np.ndarray, caption: bool = True) -> Image.Image:
+    """The heatmap of a classified image; with `caption`, the label, its probability, the referral, the notice
+    and what the colours mean beneath it (heatmap files stand alone; the HTML worklist writes its caption as
+    text)."""
+    if not caption:
+        return overlay(display, heat)
     index = LABELS.index(result.label)
-    caption = f"{result.label} {result.probs[index]:.2f}" + ("  REFER" if result.refer else "") + "\n(not a diagnosis)"
-    return overlay(display, heat, caption)
+    first = f"{in_words(result.label)} {result.probs[index]:.2f}" + (" - refer to a clinician" if result.refer else "")
+    return overlay(display, heat, [first, "AI pre-diagnosis, not a diagnosis",
+                                   "Colour: where hiding the image lowered this result most;",
+                                   "where the model looked, not a lesion outline"])
 
 
 def write_heatmap(out_dir: Path, result, display: np.ndarray, heat: np.ndarray) -> Path:

@@ -11,11 +11,13 @@ import io
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from cxr_edge import DISCLAIMER
 from cxr_edge.atomic import write_atomic
 from cxr_edge.csv_cells import safe
+from cxr_edge.labels import in_words
 from cxr_edge.run.classify import COLUMNS, Classifier, Result, Summary, rows_of
 
 SYNTHETIC_WARNING = ("WARNING: this bundle was trained on synthetic data: its results mean nothing for real "
@@ -32,25 +34,52 @@ def notices(classifier: Classifier, results: list[Result] | None = None) -> list
     return [DISCLAIMER, operating_point_line(classifier), *run_warnings(classifier, results)]
 
 
+@dataclass(frozen=True)
+class RunWarning:
+    """A warning as the file forms carry it (`text`: what and why, for whoever looks into it) and as the
+    worklist's header puts it to a clinician (`plain`: what it means for the results, in plain words)."""
+
+    text: str
+    plain: str
+
+
 def run_warnings(classifier: Classifier, results: list[Result] | None = None) -> list[str]:
     """Every warning that applies to this run, the same in every report form; with `results`, also the
     monitoring warnings (cxr_edge.site.site_file.monitor)."""
+    return [w.text for w in warnings_of(classifier, results)]
+
+
+def warnings_of(classifier: Classifier, results: list[Result] | None = None) -> list[RunWarning]:
     from cxr_edge.site.site_file import monitor, uncalibrated_warning
 
-    lines = []
+    found = []
     if classifier.bundle.synthetic:
-        lines.append(SYNTHETIC_WARNING)
+        found.append(RunWarning(SYNTHETIC_WARNING, "This model learned from made-up (synthetic) images: its results "
+                                                   "mean nothing for real patients. Do not use them."))
     if not classifier.bundle.deployable:
-        lines.append(UNVERIFIED_WARNING)
+        found.append(RunWarning(UNVERIFIED_WARNING, "This model was not shown to give the results of the model that "
+                                                    "was validated, and was run anyway: treat every result as "
+                                                    "unverified."))
     if warning := classifier.selftest.warning():
-        lines.append(warning)
+        plain = ("Nothing checked that this box computes this model correctly: ask the technician for an up-to-date "
+                 "model file." if classifier.selftest.status == "absent" else
+                 "The box's fastest arithmetic failed its check, so a slower one that passed was used: the results "
+                 "are sound. Tell the technician.")
+        found.append(RunWarning(warning, plain))
     if classifier.bundle.origin and (warning := classifier.bundle.origin.warning()):
-        lines.append(warning)
+        found.append(RunWarning(warning, "Where this model came from is not verified (no trusted signature): ask "
+                                         "the technician before relying on its results."))
     if warning := uncalibrated_warning(classifier):
-        lines.append(warning)
+        found.append(RunWarning(warning, "Not yet set for this clinic's patients: the normal/abnormal threshold is "
+                                         "the one chosen on the training images, so the share flagged abnormal may "
+                                         "not match this clinic's."))
     if results is not None:
-        lines += monitor(rows_of(results), classifier)
-    return lines
+        found += [RunWarning(line, _sentence(line.removeprefix("WARNING: "))) for line in monitor(rows_of(results), classifier)]
+    return found
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def summary_dict(summary: Summary) -> dict:
@@ -60,7 +89,7 @@ def summary_dict(summary: Summary) -> dict:
 
 
 def summary_text(summary: Summary) -> str:
-    counts = ", ".join(f"{label} {n}" for label, n in summary.counts.items())
+    counts = ", ".join(f"{in_words(label)} {n}" for label, n in summary.counts.items())
     skipped = ""
     if summary.skipped:
         kinds = ", ".join(f"{kind} {n}" for kind, n in summary.skipped.items())
@@ -135,6 +164,6 @@ def write_report(path: os.PathLike | str, results: list[Result], summary: Summar
         from cxr_edge.reports.worklist import write_html
 
         write_html(path, results, summary, classifier, folder, visuals, started or time.time(),
-                   run_warnings(classifier, results))
+                   warnings_of(classifier, results))
         return
     write_atomic(path, render(report_format(path), results, summary, classifier))

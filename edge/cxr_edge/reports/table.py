@@ -12,7 +12,7 @@ import shutil
 import textwrap
 import unicodedata
 
-from cxr_edge.labels import LABELS
+from cxr_edge.labels import LABELS, in_words
 from cxr_edge.run.classify import Result, printable, rows_of
 from cxr_edge.run.reasons import OTHER, REASON_CODES, reason_codes
 
@@ -50,7 +50,7 @@ def _pad(text: str, width: int) -> str:
 def _cells(r: Result) -> list[str]:
     probs = [f"{p:.2f}" for p in r.probs] if r.probs else ["-"] * len(LABELS)
     codes = "error" if r.error else ",".join(reason_codes(r.reason))
-    return [r.label or "ERROR", *probs, "yes" if r.refer else "", codes]
+    return [in_words(r.label) or "ERROR", *probs, "yes" if r.refer else "", codes]
 
 
 def to_table(results: list[Result], summary_line: str, notices: list[str], width: int | None = None) -> str:
@@ -79,7 +79,7 @@ def to_table(results: list[Result], summary_line: str, notices: list[str], width
 def _legend(rows: list[Result], width: int) -> list[str]:
     used = {code for r in rows for code in reason_codes(r.reason)}
     meanings = [f"{code} = {meaning}" for _, code, meaning in (*REASON_CODES, ("", *OTHER)) if code in used]
-    probs = "p_: probability of " + ", ".join(f"{label} ({SHORT[label]})" for label in LABELS)
+    probs = "p_: probability of " + ", ".join(f"{in_words(label)} ({SHORT[label]})" for label in LABELS)
     lines = textwrap.wrap(probs, width, subsequent_indent="  ")
     if meanings:
         lines += textwrap.wrap("why: " + "; ".join(meanings), width, subsequent_indent="  ", break_on_hyphens=False)

@@ -18,7 +18,7 @@ from PIL import Image
 from cxr_edge.bundle.load import Bundle
 from cxr_edge.bundle.selftest import trusted_models
 from cxr_edge.inputs.images import ImageError, NotAnImage, load_radiograph, to_model_input
-from cxr_edge.labels import LABELS
+from cxr_edge.labels import LABELS, in_words
 from cxr_edge.models.cascade import combine
 from cxr_edge.models.interpreter import pad_batch
 from cxr_edge.pictures.visuals import Visuals, display_image
@@ -56,11 +56,14 @@ class Result:
         for i, label in enumerate(LABELS):
             row[f"p_{label}"] = round(self.probs[i], 6) if self.probs else None
         row.update(refer=self.refer, reason=self.reason, error=self.error,
-                   ood_score=None if self.ood_score is None else round(self.ood_score, 4))
+                   ood_score=None if self.ood_score is None else round(self.ood_score, 4),
+                   label_text=in_words(self.label))
         return row
 
 
-COLUMNS = ("path", "label", *(f"p_{label}" for label in LABELS), "refer", "reason", "error", "ood_score")
+# label_text (the label in words) comes last: it was added after the others, and scripts read them by place too
+COLUMNS = ("path", "label", *(f"p_{label}" for label in LABELS), "refer", "reason", "error", "ood_score",
+           "label_text")
 
 
 def sanity_problems(gray: np.ndarray) -> list[str]:
@@ -130,19 +133,44 @@ class Classifier:
                 for (rel, _, problems), index, p, score in zip(items, labels, probs, scores)]
 
     def _row(self, rel_path: str, index: int, probs: np.ndarray, problems: list[str], ood_score=None) -> Result:
-        label, reasons = LABELS[index], list(problems)
+        """A classified image's row. `reason` also explains a screen-positive label (below); `refer` is set by
+        the reasons to refer alone."""
+        label, referral = LABELS[index], list(problems)
         if ood_score is not None and ood_score > self.ood.threshold:
-            reasons.append(f"out-of-distribution (score {ood_score:.2f} > {self.ood.threshold:.2f}: unlike the "
-                           "training radiographs)")
+            referral.append(f"out-of-distribution: unlike the radiographs the model learned from (score "
+                            f"{ood_score:.2f}, limit {self.ood.threshold:.2f})")
         # The cascade's label is not always the most probable class (a low stage 1 threshold favours
         # abnormal), so the confidence is that of the label given: the top probability when they agree.
         confidence = float(probs[index])
         if confidence < self.min_confidence:
-            reasons.append(f"low confidence ({label} probability {confidence:.3f} < {self.min_confidence:.3f})")
+            referral.append(f"low confidence: probability of {in_words(label)} {confidence:.3f}, below the "
+                            f"confidence floor {self.min_confidence:.3f}")
         if not self.bundle.deployable:  # used with --allow-unverified
-            reasons.append("unverified model (the bundle did not pass its float-vs-quantized parity gate)")
-        return Result(rel_path, label, tuple(float(p) for p in probs), bool(reasons), "; ".join(reasons),
+            referral.append("unverified model: not shown to give the results of the model it was validated as "
+                            "(the bundle did not pass its parity gate)")
+        reasons = [*self._screen_positive(label, probs), *referral]
+        return Result(rel_path, label, tuple(float(p) for p in probs), bool(referral), "; ".join(reasons),
                       ood_score=None if ood_score is None else float(ood_score))
+
+    def _screen_positive(self, label: str, probs: np.ndarray) -> list[str]:
+        """Why a disease label stands over a longer "normal" bar: stage 1's screening threshold sits low, for
+        sensitivity, so a probability of an abnormal finding well under one half already makes the image
+        abnormal. Said whenever "normal" is still the most probable single class."""
+        if label == LABELS[0] or probs[0] < max(probs[1:]):
+            return []
+        whose = "this site's" if self.site else "the bundle's"
+        abnormal, threshold = distinct_decimals(1.0 - float(probs[0]), self.threshold)
+        return [f"screen-positive: probability of an abnormal finding {abnormal}, above {whose} screening "
+                f"threshold {threshold}"]
+
+
+def distinct_decimals(value: float, limit: float) -> tuple[str, str]:
+    """Two numbers to two decimals, or more where two would print them equal (0.1345 vs 0.1341)."""
+    for digits in (2, 3, 4):
+        a, b = f"{value:.{digits}f}", f"{limit:.{digits}f}"
+        if a != b:
+            return a, b
+    return f"{value:.6f}", f"{limit:.6f}"
 
 
 def decode(path: Path, size: int, keep_gray: bool = False):
@@ -240,7 +268,7 @@ def _draw(classifier, result: Result, display: np.ndarray, pixels: np.ndarray, h
     if heatmaps is not None:
         write_heatmap(heatmaps, result, display, heat)
     if visuals is not None:
-        visuals.add(result.path, display, heat_overlay(result, display, heat) if heat is not None else None)
+        visuals.add(result.path, display, heat_overlay(result, display, heat, caption=False) if heat is not None else None)
 
 
 @dataclass
