@@ -40,7 +40,7 @@ def main() -> None:
     """
 
 
-@main.command("keygen")
+@main.command("keygen", short_help="Write an Ed25519 key pair: NAME.key and NAME.pub.")
 @click.argument("name", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--passphrase", "ask", is_flag=True,
               help=f"Encrypt NAME.key with a passphrase (asked twice, or taken from ${PASSPHRASE_ENV}).")
@@ -62,7 +62,7 @@ def keygen_command(name: Path, ask: bool) -> None:
     click.echo(f"fingerprint: {fp}")
 
 
-@main.command("sign")
+@main.command("sign", short_help="Sign a bundle folder or .cxrb file in place.")
 @click.argument("bundle", type=click.Path(exists=True, path_type=Path))
 @click.option("--key", "key_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
               help="The private key, NAME.key.")
@@ -80,7 +80,7 @@ def sign_command(bundle: Path, key_path: Path) -> None:
                    "it without --allow-unverified", err=True)
 
 
-@main.command("fingerprint")
+@main.command("fingerprint", short_help="Print a public key's fingerprint, as cxr-edge info shows it.")
 @click.argument("public_key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def fingerprint_command(public_key: Path) -> None:
     """Print a public key's fingerprint: what `cxr-edge info` shows and a trust folder's revoked.txt lists.

@@ -35,7 +35,7 @@ def main() -> None:
     """
 
 
-@main.command()
+@main.command(short_help="Write synthetic chest X-rays in the Database's layout.")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--per-class", type=click.IntRange(min=1), required=True, help="Images per class.")
 @click.option("--size", type=click.IntRange(min=32), default=299, show_default=True, help="Image side in pixels.")
@@ -53,13 +53,15 @@ def synth(out: Path, per_class: int, size: int, seed: int) -> None:
     click.echo("Synthetic data: for tests and demos only; models trained on it mean nothing for real patients.")
 
 
-@main.command()
+@main.command(short_help="Make the stratified, duplicate-aware train/val/test split.")
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("split.csv"),
               show_default=True, help="Where to write the split (never inside DATA_DIR unless you say so).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.15, show_default=True)
-@click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.15, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed and images, same split.")
+@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.15, show_default=True,
+              help="Share of each class's images for validation (threshold and early choices).")
+@click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.15, show_default=True,
+              help="Share of each class's images held out for the final test.")
 def split(data_dir: Path, out: Path, seed: int, val_fraction: float, test_fraction: float) -> None:
     """Make the stratified, duplicate-aware train/val/test split of a data folder as split.csv.
 
@@ -114,17 +116,22 @@ def _print_summary(metrics: dict) -> None:
     click.echo(f"stage 1 at threshold {s1['threshold']:.4f}: sensitivity {sens}, specificity {spec}")
 
 
-@main.command()
+@main.command(short_help="Train stage 1, then stage 2, then evaluate the cascade.")
 @click.argument("data_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="The run folder.")
-@click.option("--preset", type=click.Choice(["alexnet", "alexnet-edge", "tiny"]), default="alexnet-edge", show_default=True)
+@click.option("--preset", type=click.Choice(["alexnet", "alexnet-edge", "tiny"]), default="alexnet-edge", show_default=True,
+              help="Model: the study's AlexNet, its int8-friendly edge variant, or a tiny one for tests.")
 @click.option("--image-size", type=click.IntRange(min=16), default=None, help="Input side in pixels [default: the preset's].")
-@click.option("--epochs-stage1", type=click.IntRange(min=1), default=30, show_default=True)
-@click.option("--epochs-stage2", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--epochs-stage1", type=click.IntRange(min=1), default=30, show_default=True,
+              help="Most epochs for stage 1 (normal vs abnormal); the best on val is kept.")
+@click.option("--epochs-stage2", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Most epochs for stage 2 (which disease); the best on val is kept.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Images per training step (over all devices).")
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Adam learning rate [default: the preset's].")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seeds the split, initial weights, augmentation and data order.")
 @click.option("--init-weights", type=click.Path(path_type=Path), default=None,
               help="bvlc_alexnet.npy (ImageNet AlexNet), or a .keras / .weights.h5 file of ours.")
 @click.option("--split", "split_path", type=click.Path(path_type=Path), default=None, help="Reuse a saved split.csv.")
@@ -169,9 +176,10 @@ def fit(data_dir: Path, out: Path, preset, image_size, epochs_stage1, epochs_sta
     click.echo(f"run folder: {out} (report: {out / 'eval' / 'report.md'}, curves: {out / 'curves.png'})")
 
 
-@main.command()
+@main.command(short_help="Recompute a saved run's evaluation tables on one split.")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--split", type=click.Choice(["test", "val", "train", "all"]), default="test", show_default=True)
+@click.option("--split", type=click.Choice(["test", "val", "train", "all"]), default="test", show_default=True,
+              help="Which of the run's images to evaluate on.")
 @click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False), default=None,
               help="Where the run's images are now, if they moved.")
 @verbose_option
@@ -188,7 +196,7 @@ def evaluate(run_dir: Path, split: str, data_dir) -> None:
     click.echo(f"wrote {out}")
 
 
-@main.command()
+@main.command(short_help="Grad-CAM overlays: where each image's label came from.")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,

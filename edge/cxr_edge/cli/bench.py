@@ -9,11 +9,12 @@ import click
 from cxr_edge.cli.options import make_classifier, model_options
 
 
-@click.command("bench")
+@click.command("bench", short_help="Time this box: latency, images/s, decode vs inference, memory.")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path), required=False)
 @model_options
 @click.option("-n", "count", type=click.IntRange(min=1), default=200, show_default=True, help="Images to time.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="Output on stdout: a table to read, or JSON for scripts.")
 def command(folder, model, threads, allow_unverified, allow_unsigned, count, fmt) -> None:
     """Time each stage and the whole pipeline: latency p50/p95, images/s, decode vs inference, peak memory.
 

@@ -11,7 +11,7 @@ from cxr_edge.cli.options import inside, make_classifier, model_options
 from cxr_edge.site.site_file import SITE_ENV
 
 
-@click.command("calibrate")
+@click.command("calibrate", short_help="Set this clinic's threshold from its own labelled images.")
 @click.argument("labelled", type=click.Path(exists=True, path_type=Path))
 @model_options
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -21,7 +21,8 @@ from cxr_edge.site.site_file import SITE_ENV
               help="The sensitivity for abnormal the threshold must reach [default: the bundle's, 0.95].")
 @click.option("--min-confidence", type=click.FloatRange(0, 1), default=None,
               help="The confidence floor to write [default: the bundle's].")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="Output on stdout: a table to read, or JSON for scripts.")
 def command(labelled: Path, model, threads, allow_unverified, allow_unsigned, out, site_name, target_sensitivity,
               min_confidence, fmt) -> None:
     """Choose this clinic's threshold on its own labelled images and write a site file for `classify --site`.

@@ -11,7 +11,7 @@ from cxr_edge.cli.common import Failure, errors_as_failures
 from cxr_edge.cli.options import inside, make_classifier, model_options, site_option
 
 
-@click.command("classify")
+@click.command("classify", short_help="Classify every image in a folder (a USB stick).")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @model_options
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default=None,

@@ -11,10 +11,11 @@ from cxr_edge.cli.common import errors_as_failures
 from cxr_edge.cli.options import make_classifier, model_options
 
 
-@click.command("evaluate")
+@click.command("evaluate", short_help="Confusion matrix and per-class F1 on a labelled folder.")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @model_options
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="Output on stdout: a table to read, or JSON for scripts.")
 def command(folder: Path, model, threads, allow_unverified, allow_unsigned, fmt) -> None:
     """Confusion matrix (Table 2) and per-class precision/recall/F1 (Table 3) on a labeled folder.
 

@@ -14,7 +14,7 @@ from cxr_edge.cli.common import Failure, errors_as_failures
 from cxr_edge.cli.options import interpreter_version, site_option
 
 
-@click.command("info")
+@click.command("info", short_help="Check a bundle: manifest, checksums, signature, self-test.")
 @click.argument("bundle_path", metavar="BUNDLE", type=click.Path(path_type=Path), required=False)
 @site_option
 def command(bundle_path: Path | None, site_path: Path | None) -> None:
