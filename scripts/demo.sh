@@ -29,7 +29,7 @@ if [ "$gate" -eq 1 ]; then
 fi
 [ "$gate" -eq 0 ] || exit "$gate"
 
-step "3b. Sign the bundle, and trust the key as a clinic box would (README, \"Signed bundles\")"
+step "3b. Sign the bundle, and trust the key as a clinic box would (docs/security.md, \"Signed bundles\")"
 rm -rf "$OUT/keys" "$OUT/trusted-keys"
 mkdir -p "$OUT/keys" "$OUT/trusted-keys"
 "$BIN/cxr-sign" keygen "$OUT/keys/demo-publisher"
@@ -63,7 +63,7 @@ set +e
 status=$?
 set -e
 [ "$status" -le 1 ] || exit "$status"
-if command -v chromium > /dev/null 2>&1; then  # a picture of it, as the README shows
+if command -v chromium > /dev/null 2>&1; then  # a picture of it, as the README and docs/box.md show
     chromium --headless --no-sandbox --disable-gpu --user-data-dir="$(mktemp -d)" --hide-scrollbars \
         --screenshot="$OUT/worklist.png" --window-size=1100,1500 "file://$(realpath "$OUT/worklist.html")" \
         > /dev/null 2>&1 || echo "(chromium could not take the worklist's screenshot)"

@@ -1,6 +1,6 @@
 """Regenerate cxr_edge's interpreter probe (edge/cxr_edge/models/probe/): a 3 kB int8 model (one 3x3 convolution,
 average pooling, a dense softmax; uint8 in and out) and its known answers on 16 random inputs, computed with
-this machine's interpreter. The smallest model found that shows LiteRT 2.1-2.3's aarch64 int8 fault (README,
+this machine's interpreter. The smallest model found that shows LiteRT 2.1-2.3's aarch64 int8 fault (docs/box.md,
 "Verified interpreters"): `cxr-edge --version` runs it, and scripts/litert_repro.py is the upstream reproduction.
 
     python scripts/make_probe.py    # needs the train extra (TensorFlow); rewrites model.tflite and known.npz

@@ -44,7 +44,7 @@ mkdir -p "$ROOT/sys"
 mountpoint -q "$ROOT/sys" || bind /sys "$ROOT/sys"
 
 # QEMU_CPU is passed on explicitly: `env -i` would clear it, and every program it starts would then run on
-# qemu's default "max" CPU whatever was asked (earlier runs here did, unknowingly: README, "Verified interpreters").
+# qemu's default "max" CPU whatever was asked (earlier runs here did, unknowingly: docs/box.md, "Verified interpreters").
 root_env() { echo PATH=/usr/local/bin:/usr/bin:/bin HOME=/root LANG=C.UTF-8 \
     PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_DISABLE_PIP_VERSION_CHECK=1 ${QEMU_CPU:+QEMU_CPU=$QEMU_CPU}; }
 in_root() { chroot "$ROOT" env -i $(root_env) "$@"; }

@@ -304,7 +304,7 @@ def test_image_contract_3_changes_only_large_jpeg_and_jpeg2000(tmp_path):
     write_dicom(tmp_path / "small-j2k.dcm", np.rint(big[::10, ::10]), syntax=uids.JPEG2000Lossless)
     np.testing.assert_array_equal(prepare(tmp_path / "small-j2k.dcm", 64), version_1(tmp_path / "small-j2k.dcm", 64))
     # the model input moves by under 2 gray levels on average; what that does to a bundle's outputs:
-    # benchmarks/contract_change.py, in the README
+    # benchmarks/contract_change.py, in docs/benchmarks.md
     for name in ("big.jpg", "big-j2k.dcm"):
         reduced, full = prepare(tmp_path / name, 64).astype(int), version_1(tmp_path / name, 64).astype(int)
         assert not np.array_equal(reduced, full) and np.abs(reduced - full).mean() < 2.0, name

@@ -2,7 +2,7 @@
 
 import os
 
-# Defaults only: KERAS_BACKEND=jax, or `cxr-train fit --backend jax`, trains on JAX (README, "Training on
+# Defaults only: KERAS_BACKEND=jax, or `cxr-train fit --backend jax`, trains on JAX (docs/training.md, "Training on
 # several GPUs or machines"); -v/--verbose (cxr_train.logs.quiet) lowers TensorFlow's log level to 0.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -145,7 +145,7 @@ def _print_summary(metrics: dict) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace a finished run in --out.")
 @click.option("--backend", type=click.Choice(["tensorflow", "jax"]), default=None,
               help="Keras backend [default: $KERAS_BACKEND, else tensorflow]. jax trains data-parallel over every "
-                   "device it sees, and over several processes (README, \"Training on several GPUs or machines\").")
+                   "device it sees, and over several processes (docs/training.md, \"Training on several GPUs or machines\").")
 @click.option("--coordinator", metavar="HOST:PORT", default=None,
               help="Several processes (jax): process 0's address, the same for every process.")
 @click.option("--num-processes", type=click.IntRange(min=1), default=1, show_default=True,

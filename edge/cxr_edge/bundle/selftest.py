@@ -23,7 +23,7 @@ from cxr_edge.bundle.files import SELFTEST_FILE
 from cxr_edge.models.interpreter import KERNELS, TFLiteModel, backend, predict_in_batches
 
 STAGES = ("stage1", "stage2")
-# Largest difference allowed, in quantization steps. Legitimate differences measured (README, "Self-test"):
+# Largest difference allowed, in quantization steps. Legitimate differences measured (docs/box.md, "Self-test"):
 # XNNPACK across LiteRT versions and aarch64/x86_64 up to 3 steps, built-in kernels vs XNNPACK up to 11; the
 # one fault found (LiteRT >= 2.1's XNNPACK on qemu 7.2's SME-capable CPU) 34 steps on the 3 kB probe model and
 # 216-255 on a trained tiny bundle.
@@ -215,7 +215,7 @@ def _advice() -> str:
     verified = VERIFIED.get(platform.machine())
     where = f"the version verified on {platform.machine()} is {verified}" if verified else \
         f"no interpreter version is verified on {platform.machine()} yet"
-    return f"Interpreter {_platform()}: {where} (README, \"Verified interpreters\")."
+    return f"Interpreter {_platform()}: {where} (docs/box.md, \"Verified interpreters\")."
 
 
 def _refusal(outcomes: list[Outcome]) -> str:

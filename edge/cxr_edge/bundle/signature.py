@@ -170,5 +170,5 @@ def check_origin(manifest: bytes, signature: bytes | None, store: TrustStore, al
     if origin.refused and (revoked or not allow_unsigned):
         hint = "" if revoked else "; --allow-unsigned runs it anyway, for development only"
         raise BundleError(f"refusing the bundle: {origin.problem}. Use a bundle signed by a key in {store.folder} "
-                          f"(${TRUST_ENV}); see the README, \"Signed bundles\"{hint}")
+                          f"(${TRUST_ENV}); see docs/security.md, \"Signed bundles\"{hint}")
     return replace(origin, allow_unsigned=allow_unsigned)

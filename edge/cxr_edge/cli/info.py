@@ -152,5 +152,5 @@ def _show_selftest(bundle) -> bool:
         click.echo(warning)
     if selftest.status == "failed":
         click.echo("FAILED: cxr-edge refuses to classify with this bundle on this interpreter "
-                   f"({selftest.as_dict()['interpreter']}); see the README, \"Verified interpreters\".")
+                   f"({selftest.as_dict()['interpreter']}); see docs/box.md, \"Verified interpreters\".")
     return selftest.status != "failed"

@@ -151,7 +151,7 @@ def read_dicom(path: os.PathLike | str, size: int | None = None) -> DicomImage:
 
 # With no window in the header, the range is the 0.5th..99.5th percentile of the values when outliers make it less
 # than half the minimum..maximum (cxr_edge.inputs.levels): dead pixels or a burned-in marker no longer set it. Contract 4;
-# what it does to a bundle's outputs against contract 3's minimum..maximum: README, "Image contract 4".
+# what it does to a bundle's outputs against contract 3's minimum..maximum: docs/benchmarks.md, "Image contract 4".
 NO_WINDOW_TAILS = 0.005
 
 
@@ -198,7 +198,7 @@ os.environ.setdefault("OPJ_NUM_THREADS", str(os.cpu_count() or 1))
 
 # The wavelet's low-pass band is a weaker anti-aliasing filter than Pillow's bilinear, so a JPEG 2000 decode keeps
 # at least this many pixels on the short side as well as twice the model size: at 2 x 64 px (the tiny preset), 6 of
-# 88 test labels moved, more than quantization moves them; at 512, 2 (README, "Image contracts 2 and 3").
+# 88 test labels moved, more than quantization moves them; at 512, 2 (docs/benchmarks.md, "Image contracts 2 and 3").
 JPEG2000_MIN_SIDE = 512
 
 

@@ -22,7 +22,7 @@ from cxr_edge.inputs.levels import integer_to_uint8, to_uint8
 # 3: JPEG 2000 DICOM is decoded at a reduced resolution too (wavelet levels discarded, never below twice the
 # model size): 2560-px images decode 13x cheaper. 2: a JPEG larger than twice the model size is decoded at a
 # reduced DCT scale (1/2 to 1/8, same floor): 3x cheaper. Every other image, and everything up to twice the model
-# size (the Database's 299-px PNGs), keeps version 1's pixels. Measured on full-size files: README, "Image
+# size (the Database's 299-px PNGs), keeps version 1's pixels. Measured on full-size files: docs/benchmarks.md, "Image
 # contracts 2 and 3" and "Image contract 4".
 IMAGE_CONTRACT_VERSION = 4
 RESIZE_FILTER = "bilinear"  # Pillow's bilinear, antialiased when shrinking; integer arithmetic for mode L

@@ -16,7 +16,7 @@ LUT_CHUNK = 1 << 19  # pixels per step of the table lookup: bounds its index tem
 # the anatomy less than half the gray levels. The 0.5th..99.5th percentiles of the demo's 600 synthetic
 # radiographs (text markers included) cover at least 73% of their range (at 2560 px with detector noise, 88 test
 # images, 65%); anatomy in 0..1000 beside a marker at 4095, 24%. The percentile range for every image moved a
-# bundle's outputs seven times more than quantization does (README, "Image contract 4"): models trained on
+# bundle's outputs seven times more than quantization does (docs/benchmarks.md, "Image contract 4"): models trained on
 # display images expect their full range.
 OUTLIER_SPAN = 0.5
 SAMPLE_ROWS = 512  # percentiles come from every k-th row, at least this many rows: every 5th of a 2560-px image

@@ -76,7 +76,7 @@ def uncalibrated_warning(classifier) -> str | None:
     if classifier.site:
         return None
     return ("WARNING: not calibrated for this site: the threshold is the bundle's, chosen on its training data's "
-            "validation split; run `cxr-edge calibrate` on this clinic's own labelled images (README, \"Site "
+            "validation split; run `cxr-edge calibrate` on this clinic's own labelled images (docs/box.md, \"Site "
             "calibration\").")
 
 
