@@ -50,6 +50,7 @@ def run_warnings(classifier: Classifier, results: list[Result] | None = None) ->
 
 
 def warnings_of(classifier: Classifier, results: list[Result] | None = None) -> list[RunWarning]:
+    """run_warnings with the plain words the worklist's header shows for each."""
     from cxr_edge.site.site_file import monitor, uncalibrated_warning
 
     found = []
@@ -63,8 +64,8 @@ def warnings_of(classifier: Classifier, results: list[Result] | None = None) -> 
     if warning := classifier.selftest.warning():
         plain = ("Nothing checked that this box computes this model correctly: ask the technician for an up-to-date "
                  "model file." if classifier.selftest.status == "absent" else
-                 "The box's fastest arithmetic failed its check, so a slower one that passed was used: the results "
-                 "are sound. Tell the technician.")
+                 "The box's fastest arithmetic failed its check, so a slower one that passed it was used instead. "
+                 "Tell the technician.")
         found.append(RunWarning(warning, plain))
     if classifier.bundle.origin and (warning := classifier.bundle.origin.warning()):
         found.append(RunWarning(warning, "Where this model came from is not verified (no trusted signature): ask "
