@@ -222,7 +222,7 @@ def test_the_table_follows_the_terminal_width_and_wide_characters(usb_stick, edg
     assert max(display_width(line) for line in lines) <= columns, max(lines, key=display_width)
     rows = [line for line in lines[2:] if line.strip() and not line.startswith(("p_", "why", "  "))][:3]
     assert len(rows) == 3 and any("患者" in row for row in rows) and any(row.startswith("...") for row in rows)
-    label = re.compile(r"\s{2}(normal|lung_opacity|viral_pneumonia|covid19)\s")
+    label = re.compile(r"\s{2}(Normal|Lung opacity|Viral pneumonia|COVID-19)\s")
     starts = {display_width(row[:label.search(row).start(1)]) for row in rows}
     assert len(starts) == 1, rows  # the label column starts at one column on every row
     narrow = CliRunner().invoke(main, ["classify", str(ward), "--model", str(edge_bundle), "--format", "table"],
@@ -252,3 +252,25 @@ def test_interpreter_info_line_stays_off_the_terminal(usb_stick, edge_bundle):
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "XNNPACK delegate" not in proc.stderr and "referred to a clinician" in proc.stderr
+
+
+@pytest.mark.parametrize("columns", [80, 100])
+def test_the_file_name_wins_over_the_why_codes_when_the_terminal_is_narrow(columns):
+    """Rows as a barely trained model gives them (every row referred for several reasons): the why column keeps
+    its first codes and at least 14 columns, the path its end and everything else; no line is wider than the
+    terminal."""
+    from cxr_edge.reports.table import to_table
+
+    reason = ("screen-positive: probability of an abnormal finding 0.53, above the bundle's screening threshold "
+              "0.51; near-constant pixels (1st-99th percentile spread 0 gray levels); out-of-distribution: unlike "
+              "the radiographs the model learned from (score 9.10, limit 3.00); low confidence: probability of "
+              "Viral pneumonia 0.180, below the confidence floor 0.600")
+    long = "a-very-long-folder-name-from-a-dr-console-export/PATIENT-WITH-A-LONG-FILE-NAME-0000000000001.png"
+    rows = [Result(long, "viral_pneumonia", (0.47, 0.17, 0.18, 0.18), True, reason),
+            Result("short.png", "normal", (0.9, 0.04, 0.03, 0.03))]
+    lines = to_table(rows, "2 images", [], width=columns).splitlines()
+    assert max(display_width(line) for line in lines) <= columns
+    row = next(line for line in lines if line.startswith("..."))
+    assert row.split()[0].endswith("0000000000001.png")
+    codes = row.split("yes")[-1].strip()
+    assert codes.startswith("screen,") and (columns == 80 or (len(codes) == 14 and codes.startswith("screen,flat")))

@@ -37,7 +37,7 @@ def occlusion_map(model, pixels: np.ndarray, class_index: int, grid: int = GRID,
 
 def overlay(gray: np.ndarray, heat: np.ndarray, caption: list[str] | None = None) -> Image.Image:
     """The radiograph in gray with the heat in red-to-yellow over it; with `caption`, its lines in a banner
-    under the image (never over the lungs), in a font sized to fit the width and readable when the picture is
+    under the image (never over the lungs; the picture keeps the radiograph's size), in a font sized to fit the width and readable when the picture is
     printed a few centimetres wide."""
     height, width = gray.shape
     peak = float(heat.max())
@@ -53,7 +53,7 @@ def overlay(gray: np.ndarray, heat: np.ndarray, caption: list[str] | None = None
 
 def _with_banner(image: Image.Image, lines: list[str]) -> Image.Image:
     """`image` with `lines` in white on black beneath it. The font is the largest that fits the longest line in
-    the width, at most a twentieth of the width: 13 px or more on a 256-px picture."""
+    the width, at most a twentieth of it (12 px on a 256-px-wide picture, 51 px on a 1024-px one)."""
     width = image.width
     size = max(8, width // 20)
     font = ImageFont.load_default(size=size)
@@ -64,14 +64,14 @@ def _with_banner(image: Image.Image, lines: list[str]) -> Image.Image:
     text = "\n".join(lines)
     box = ImageDraw.Draw(image).multiline_textbbox((0, 0), text, font=font, spacing=size // 4)
     text_height = box[3] + 10
-    # the whole picture keeps the radiograph's largest side (heatmap files stay within DISPLAY_SIDE)
-    side = max(image.size)
-    if image.height + text_height > side:
-        scale = (side - text_height) / image.height
-        image = image.resize((max(1, round(image.width * scale)), side - text_height), Image.Resampling.BILINEAR)
-    banner = Image.new("RGB", (width, image.height + text_height), (0, 0, 0))
-    banner.paste(image, ((width - image.width) // 2, 0))
-    ImageDraw.Draw(banner).multiline_text((4, image.height + 4), text, fill=(255, 255, 255), font=font,
+    # the picture keeps the radiograph's size (heatmap files stay within DISPLAY_SIDE): the radiograph shrinks
+    # to leave the banner its room
+    scale = max(1, image.height - text_height) / image.height
+    shrunk = image.resize((max(1, round(image.width * scale)), max(1, image.height - text_height)),
+                          Image.Resampling.BILINEAR)
+    banner = Image.new("RGB", image.size, (0, 0, 0))
+    banner.paste(shrunk, ((width - shrunk.width) // 2, 0))
+    ImageDraw.Draw(banner).multiline_text((4, shrunk.height + 4), text, fill=(255, 255, 255), font=font,
                                           spacing=size // 4)
     return banner
 

@@ -18,6 +18,7 @@ from cxr_edge.run.reasons import OTHER, REASON_CODES, reason_codes
 
 WIDTH = 100  # columns when stdout is no terminal and $COLUMNS is unset
 MIN_WIDTH = 80
+PATH_MIN, WHY_MIN = 20, 14  # columns each keeps when the terminal is too narrow for both
 SHORT = dict(zip(LABELS, ("nl", "lo", "vp", "cv")))  # probability column headers
 
 
@@ -43,6 +44,21 @@ def _fit(text: str, width: int) -> str:
     return "..." + end
 
 
+def _share(room: int, path: int, why: int) -> tuple[int, int]:
+    """(why, path) widths in `room` columns. Both whole when they fit; otherwise the file name comes first: the
+    why codes keep WHY_MIN columns (the legend and every file form have them whole) and the path the rest, but
+    the path never gets under PATH_MIN."""
+    if path + why <= room:
+        return why, room - why
+    path = max(PATH_MIN, room - max(min(why, WHY_MIN), room - path))
+    return room - path, path
+
+
+def _cut(text: str, width: int) -> str:
+    """Codes cut at the end, so the first (the most telling: screen-positive, then the header's) stay."""
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
 def _pad(text: str, width: int) -> str:
     return text + " " * (width - display_width(text))
 
@@ -60,16 +76,18 @@ def to_table(results: list[Result], summary_line: str, notices: list[str], width
     headers = ["label", *(f"p_{SHORT[label]}" for label in LABELS), "refer", "why"]
     cells = [_cells(r) for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    rest = sum(widths) + 2 * len(widths)
-    path_width = max(20, width - rest)
-    widths[-1] = min(widths[-1], width - path_width - (rest - widths[-1]))
+    paths = [printable(r.path) for r in rows]
+    widths[-1], path_width = _share(width - sum(widths[:-1]) - 2 * len(widths),
+                                    max((display_width(p) for p in paths), default=4), widths[-1])
 
     def line(path: str, row: list[str]) -> str:
-        parts = [_pad(_fit(path, path_width), path_width), *(_pad(_fit(c, w), w) for c, w in zip(row, widths))]
+        codes = _cut(row[-1], widths[-1])
+        parts = [_pad(_fit(path, path_width), path_width), *(_pad(_fit(c, w), w) for c, w in zip(row[:-1], widths)),
+                 codes]
         return "  ".join(parts).rstrip()
 
     out = [line("path", headers), line("-" * path_width, ["-" * w for w in widths])]
-    out += [line(printable(r.path), c) for r, c in zip(rows, cells)]
+    out += [line(path, c) for path, c in zip(paths, cells)]
     out += ["", *_legend(rows, width), *_errors(rows, width), ""]
     for text in [summary_line, *notices]:
         out += textwrap.wrap(text, width, subsequent_indent="  ", break_on_hyphens=False) or [""]
