@@ -8,7 +8,7 @@ import logging
 import click
 
 from cxr_edge import DISCLAIMER
-from cxr_edge.cli import bench, calibrate, classify, evaluate, info
+from cxr_edge.cli import bench, calibrate, classify, evaluate, info, results, serve
 from cxr_edge.cli.common import version_option
 from cxr_edge.cli.options import interpreter_version
 
@@ -24,5 +24,5 @@ def main() -> None:
     logging.getLogger("pydicom").setLevel(logging.CRITICAL)
 
 
-for _module in (classify, info, calibrate, evaluate, bench):
+for _module in (classify, info, calibrate, evaluate, bench, serve, results):
     main.add_command(_module.command)

@@ -75,7 +75,8 @@ def warnings_of(classifier: Classifier, results: list[Result] | None = None) -> 
                                          "the one chosen on the training images, so the share flagged abnormal may "
                                          "not match this clinic's."))
     if results is not None:
-        found += [RunWarning(line, _sentence(line.removeprefix("WARNING: "))) for line in monitor(rows_of(results), classifier)]
+        found += [RunWarning(line, _sentence(line.removeprefix("WARNING: ")))
+                  for line in monitor(rows_of(results), classifier)]
     return found
 
 

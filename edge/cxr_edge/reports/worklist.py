@@ -144,11 +144,11 @@ def _run_table(summary: Summary, classifier: Classifier, folder: Path, started: 
 
 def _how_to_read(classifier: Classifier, heatmaps: bool) -> str:
     text = ("Each image's label comes in two steps: first normal or abnormal, by whether the probability of an "
-            f"abnormal finding reaches the screening threshold ({classifier.threshold:.2f}; usually well under one half, "
-            "so that few abnormal images are missed); then, for an abnormal image, the most probable of lung opacity, viral "
-            "pneumonia and COVID-19. So an image can be labelled abnormal while 'Normal' has the longest bar: the "
-            "reasons then say so. \"Refer to a clinician\" means the result itself is not reliable enough, for the "
-            "reasons given.")
+            f"abnormal finding reaches the screening threshold ({classifier.threshold:.2f}; usually well under one "
+            "half, so that few abnormal images are missed); then, for an abnormal image, the most probable of lung "
+            "opacity, viral pneumonia and COVID-19. So an image can be labelled abnormal while 'Normal' has the "
+            "longest bar: the reasons then say so. \"Refer to a clinician\" means the result itself is not reliable "
+            "enough, for the reasons given.")
     if heatmaps:
         text += (" Heatmaps show where the model looked: the parts of the image that, when hidden, changed its "
                  "result most. They are not outlines of lesions.")

@@ -1,0 +1,103 @@
+"""`cxr-edge results`: the clinic node's results, newest first."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from cxr_edge.cli.common import Failure
+
+NODE_KEYS = ("study_instance_uid", "sop_instance_uid", "received", "source")
+
+
+@click.command("results", short_help="The clinic node's results, newest first.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The node's TOML configuration file (its data folder holds the results).")
+@click.option("--since", default=None, metavar="ISO-TIME",
+              help="Only images received at or after this time, e.g. 2026-12-01 or 2026-12-01T08:00.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
+              help="A table to read, CSV, or JSON ({\"results\": [...]}) for scripts.")
+def command(config_path: Path, since: str | None, fmt: str) -> None:
+    """One row per image the node classified: study and SOP instance UIDs, when it was received, where from
+    (dicom:CALLING_AE), and the columns `classify` reports.
+
+    Example: cxr-edge results --config /etc/cxr-edge/node.toml --since 2026-12-01 --format csv
+    """
+    from cxr_edge import DISCLAIMER
+    from cxr_edge.node.config import ConfigError, load_config
+    from cxr_edge.node.state import DATABASE, State
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        raise Failure(str(exc)) from None
+    if not (config.data / DATABASE).exists():
+        raise Failure(f"no results yet: {config.data / DATABASE} does not exist (has `cxr-edge serve --config "
+                      f"{config_path}` run?)")
+    state = State(config.data)
+    try:
+        rows = [_row(r) for r in state.results(_since(since))]
+    finally:
+        state.close()
+    if fmt == "json":
+        click.echo(json.dumps({"notice": DISCLAIMER, "results": rows}, indent=2))
+    elif fmt == "csv":
+        out = io.StringIO()
+        out.write(f"# {DISCLAIMER}\n")
+        writer = csv.DictWriter(out, fieldnames=_columns(), lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if v is None else str(v).lower() if isinstance(v, bool) else v
+                             for k, v in row.items()})
+        click.echo(out.getvalue(), nl=False)
+    else:
+        click.echo(_table(rows))
+        click.echo(DISCLAIMER)
+
+
+def _columns() -> list[str]:
+    from cxr_edge.run.classify import COLUMNS
+
+    return [*NODE_KEYS, *COLUMNS]
+
+
+def _row(record: dict) -> dict:
+    """A database row as `classify`'s row keys, after the node's own."""
+    from cxr_edge.labels import LABELS, in_words
+
+    row = {"study_instance_uid": record["study_instance_uid"], "sop_instance_uid": record["sop_instance_uid"],
+           "received": datetime.fromtimestamp(record["received"]).astimezone().isoformat(timespec="seconds"),
+           "source": record["source"], "path": record["path"], "label": record["label"]}
+    for label in LABELS:
+        row[f"p_{label}"] = record[f"p_{label}"]
+    row.update(refer=bool(record["refer"]), reason=record["reason"], error=record["error"],
+               ood_score=record["ood_score"], label_text=in_words(record["label"]))
+    return row
+
+
+def _since(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise Failure(f"--since {text!r}: not an ISO date or time; use e.g. 2026-12-01 or 2026-12-01T08:00") from None
+    return moment.timestamp() if moment.tzinfo else time.mktime(moment.timetuple())
+
+
+def _table(rows: list[dict]) -> str:
+    from cxr_edge.labels import in_words
+
+    lines = [f"{'received':25s}  {'source':18s}  {'label':15s}  {'p_normal':8s}  refer  sop_instance_uid"]
+    for r in rows:
+        p = "" if r["p_normal"] is None else f"{r['p_normal']:.2f}"
+        lines.append(f"{r['received']:25s}  {r['source'][:18]:18s}  {(in_words(r['label']) or 'ERROR'):15s}  "
+                     f"{p:8s}  {'yes' if r['refer'] else '':5s}  {r['sop_instance_uid']}")
+    lines.append(f"{len(rows)} image(s)")
+    return "\n".join(lines)

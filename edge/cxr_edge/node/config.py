@@ -1,0 +1,118 @@
+"""The node's configuration: one TOML file, read with the standard library's tomllib. Every key is checked
+before anything starts: an unknown key, a wrong type or a missing required key is an error that names the key
+and the file."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """The configuration file cannot be used: the message names the file, the key and the fix."""
+
+
+@dataclass(frozen=True)
+class DicomConfig:
+    enabled: bool = True
+    ae_title: str = "CXREDGE"
+    bind: str = "127.0.0.1"  # loopback unless configured: the X-ray unit's network is the user's choice
+    port: int = 11112
+    allowed_callers: tuple[str, ...] = ()
+    study_stable_seconds: float = 10.0
+    min_free_mb: int = 2048
+
+    @property
+    def any_caller(self) -> bool:
+        return "*" in self.allowed_callers
+
+
+@dataclass(frozen=True)
+class UsbConfig:
+    enabled: bool = False
+    watch: str = "/media"
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    path: Path
+    model: Path
+    data: Path
+    site: Path | None = None
+    dicom: DicomConfig = field(default_factory=DicomConfig)
+    usb: UsbConfig = field(default_factory=UsbConfig)
+
+    def as_dict(self) -> dict:
+        return {"config": str(self.path), "model": str(self.model), "data": str(self.data),
+                "site": str(self.site) if self.site else None,
+                "dicom": {**self.dicom.__dict__, "allowed_callers": list(self.dicom.allowed_callers)},
+                "usb": dict(self.usb.__dict__)}
+
+
+# key: (type, required); the tables' keys below. Extend, don't rename: later issues add [web] and [send].
+TOP = {"model": (str, True), "data": (str, True), "site": (str, False)}
+DICOM = {"enabled": (bool, False), "ae_title": (str, False), "bind": (str, False), "port": (int, False),
+         "allowed_callers": (list, False), "study_stable_seconds": ((int, float), False),
+         "min_free_mb": (int, False)}
+USB = {"enabled": (bool, False), "watch": (str, False)}
+TABLES = {"dicom": DICOM, "usb": USB}
+
+
+def load_config(path: os.PathLike | str) -> NodeConfig:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    where = lambda key: f"{path}: {key}"  # noqa: E731
+    top = _checked(raw, {**TOP, **{name: (dict, False) for name in TABLES}}, where, "")
+    tables = {name: _checked(top.get(name, {}), keys, where, f"[{name}] ") for name, keys in TABLES.items()}
+    dicom = DicomConfig(**{k: tuple(v) if k == "allowed_callers" else v for k, v in tables["dicom"].items()})
+    _check_dicom(dicom, tables["dicom"], where)
+    base = path.parent
+    resolve = lambda value: (base / value).resolve() if not os.path.isabs(value) else Path(value)  # noqa: E731
+    return NodeConfig(path, resolve(top["model"]), resolve(top["data"]),
+                      resolve(top["site"]) if top.get("site") else None, dicom, UsbConfig(**tables["usb"]))
+
+
+def _checked(table: dict, keys: dict, where, prefix: str) -> dict:
+    """`table` with every key known, of its type, and the required ones present."""
+    for key, value in table.items():
+        if key not in keys:
+            known = ", ".join(sorted(keys))
+            place = prefix.strip() or "at the top"
+            raise ConfigError(f"{where(prefix + key)}: unknown key (the keys {place} are: {known})")
+        kind = keys[key][0]
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):  # TOML's true is no number
+            raise ConfigError(f"{where(prefix + key)}: {_type_name(kind)} expected, got {value!r}")
+    for key, (_, required) in keys.items():
+        if required and key not in table:
+            raise ConfigError(f"{where(prefix + key)}: missing, and required")
+    return table
+
+
+def _type_name(kind) -> str:
+    names = {str: "a string", bool: "true or false", int: "a whole number", list: "a list", dict: "a table"}
+    return names.get(kind, "a number")
+
+
+def _check_dicom(dicom: DicomConfig, given: dict, where) -> None:
+    if not 1 <= len(dicom.ae_title) <= 16 or not dicom.ae_title.isascii() or "\\" in dicom.ae_title \
+            or not dicom.ae_title.strip():
+        raise ConfigError(f"{where('[dicom] ae_title')}: 1 to 16 ASCII characters, no backslash, got "
+                          f"{dicom.ae_title!r}")
+    if not 0 < dicom.port < 65536:
+        raise ConfigError(f"{where('[dicom] port')}: 1 to 65535, got {dicom.port}")
+    if dicom.min_free_mb < 0 or dicom.study_stable_seconds < 0:
+        key = "min_free_mb" if dicom.min_free_mb < 0 else "study_stable_seconds"
+        raise ConfigError(f"{where('[dicom] ' + key)}: must not be negative")
+    if not all(isinstance(c, str) and c.strip() for c in dicom.allowed_callers):
+        raise ConfigError(f"{where('[dicom] allowed_callers')}: a list of AE titles (strings), got "
+                          f"{list(dicom.allowed_callers)!r}")
+    if dicom.enabled and "allowed_callers" not in given:
+        raise ConfigError(f"{where('[dicom] allowed_callers')}: missing, and required while [dicom] is enabled: "
+                          'the calling AE titles of your X-ray units, e.g. ["XRAYROOM1"], or ["*"] to accept any')

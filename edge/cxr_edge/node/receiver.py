@@ -1,0 +1,175 @@
+"""The DICOM listener (pynetdicom, MIT): C-ECHO, and C-STORE of the image storage classes the box reads, in
+every transfer syntax `cxr_edge` decodes.
+
+A success status goes back only once the dataset is on disk as received (written to a temporary name, fsynced,
+renamed, the folder fsynced) and recorded in the database: the unit may delete its copy then. Calling AE titles
+not allowed are rejected at association; free space below the watermark refuses the store with "out of
+resources"; a dataset that cannot be parsed gets a failure status and the association goes on; the same SOP
+Instance UID sent twice is stored and classified once; an object that is not an image is refused with a
+status, not stored. Log lines carry UIDs and AE titles, never a patient's name or ID.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+from cxr_edge.node.config import DicomConfig
+from cxr_edge.node.state import Instance, State, StudyHeader, private_folder
+
+# The image storage classes the box reads: CR, DX for presentation and for processing, secondary capture.
+IMAGE_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.1": "CR Image",
+    "1.2.840.10008.5.1.4.1.1.1.1": "Digital X-Ray Image - For Presentation",
+    "1.2.840.10008.5.1.4.1.1.1.1.1": "Digital X-Ray Image - For Processing",
+    "1.2.840.10008.5.1.4.1.1.7": "Secondary Capture Image",
+    "1.2.840.10008.5.1.4.1.1.7.2": "Multi-frame Grayscale Byte Secondary Capture Image",
+    "1.2.840.10008.5.1.4.1.1.7.3": "Multi-frame Grayscale Word Secondary Capture Image",
+}
+# Every transfer syntax cxr_edge.inputs.dicom decodes.
+TRANSFER_SYNTAXES = (
+    "1.2.840.10008.1.2",  # implicit VR little endian
+    "1.2.840.10008.1.2.1",  # explicit VR little endian
+    "1.2.840.10008.1.2.1.99",  # deflated explicit VR little endian
+    "1.2.840.10008.1.2.2",  # explicit VR big endian
+    "1.2.840.10008.1.2.5",  # RLE lossless
+    "1.2.840.10008.1.2.4.50",  # JPEG baseline
+    "1.2.840.10008.1.2.4.51",  # JPEG extended (12-bit)
+    "1.2.840.10008.1.2.4.57",  # JPEG lossless, process 14
+    "1.2.840.10008.1.2.4.70",  # JPEG lossless SV1
+    "1.2.840.10008.1.2.4.80",  # JPEG-LS lossless
+    "1.2.840.10008.1.2.4.81",  # JPEG-LS near-lossless
+    "1.2.840.10008.1.2.4.90",  # JPEG 2000 lossless
+    "1.2.840.10008.1.2.4.91",  # JPEG 2000
+)
+SUCCESS = 0x0000
+SOP_CLASS_NOT_SUPPORTED = 0x0122  # "Refused: SOP Class not supported": not an image the box reads
+OUT_OF_RESOURCES = 0xA700  # "Refused: Out of Resources"
+CANNOT_UNDERSTAND = 0xC210  # "Error: Cannot understand": the dataset does not parse
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+IMAGES = "images"
+
+
+class Receiver:
+    """C-ECHO and C-STORE handlers writing into `state`'s data folder; `on_stored` is told of each new instance
+    (the worker's wake-up)."""
+
+    def __init__(self, config: DicomConfig, state: State, log: Callable[[str], None],
+                 on_stored: Callable[[], None] = lambda: None):
+        self.config, self.state, self.log, self.on_stored = config, state, log, on_stored
+        self.images = state.data / IMAGES
+        private_folder(self.images)
+        self._full = False
+        self.server = None
+        self.last_association = None
+
+    def start(self):
+        """Listen on the configured address, in pynetdicom's own threads; returns at once."""
+        from pynetdicom import AE, evt
+        from pynetdicom.sop_class import Verification
+
+        ae = AE(ae_title=self.config.ae_title)
+        ae.add_supported_context(Verification)
+        for sop_class in IMAGE_CLASSES:
+            ae.add_supported_context(sop_class, list(TRANSFER_SYNTAXES))
+        # other storage classes are offered too, so that a unit sending one hears why it is refused (a status)
+        from pynetdicom import StoragePresentationContexts
+
+        for context in StoragePresentationContexts:
+            if context.abstract_syntax not in IMAGE_CLASSES:
+                ae.add_supported_context(context.abstract_syntax, list(TRANSFER_SYNTAXES[:4]))
+        if not self.config.any_caller:
+            ae.require_calling_aet = list(self.config.allowed_callers)
+        handlers = [(evt.EVT_C_ECHO, lambda event: SUCCESS), (evt.EVT_C_STORE, self.handle_store),
+                    (evt.EVT_ACCEPTED, self._accepted), (evt.EVT_REJECTED, self._rejected)]
+        self.server = ae.start_server((self.config.bind, self.config.port), block=False, evt_handlers=handlers)
+        return self.server
+
+    def stop(self) -> None:
+        """Stop listening and close every association (each running C-STORE finishes first)."""
+        if self.server is not None:
+            self.server.shutdown()
+            self.server = None
+
+    @staticmethod
+    def _caller(event) -> str:
+        return str(event.assoc.requestor.ae_title).strip()
+
+    def _accepted(self, event) -> None:
+        self.last_association = (time.time(), self._caller(event))
+        self.log(f"association accepted from {self._caller(event)} ({event.assoc.requestor.address})")
+
+    def _rejected(self, event) -> None:
+        self.log(f"association rejected: calling AE title {self._caller(event)} is not in allowed_callers "
+                 f"({event.assoc.requestor.address})")
+
+    def handle_store(self, event) -> int:
+        caller = self._caller(event)
+        sop_class = str(event.request.AffectedSOPClassUID)
+        uid = str(event.request.AffectedSOPInstanceUID)
+        if sop_class not in IMAGE_CLASSES:
+            self.log(f"refused {uid} from {caller}: SOP class {sop_class} is not an image the box reads")
+            return SOP_CLASS_NOT_SUPPORTED
+        if not self._space_left():
+            return OUT_OF_RESOURCES
+        if self.state.has_instance(uid):
+            self.log(f"duplicate {uid} from {caller}: stored already, not stored again")
+            return SUCCESS
+        try:
+            ds = event.dataset
+            study, series = str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)
+            if str(ds.SOPInstanceUID) != uid or not (_UID.match(study) and _UID.match(series) and _UID.match(uid)):
+                raise ValueError("UIDs missing, malformed or not matching the request")
+            header = _header(ds)
+        except Exception as exc:  # noqa: BLE001 - any parse failure of a peer's bytes: a status, and go on
+            self.log(f"failed {uid} from {caller}: the dataset cannot be parsed ({type(exc).__name__}: {exc})")
+            return CANNOT_UNDERSTAND
+        relative = f"{IMAGES}/{study}/{uid}.dcm"
+        _write_durably(self.state.data / relative, event.encoded_dataset())
+        added = self.state.add_instance(Instance(uid, sop_class, study, series, f"dicom:{caller}", relative,
+                                                 time.time()), header)
+        self.log(f"stored {uid} (study {study}) from {caller}" if added else f"duplicate {uid} from {caller}")
+        self.on_stored()
+        return SUCCESS
+
+    def _space_left(self) -> bool:
+        free_mb = shutil.disk_usage(self.state.data).free / 2**20
+        full = free_mb < self.config.min_free_mb
+        if full != self._full:  # one line when it fills and one when space returns, not one per image
+            self.log(f"free space {free_mb:.0f} MB in {self.state.data} is below min_free_mb "
+                     f"{self.config.min_free_mb}: new images are refused (out of resources)" if full else
+                     f"free space {free_mb:.0f} MB is back above min_free_mb {self.config.min_free_mb}: "
+                     "accepting images again")
+            self._full = full
+        return not full
+
+
+def _header(ds) -> StudyHeader:
+    text = lambda keyword: str(ds.get(keyword, "") or "")  # noqa: E731
+    return StudyHeader(text("PatientID"), text("PatientName"), text("AccessionNumber"), text("StudyDate"),
+                       text("StudyDescription"))
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    """`data` at `path` as a whole or not at all, and on disk (not only in the page cache) before returning."""
+    private_folder(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".incoming-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)

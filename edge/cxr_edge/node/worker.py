@@ -1,0 +1,89 @@
+"""The classifying thread: takes received instances from the database in order, classifies each on the same
+Classifier as `classify` (self-test, signature, site file, referral rules, header rejects), and records the
+result and the study's. Fed from the database, not from the receiver, so receiving never waits on a model and a
+restart picks up whatever was stored but not yet classified: each instance is classified exactly once, because
+its result and its "classified" mark are one transaction.
+
+A study's result is its most urgent image's (the worklist's order: referred, then abnormal by probability, then
+normal, then unreadable), final once no image has arrived for `study_stable_seconds` and every image is
+classified.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable
+
+from cxr_edge.labels import LABELS
+from cxr_edge.node.state import State
+from cxr_edge.reports.worklist import urgency
+from cxr_edge.run.classify import Classifier, Result, decode
+
+
+class Worker(threading.Thread):
+    def __init__(self, classifier: Classifier, state: State, stable_seconds: float, log: Callable[[str], None]):
+        super().__init__(name="cxr-classify", daemon=True)
+        self.classifier, self.state, self.stable_seconds, self.log = classifier, state, stable_seconds, log
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self.classified = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Finish the image in hand, then return from run()."""
+        self._stopping.set()
+        self._wake.set()
+
+    def run(self) -> None:
+        while not self._stopping.is_set():
+            batch = self.state.pending()
+            for instance in batch:
+                if self._stopping.is_set():
+                    return
+                try:
+                    self._classify(instance)
+                except Exception as exc:  # noqa: BLE001 - one image's fault must not stop the node
+                    self.state.record_result(instance.sop_instance_uid, Result(
+                        instance.path, error=f"could not be classified ({type(exc).__name__}: {exc})").as_row())
+                    self.log(f"could not classify {instance.sop_instance_uid}: {type(exc).__name__}: {exc}")
+            self._settle_studies()
+            if not batch:
+                self._wake.wait(timeout=min(1.0, max(0.05, self.stable_seconds / 4)))
+                self._wake.clear()
+
+    def _classify(self, instance) -> None:
+        path = self.state.data / instance.path
+        pixels, problems, _, error, skipped = decode(path, self.classifier.size)
+        if pixels is not None:
+            result = self.classifier.results([(instance.path, pixels, problems)])[0]
+        else:
+            result = Result(instance.path, error=error or f"{skipped}: not an image")
+        self.state.record_result(instance.sop_instance_uid, result.as_row())
+        self.classified += 1
+        self.log(f"classified {instance.sop_instance_uid}: {result.label or 'error'}"
+                 + (" (referred)" if result.refer else ""))
+
+    def _settle_studies(self) -> None:
+        now = time.time()
+        for study, last_received, unclassified in self.state.unsettled_studies():
+            rows = self.state.study_rows(study)
+            if not rows:
+                continue
+            label, refer = _study_result(rows)
+            final = unclassified == 0 and now - last_received >= self.stable_seconds
+            self.state.set_study(study, label, refer, final)
+            if final:
+                self.log(f"study {study} final: {label or 'error'}" + (" (referred)" if refer else ""))
+
+
+def _study_result(rows: list[dict]) -> tuple[str, bool]:
+    """The most urgent image's label and referral."""
+    def as_result(row):
+        probs = tuple(row[f"p_{label}"] for label in LABELS) if row["label"] else ()
+        return Result(row["path"], row["label"], probs, bool(row["refer"]), row["reason"], row["error"])
+
+    first = min((as_result(r) for r in rows), key=urgency)
+    return first.label, first.refer

@@ -1,0 +1,350 @@
+"""The clinic node (`cxr-edge serve`) against real DICOM peers on loopback: dcmtk's echoscu and storescu play the
+X-ray unit, on 127.0.0.1 and a port the test picks; every loop is bounded and stops by itself."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+from pydicom import uid as uids
+
+from cxr_edge.cli import main
+from cxr_edge.node.config import ConfigError, load_config
+from cxr_edge.node.state import DATABASE
+from cxr_train.synth_dicom import PATIENT, write_dicom
+
+from .bundle_edits import edited_copy
+
+HOST = "127.0.0.1"
+# storescu proposes uncompressed syntaxes unless told; one flag per compressed syntax (dcmtk 3.6.7's storescu)
+SYNTAXES = {uids.ExplicitVRLittleEndian: [], uids.ImplicitVRLittleEndian: [], uids.ExplicitVRBigEndian: [],
+            uids.DeflatedExplicitVRLittleEndian: ["-xd"], uids.RLELossless: ["-xr"],
+            uids.JPEGLosslessSV1: ["-xs"], uids.JPEGLSLossless: ["-xt"], uids.JPEG2000Lossless: ["-xv"],
+            uids.JPEG2000: ["-xw"], uids.JPEGExtended12Bit: ["-xx"]}
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is missing: .ci/run installs Debian's dcmtk package")
+        pytest.skip(f"{name} is not installed (`apt-get install dcmtk`; .ci/run installs it)")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def _config(tmp_path: Path, bundle: Path, port: int, **dicom) -> Path:
+    settings = {"allowed_callers": ["XRAYROOM1"], "study_stable_seconds": 1, "min_free_mb": 1, **dicom}
+    lines = [f'model = "{bundle}"', f'data = "{tmp_path / "data"}"', "[dicom]", f'bind = "{HOST}"', f"port = {port}"]
+    lines += [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
+    path = tmp_path / "node.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _radiographs(folder: Path, synth_small: Path, count: int = 3, study: str | None = None,
+                 syntaxes=(uids.ExplicitVRLittleEndian,)) -> list[Path]:
+    """`count` DX files of the synthetic radiographs per syntax, in one study, with the made-up patient."""
+    folder.mkdir(parents=True, exist_ok=True)
+    study = study or uids.generate_uid()
+    series = uids.generate_uid()
+    names = sorted(synth_small.glob("*/images/*.png"))
+    files = []
+    for syntax in syntaxes:
+        for i in range(count):
+            gray = np.asarray(Image.open(names[i * 5 % len(names)]).convert("L").resize((256, 256)), np.uint16)
+            path = folder / f"{len(files):03d}.dcm"
+            files.append(write_dicom(path, gray * 16, syntax=syntax, StudyInstanceUID=study,
+                                     SeriesInstanceUID=series, ViewPosition="PA"))
+    return files
+
+
+class Node:
+    """`cxr-edge serve` in its own process, as systemd runs it."""
+
+    def __init__(self, config: Path):
+        self.config = config
+        self.log = config.parent / "serve.log"
+        self.process = None
+
+    def start(self) -> "Node":
+        before = len(self.text())  # a restart appends to the same log
+        self.process = subprocess.Popen([sys.executable, "-c", "from cxr_edge.cli import main; main()", "serve",
+                                         "--config", str(self.config)], stdout=subprocess.DEVNULL,
+                                        stderr=open(self.log, "a"))
+        deadline = time.monotonic() + 60
+        while "listening as" not in self.text()[before:]:
+            assert self.process.poll() is None, self.text()
+            assert time.monotonic() < deadline, self.text()
+            time.sleep(0.1)
+        return self
+
+    def text(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
+
+    def stop(self, sig=signal.SIGTERM) -> int:
+        self.process.send_signal(sig)
+        return self.process.wait(timeout=20)
+
+    def rows(self) -> list[tuple]:
+        db = sqlite3.connect(self.config.parent / "data" / DATABASE)
+        try:
+            return db.execute("SELECT i.sop_instance_uid, r.label FROM instances i LEFT JOIN results r "
+                              "ON r.sop_instance_uid = i.sop_instance_uid").fetchall()
+        finally:
+            db.close()
+
+    def wait_classified(self, count: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while sum(label is not None for _, label in self.rows()) < count:
+            assert time.monotonic() < deadline, self.text()
+            time.sleep(0.2)
+
+
+def _store(port: int, files, *flags, caller="XRAYROOM1") -> subprocess.CompletedProcess:
+    """storescu, verbose (it prints each store response), going on after a failed store as a unit's queue does."""
+    return subprocess.run([_tool("storescu"), "-v", "--no-halt", *flags, "-aet", caller, "-aec", "CXREDGE", HOST,
+                           str(port), *map(str, files)], capture_output=True, text=True, timeout=120)
+
+
+def _responses(result: subprocess.CompletedProcess) -> list[str]:
+    return [line.split("(", 1)[1].rstrip(")") for line in result.stderr.splitlines()
+            if line.startswith("I: Received Store Response")]
+
+
+@pytest.fixture()
+def node(tmp_path, edge_bundle):
+    _tool("storescu")
+    port = _free_port()
+    running = Node(_config(tmp_path, edge_bundle, port)).start()
+    running.port = port
+    yield running
+    if running.process.poll() is None:
+        running.stop(signal.SIGKILL)
+
+
+# the configuration
+
+def _write(tmp_path, text: str) -> Path:
+    path = tmp_path / "node.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("text,message", [
+    ('data = "/d"\n', "model: missing, and required"),
+    ('model = "/m"\ndata = "/d"\ncolour = "red"\n', "colour: unknown key (the keys at the top are: data, dicom, model, "
+                                                    "site, usb)"),
+    ('model = "/m"\ndata = "/d"\n[dicom]\nport = "104"\nallowed_callers = ["*"]\n',
+     "[dicom] port: a whole number expected, got '104'"),
+    ('model = "/m"\ndata = "/d"\n[dicom]\nport = true\nallowed_callers = ["*"]\n',
+     "[dicom] port: a whole number expected, got True"),
+    ('model = "/m"\ndata = "/d"\n[dicom]\nae_tittle = "X"\n', "[dicom] ae_tittle: unknown key (the keys [dicom] are: "
+                                                            "ae_title, allowed_callers, bind, enabled, min_free_mb, "
+                                                            "port, study_stable_seconds)"),
+    ('model = "/m"\ndata = "/d"\n[dicom]\nport = 104\n',
+     '[dicom] allowed_callers: missing, and required while [dicom] is enabled: the calling AE titles of your X-ray '
+     'units, e.g. ["XRAYROOM1"], or ["*"] to accept any'),
+    ('model = "/m"\ndata = "/d"\n[dicom]\nae_title = "A-NAME-LONGER-THAN-16"\nallowed_callers = ["*"]\n',
+     "[dicom] ae_title: 1 to 16 ASCII characters, no backslash, got 'A-NAME-LONGER-THAN-16'"),
+    ('model = "/m"\ndata = \n', "not valid TOML"),
+])
+def test_a_configuration_error_names_the_key_and_the_file(tmp_path, text, message):
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value).startswith(f"{path}: ")
+    assert message in str(caught.value)
+    result = CliRunner().invoke(main, ["serve", "--config", str(path), "--check"])
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_defaults_are_safe_and_relative_paths_follow_the_file(tmp_path):
+    config = load_config(_write(tmp_path, 'model = "bundle"\ndata = "state"\n[dicom]\nallowed_callers = ["X1"]\n'))
+    assert config.model == tmp_path / "bundle" and config.data == tmp_path / "state"
+    assert config.dicom.bind == "127.0.0.1" and config.dicom.port == 11112 and config.dicom.ae_title == "CXREDGE"
+    assert config.dicom.allowed_callers == ("X1",) and not config.dicom.any_caller and not config.usb.enabled
+
+
+@pytest.mark.slow
+def test_check_prints_the_configuration_and_the_self_test(tmp_path, edge_bundle):
+    path = _config(tmp_path, edge_bundle, 11112, allowed_callers=["*"])
+    result = CliRunner().invoke(main, ["serve", "--config", str(path), "--check"])
+    assert result.exit_code == 0, result.output
+    assert f"model: {edge_bundle}" in result.output
+    assert 'dicom: CXREDGE on 127.0.0.1:11112; allowed callers: any (["*"]): every calling AE title is accepted' \
+        in result.output
+    assert "self-test: " in result.output and result.output.endswith("configuration usable\n")
+    assert not (tmp_path / "data").exists()  # --check writes nothing
+
+
+@pytest.mark.slow
+def test_a_bundle_failing_its_self_test_stops_the_node(tmp_path, edge_bundle):
+    from cxr_edge.bundle.files import SELFTEST_FILE
+    from cxr_edge.bundle.load import load_bundle
+    from cxr_edge.bundle.selftest import KnownAnswers
+
+    answers = load_bundle(edge_bundle).known_answers()
+    wrong = KnownAnswers(answers.inputs, {**answers.outputs, "stage2": [1.0 - answers.outputs["stage2"][0]]})
+    bad = edited_copy(edge_bundle, tmp_path / "bad", files={SELFTEST_FILE: wrong.to_bytes()})
+    path = _config(tmp_path, bad, _free_port())
+    for args in ([], ["--check"]):
+        result = CliRunner().invoke(main, ["serve", "--config", str(path), *args])
+        assert result.exit_code == 2 and "self-test failed on every kernel set" in result.output
+
+
+@pytest.mark.slow
+def test_files_others_can_write_are_refused(tmp_path, edge_bundle):
+    path = _config(tmp_path, edge_bundle, _free_port())
+    path.chmod(0o666)
+    result = CliRunner().invoke(main, ["serve", "--config", str(path), "--check"])
+    assert result.exit_code == 2
+    assert (f"configuration file {path} can be written by other users: whoever can change it decides what the box "
+            f"runs; fix it with `chmod go-w {path}`") in result.output
+
+
+# receiving
+
+@pytest.mark.slow
+def test_every_syntax_is_received_and_labelled_as_classify_labels_it(node, tmp_path, synth_small):
+    _tool("echoscu")
+    echo = subprocess.run([_tool("echoscu"), "-aet", "XRAYROOM1", "-aec", "CXREDGE", HOST, str(node.port)],
+                          capture_output=True, text=True, timeout=30)
+    assert echo.returncode == 0, echo.stderr
+    files = {}
+    for syntax, flags in SYNTAXES.items():
+        sent = _radiographs(tmp_path / "unit" / syntax.name.replace(" ", "_"), synth_small, 1, syntaxes=[syntax])
+        result = _store(node.port, sent, *flags)
+        assert result.returncode == 0, (syntax.name, result.stderr)
+        files.update({str(p): p for p in sent})
+    node.wait_classified(len(files))
+    # the same files through `classify`: the same labels (the node stored them as received)
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    for i, path in enumerate(files.values()):
+        shutil.copy(path, stick / f"{i:02d}.dcm")
+    classified = json.loads(CliRunner().invoke(main, ["classify", str(stick), "--model",
+                                                      str(load_config(node.config).model), "--format", "json"]).stdout)
+    import pydicom
+
+    by_uid = {pydicom.dcmread(stick / r["path"]).SOPInstanceUID: r for r in classified["results"]}
+    results = json.loads(CliRunner().invoke(main, ["results", "--config", str(node.config), "--format",
+                                                   "json"]).stdout)["results"]
+    assert len(results) == len(SYNTAXES) == len(by_uid)
+    for row in results:
+        assert set(row) >= {"study_instance_uid", "sop_instance_uid", "received", "source", "path", "label",
+                            "p_normal", "refer", "reason", "error"}
+        assert row["source"] == "dicom:XRAYROOM1" and not row["error"]
+        same = by_uid[row["sop_instance_uid"]]
+        assert (row["label"], row["refer"], row["p_normal"]) == (same["label"], same["refer"], same["p_normal"])
+    # the stored files are the service user's alone, and no patient name or ID reached the log
+    data = node.config.parent / "data"
+    assert (data.stat().st_mode & 0o777) == 0o700 and ((data / DATABASE).stat().st_mode & 0o777) == 0o600
+    assert node.stop() == 0
+    for value in (PATIENT["PatientName"], PATIENT["PatientID"], "Test"):
+        assert value not in node.text()
+    assert "stopped in" in node.text()
+
+
+@pytest.mark.slow
+def test_unknown_callers_corrupt_datasets_duplicates_and_non_images(node, tmp_path, synth_small):
+    good = _radiographs(tmp_path / "unit", synth_small, 2)
+    refused = _store(node.port, good[:1], caller="SOMEONE")
+    assert refused.returncode != 0 and "Calling AE Title Not Recognized" in refused.stderr
+    assert "association rejected: calling AE title SOMEONE is not in allowed_callers" in node.text()
+    # a dataset without its Study Instance UID, between two good ones in one association
+    broken = write_dicom(tmp_path / "unit" / "broken.dcm", np.zeros((64, 64), np.uint16),
+                         SeriesInstanceUID=uids.generate_uid())
+    result = _store(node.port, [good[0], broken, good[1]])
+    assert _responses(result) == ["Success", "Error: CannotUnderstand", "Success"], result.stderr
+    assert "the dataset cannot be parsed" in node.text()
+    node.wait_classified(2)
+    # the same instance again: stored and classified once
+    assert _responses(_store(node.port, good)) == ["Success", "Success"]
+    time.sleep(1)
+    assert len(node.rows()) == 2 and "duplicate" in node.text()
+    # an object that is not an image: refused with a status, not stored
+    from pydicom.data import get_testdata_file
+
+    report = _store(node.port, [get_testdata_file("rtplan.dcm")])
+    assert _responses(report) == ["Refused: SOPClassNotSupported"], report.stderr
+    assert len(node.rows()) == 2 and "is not an image the box reads" in node.text()
+    assert node.stop() == 0
+
+
+@pytest.mark.slow
+def test_below_the_free_space_watermark_images_are_refused_then_accepted(tmp_path, edge_bundle, synth_small,
+                                                                         monkeypatch):
+    """The node in this process, with the disk's free space under the test's control."""
+    import cxr_edge.node.receiver as receiver
+    from cxr_edge.node.serve import run
+
+    _tool("storescu")
+    port = _free_port()
+    config = load_config(_config(tmp_path, edge_bundle, port, min_free_mb=100))
+    free = {"mb": 50}
+    real = shutil.disk_usage
+    monkeypatch.setattr(receiver.shutil, "disk_usage",
+                        lambda path: real(path)._replace(free=free["mb"] * 2**20))
+    lines = []
+    monkeypatch.setattr("cxr_edge.node.serve.log", lines.append)
+    stop = threading.Event()
+    serving = threading.Thread(target=run, args=(config, stop))
+    serving.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not any("listening as" in line for line in lines):
+            assert time.monotonic() < deadline and serving.is_alive(), lines
+            time.sleep(0.1)
+        files = _radiographs(tmp_path / "unit", synth_small, 2)
+        full = _store(port, files[:1])
+        assert _responses(full) == ["Refused: OutOfResources"], full.stderr
+        assert any("is below min_free_mb 100: new images are refused (out of resources)" in line for line in lines)
+        free["mb"] = 500
+        assert _responses(_store(port, files)) == ["Success", "Success"]
+        assert any("is back above min_free_mb 100: accepting images again" in line for line in lines)
+        assert sum(line.startswith("stored ") for line in lines) == 2
+    finally:
+        stop.set()
+        serving.join(timeout=20)
+    assert not serving.is_alive()
+
+
+@pytest.mark.slow
+def test_killed_mid_burst_every_acknowledged_image_is_classified_exactly_once(node, tmp_path, synth_small):
+    files = _radiographs(tmp_path / "unit", synth_small, 20)
+    sending = subprocess.Popen([_tool("storescu"), "-aet", "XRAYROOM1", "-aec", "CXREDGE", HOST, str(node.port),
+                                *map(str, files)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(node.rows()) < 5:
+        assert time.monotonic() < deadline, node.text()
+        time.sleep(0.05)
+    node.stop(signal.SIGKILL)
+    _, stderr = sending.communicate(timeout=60)
+    # the unit sends again what it has no success status for; here it sends everything again
+    node.start()
+    assert _store(node.port, files).returncode == 0
+    node.wait_classified(len(files))
+    rows = node.rows()
+    assert len(rows) == len({uid for uid, _ in rows}) == len(files)  # none lost, none twice
+    results = json.loads(CliRunner().invoke(main, ["results", "--config", str(node.config), "--format",
+                                                   "json"]).stdout)["results"]
+    assert len(results) == len(files)
+    started = time.monotonic()
+    assert node.stop() == 0 and time.monotonic() - started < 10  # SIGTERM: a clean stop within 10 s
