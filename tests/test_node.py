@@ -348,3 +348,60 @@ def test_killed_mid_burst_every_acknowledged_image_is_classified_exactly_once(no
     assert len(results) == len(files)
     started = time.monotonic()
     assert node.stop() == 0 and time.monotonic() - started < 10  # SIGTERM: a clean stop within 10 s
+
+
+@pytest.mark.slow
+def test_a_stick_appears_is_classified_goes_away_mid_run_and_comes_back(tmp_path, edge_bundle, synth_small):
+    """A folder below `watch` stands in for a mounted stick (mount_points_only = false)."""
+    port = _free_port()
+    media = tmp_path / "media"
+    media.mkdir()
+    config = _config(tmp_path, edge_bundle, port)
+    config.write_text(config.read_text() + f'[usb]\nenabled = true\nwatch = "{media}"\nmount_points_only = false\n')
+    node = Node(config).start()
+    try:
+        staging = tmp_path / "staging" / "CLINIC_DAY"
+        staging.mkdir(parents=True)
+        names = sorted(synth_small.glob("*/images/*.png"))
+        for i in range(120):  # enough that the run is still going when the stick is pulled
+            Image.open(names[i % len(names)]).resize((300, 300)).save(staging / f"img-{i:03d}.png")
+        (staging / "notes.txt").write_text("not an image")
+        before = {p.name: p.stat().st_mtime_ns for p in staging.iterdir()}
+        stick = media / "CLINIC_DAY"
+
+        def insert():  # whole at once, as a mount appears
+            shutil.copytree(staging, tmp_path / "copy")
+            (tmp_path / "copy").rename(stick)
+
+        insert()
+        journal = next((tmp_path / "data" / "reports").glob("CLINIC_DAY-*.html.journal"), None) \
+            if _wait(lambda: any((tmp_path / "data" / "reports").glob("CLINIC_DAY-*.html.journal"))) else None
+        assert journal is not None, node.text()
+        assert _wait(lambda: len(journal.read_text().splitlines()) > 5), node.text()
+        shutil.rmtree(stick)  # pulled mid-run
+        assert _wait(lambda: "stopped, the stick went away" in node.text()), node.text()
+        kept = len(journal.read_text().splitlines()) - 1
+        assert 0 < kept < 120
+        assert not any("cannot be read" in line for line in journal.read_text().splitlines()[1:])
+        insert()  # back again: the run resumes
+        assert _wait(lambda: "stick CLINIC_DAY: 120 images" in node.text(), 120), node.text()
+        assert f"stick CLINIC_DAY: resumed, {kept} image(s) taken from the run's journal" in node.text()
+        reports = sorted(p.name for p in (tmp_path / "data" / "reports").iterdir() if p.suffix in (".csv", ".html"))
+        assert [Path(name).suffix for name in reports] == [".csv", ".html"]
+        assert "skipped 1 file(s) not classified (not an image 1)" in node.text()
+        assert {p.name: p.stat().st_mtime_ns for p in stick.iterdir()} == before  # nothing written to the stick
+        rows = json.loads(CliRunner().invoke(main, ["results", "--config", str(config), "--format",
+                                                    "json"]).stdout)["results"]
+        assert len(rows) == 120 and {r["source"] for r in rows} == {"usb:CLINIC_DAY"}
+        assert all(r["sop_instance_uid"] is None and r["label"] for r in rows)
+    finally:
+        assert node.stop() == 0
+
+
+def _wait(condition, seconds: float = 60) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True

@@ -24,8 +24,8 @@ NODE_KEYS = ("study_instance_uid", "sop_instance_uid", "received", "source")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
               help="A table to read, CSV, or JSON ({\"results\": [...]}) for scripts.")
 def command(config_path: Path, since: str | None, fmt: str) -> None:
-    """One row per image the node classified: study and SOP instance UIDs, when it was received, where from
-    (dicom:CALLING_AE), and the columns `classify` reports.
+    """One row per image the node classified: study and SOP instance UIDs (empty for a stick's), when it was
+    received, where from (dicom:CALLING_AE or usb:LABEL), and the columns `classify` reports.
 
     Example: cxr-edge results --config /etc/cxr-edge/node.toml --since 2026-12-01 --format csv
     """
@@ -94,10 +94,10 @@ def _since(text: str | None) -> float | None:
 def _table(rows: list[dict]) -> str:
     from cxr_edge.labels import in_words
 
-    lines = [f"{'received':25s}  {'source':18s}  {'label':15s}  {'p_normal':8s}  refer  sop_instance_uid"]
+    lines = [f"{'received':25s}  {'source':18s}  {'label':15s}  {'p_normal':8s}  refer  sop_instance_uid (or path)"]
     for r in rows:
         p = "" if r["p_normal"] is None else f"{r['p_normal']:.2f}"
         lines.append(f"{r['received']:25s}  {r['source'][:18]:18s}  {(in_words(r['label']) or 'ERROR'):15s}  "
-                     f"{p:8s}  {'yes' if r['refer'] else '':5s}  {r['sop_instance_uid']}")
+                     f"{p:8s}  {'yes' if r['refer'] else '':5s}  {r['sop_instance_uid'] or r['path']}")
     lines.append(f"{len(rows)} image(s)")
     return "\n".join(lines)

@@ -6,5 +6,6 @@ arrives with the same Classifier as `classify`.
     state     the SQLite database: instances, studies, results, events (schema version, WAL)
     receiver  the DICOM listener (pynetdicom): C-ECHO, and C-STORE with the data on disk before "success"
     worker    the classifying thread, fed from the database, so receiving never waits on a model
+    sticks    the USB stick watcher: each stick mounted below [usb] watch classified into data/reports/
     serve     start, run and stop them together
 """

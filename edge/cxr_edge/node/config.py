@@ -33,6 +33,7 @@ class DicomConfig:
 class UsbConfig:
     enabled: bool = False
     watch: str = "/media"
+    mount_points_only: bool = True  # false: every folder directly below `watch` is a stick (no mount needed)
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ TOP = {"model": (str, True), "data": (str, True), "site": (str, False)}
 DICOM = {"enabled": (bool, False), "ae_title": (str, False), "bind": (str, False), "port": (int, False),
          "allowed_callers": (list, False), "study_stable_seconds": ((int, float), False),
          "min_free_mb": (int, False)}
-USB = {"enabled": (bool, False), "watch": (str, False)}
+USB = {"enabled": (bool, False), "watch": (str, False), "mount_points_only": (bool, False)}
 TABLES = {"dicom": DICOM, "usb": USB}
 
 

@@ -3,7 +3,7 @@
 Start: the configuration checked key by key; the configuration file, the trust folder and the data folder
 refused when others can write them (whoever can add a key decides what the box runs); the bundle loaded with
 classify's rules (signature, gate, self-test: a failure stops the node with exit status 2 and the self-test's
-message); then the database, the classifying thread and the DICOM listener. SIGTERM or SIGINT: the listener
+message); then the database, the classifying thread, the stick watcher and the DICOM listener. SIGTERM or SIGINT: the listener
 stops and closes its associations, the image in hand is finished, exit 0.
 """
 
@@ -61,15 +61,19 @@ def run(config: NodeConfig, stop: threading.Event | None = None) -> None:
     from cxr_edge.node.worker import Worker
 
     check_permissions(config)
-    if config.usb.enabled:
-        raise StartError(f"{config.path}: [usb] enabled = true: watching sticks is not in this version of the node "
-                         "yet; set it to false and classify sticks with `cxr-edge classify`")
     _import_decoders()
     classifier = open_classifier(config)
     log(f"bundle {config.model.name}: {classifier.selftest.summary()}")
     state = State(config.data)
     worker = Worker(classifier, state, config.dicom.study_stable_seconds, log)
     worker.start()
+    sticks = None
+    if config.usb.enabled:
+        from cxr_edge.node.sticks import StickWatcher
+
+        sticks = StickWatcher(config.usb, open_classifier(config), state, log)
+        sticks.start()
+        log(f"watching {config.usb.watch} for sticks")
     receiver = None
     if config.dicom.enabled:
         receiver = Receiver(config.dicom, state, log, on_stored=worker.wake)
@@ -90,7 +94,11 @@ def run(config: NodeConfig, stop: threading.Event | None = None) -> None:
         if receiver:
             receiver.stop()
         worker.stop()
+        if sticks:
+            sticks.stop()
         worker.join(timeout=9)
+        if sticks:
+            sticks.join(timeout=max(0.1, 9 - (time.monotonic() - started)))
         state.close()
         log(f"stopped in {time.monotonic() - started:.1f} s")
 

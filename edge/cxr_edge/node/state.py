@@ -62,6 +62,32 @@ MIGRATIONS = (
         detail TEXT NOT NULL
     );
     """,
+    """
+    CREATE TABLE stick_runs (
+        id INTEGER PRIMARY KEY,
+        label TEXT NOT NULL,
+        mount TEXT NOT NULL,
+        report TEXT NOT NULL UNIQUE,
+        started REAL NOT NULL,
+        finished REAL,
+        state TEXT NOT NULL,
+        images INTEGER NOT NULL DEFAULT 0,
+        referred INTEGER NOT NULL DEFAULT 0,
+        errors INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE stick_results (
+        run_id INTEGER NOT NULL REFERENCES stick_runs (id),
+        path TEXT NOT NULL,
+        classified REAL NOT NULL,
+        label TEXT NOT NULL,
+        p_normal REAL, p_lung_opacity REAL, p_viral_pneumonia REAL, p_covid19 REAL,
+        refer INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        error TEXT NOT NULL,
+        ood_score REAL,
+        PRIMARY KEY (run_id, path)
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -187,12 +213,42 @@ class State:
                 "(SELECT count(*) FROM instances i WHERE i.study_instance_uid = s.study_instance_uid "
                 "AND i.state = 'received') FROM studies s WHERE s.final = 0").fetchall()
 
+    # the stick watcher's side
+    def start_stick_run(self, label: str, mount: str, report: str) -> int:
+        """A stick run, new or resumed (the same report: the same stick on the same day)."""
+        with self._transaction() as db:
+            db.execute("INSERT INTO stick_runs (label, mount, report, started, state) VALUES (?, ?, ?, ?, 'running') "
+                       "ON CONFLICT (report) DO UPDATE SET state = 'running', mount = excluded.mount, finished = NULL",
+                       (label, mount, report, time.time()))
+            return db.execute("SELECT id FROM stick_runs WHERE report = ?", (report,)).fetchone()[0]
+
+    def finish_stick_run(self, run_id: int, state: str, rows: list[dict] = (), referred: int = 0,
+                         errors: int = 0) -> None:
+        """`state` finished (with every row) or interrupted (the journal beside the report keeps the rows)."""
+        now = time.time()
+        with self._transaction() as db:
+            db.execute("UPDATE stick_runs SET state = ?, finished = ?, images = ?, referred = ?, errors = ? "
+                       "WHERE id = ?", (state, now, len(rows), referred, errors, run_id))
+            for row in rows:
+                db.execute(
+                    "INSERT OR REPLACE INTO stick_results (run_id, path, classified, label, p_normal, p_lung_opacity, "
+                    "p_viral_pneumonia, p_covid19, refer, reason, error, ood_score) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, row["path"], now, row["label"], row["p_normal"], row["p_lung_opacity"],
+                     row["p_viral_pneumonia"], row["p_covid19"], int(row["refer"]), row["reason"], row["error"],
+                     row["ood_score"]))
+
+    def stick_runs(self) -> list[dict]:
+        with self._lock:
+            return self._rows("SELECT * FROM stick_runs ORDER BY id", ())
+
     # for `cxr-edge results`
     def results(self, since: float | None = None) -> list[dict]:
-        """One row per classified instance, newest first."""
-        where, args = ("WHERE i.received >= ?", (since,)) if since is not None else ("", ())
+        """One row per classified image, from the X-ray unit or a stick, newest first."""
+        where, args = ("WHERE received >= ?", (since,)) if since is not None else ("", ())
         with self._lock:
-            return self._rows(f"{_RESULTS_QUERY} {where} ORDER BY i.received DESC, i.id DESC", args)
+            return self._rows(f"SELECT * FROM ({_RESULTS_QUERY} UNION ALL {_STICK_QUERY}) {where} "
+                              "ORDER BY received DESC, sop_instance_uid DESC, path DESC", args)
 
     def study(self, study_instance_uid: str) -> dict | None:
         with self._lock:
@@ -210,6 +266,11 @@ _RESULTS_QUERY = (
     "SELECT i.study_instance_uid, i.sop_instance_uid, i.received, i.source, i.path, r.label, r.p_normal, "
     "r.p_lung_opacity, r.p_viral_pneumonia, r.p_covid19, r.refer, r.reason, r.error, r.ood_score "
     "FROM instances i JOIN results r ON r.sop_instance_uid = i.sop_instance_uid")
+# a stick's images have no UIDs the node knows (classify reads no header value into a result)
+_STICK_QUERY = (
+    "SELECT NULL, NULL, r.classified, 'usb:' || s.label, r.path, r.label, r.p_normal, r.p_lung_opacity, "
+    "r.p_viral_pneumonia, r.p_covid19, r.refer, r.reason, r.error, r.ood_score "
+    "FROM stick_results r JOIN stick_runs s ON s.id = r.run_id")
 
 
 class _Transaction:

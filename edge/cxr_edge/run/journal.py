@@ -96,10 +96,18 @@ def _parse(line: str):
     return value if isinstance(value, dict) else None
 
 
+class FolderGone(OSError):
+    """The folder went away mid-run (a stick pulled): the run stops, its journal keeps what was done."""
+
+
 def run_with_journal(classifier, folder: os.PathLike | str, report: os.PathLike | str, recursive: bool = True,
-                     restart: bool = False, progress=None, heatmaps: Path | None = None, visuals=None):
+                     restart: bool = False, progress=None, heatmaps: Path | None = None, visuals=None,
+                     present=None):
     """Classify `folder`, resuming from REPORT.journal; returns (results in folder order, summary, journal).
-    `visuals` (the HTML report's pictures) must live as long as the journal: a fresh journal empties it.
+    `visuals` (the HTML report's pictures) must live as long as the journal: a fresh journal empties it. With
+    `present` (a function saying whether the folder is still there, e.g. still mounted), an image that cannot be
+    read while the folder is gone stops the run with FolderGone instead of becoming an error row, so that the
+    same folder back again resumes the run.
 
     The caller writes the report and then calls journal.remove().
     """
@@ -120,13 +128,19 @@ def run_with_journal(classifier, folder: os.PathLike | str, report: os.PathLike 
     resumed = sum(not journal.done[keys[p]].skipped for p in paths if keys[p] in journal.done)  # rows, as counted
 
     def record(result: Result) -> None:
+        if result.error and present is not None and not present():
+            raise FolderGone(f"{folder} went away during the run")
         journal.append(key_by_rel[result.path], result)
         if progress:
             progress(len(journal.done), len(paths))
 
     start = time.perf_counter()
-    for _ in classify_paths(classifier, folder, todo, record, heatmaps=heatmaps, visuals=visuals):
-        pass
+    try:
+        for _ in classify_paths(classifier, folder, todo, record, heatmaps=heatmaps, visuals=visuals):
+            pass
+    except FolderGone:
+        journal.close()
+        raise
     results = [journal.done[keys[p]] for p in paths]
     summary = summarize(results, time.perf_counter() - start, resumed, passed_over)
     return results, summary, journal
