@@ -405,3 +405,21 @@ def _wait(condition, seconds: float = 60) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+@pytest.mark.slow
+def test_a_trust_folder_others_can_write_is_refused_by_the_node_and_warned_about_by_classify(
+        tmp_path, edge_bundle, usb_stick, monkeypatch):
+    trust = tmp_path / "trusted-keys"
+    trust.mkdir()
+    trust.chmod(0o777)
+    monkeypatch.setenv("CXR_EDGE_TRUSTED_KEYS", str(trust))
+    path = _config(tmp_path, edge_bundle, _free_port())
+    result = CliRunner().invoke(main, ["serve", "--config", str(path), "--check"])
+    assert result.exit_code == 2 and f"trust folder {trust} can be written by other users" in result.output
+    classified = CliRunner().invoke(main, ["classify", str(usb_stick / "ward-2"), "--model", str(edge_bundle),
+                                           "--format", "json"])
+    assert classified.exit_code == 0, classified.output
+    warning = (f"WARNING: the trust folder {trust} can be written by other users: whoever can add a key there "
+               f"decides what this box runs; fix it with `chmod go-w {trust}`.")
+    assert warning in json.loads(classified.stdout)["warnings"]

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import os
+import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -80,6 +81,23 @@ class TrustStore:
             key = read_public_key(path)
             keys[fingerprint(key)] = (path.stem, key)
         return cls(folder, keys, _read_revoked(folder / REVOKED_FILE))
+
+
+def others_can_write(path: Path) -> bool:
+    """Whether users other than the owner can change `path` (group or world write): for the trust folder, whoever
+    can add a key there decides what the box runs."""
+    try:
+        return bool(path.stat().st_mode & (stat.S_IWGRP | stat.S_IWOTH))
+    except OSError:
+        return False
+
+
+def trust_folder_warning(folder: Path | None = None) -> str | None:
+    folder = Path(folder or os.environ.get(TRUST_ENV) or DEFAULT_TRUST_DIR)
+    if not others_can_write(folder):
+        return None
+    return (f"WARNING: the trust folder {folder} can be written by other users: whoever can add a key there decides "
+            f"what this box runs; fix it with `chmod go-w {folder}`.")
 
 
 def _read_revoked(path: Path) -> frozenset[str]:

@@ -10,7 +10,6 @@ stops and closes its associations, the image in hand is finished, exit 0.
 from __future__ import annotations
 
 import signal
-import stat
 import sys
 import threading
 import time
@@ -29,11 +28,11 @@ def log(message: str) -> None:
 
 def check_permissions(config: NodeConfig) -> None:
     """Refuse, as ssh does for its keys, what other users could change."""
-    from cxr_edge.bundle.signature import TrustStore
+    from cxr_edge.bundle.signature import TrustStore, others_can_write
 
     for path, what in ((config.path, "configuration file"), (TrustStore.load().folder, "trust folder"),
                        (config.data, "data folder")):
-        if path.exists() and path.stat().st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        if others_can_write(path):
             raise StartError(f"{what} {path} can be written by other users: whoever can change it decides what the "
                              f"box runs; fix it with `chmod go-w {path}`")
 

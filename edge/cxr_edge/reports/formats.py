@@ -67,6 +67,11 @@ def warnings_of(classifier: Classifier, results: list[Result] | None = None) -> 
                  "The box's fastest arithmetic failed its check, so a slower one that passed it was used instead. "
                  "Tell the technician.")
         found.append(RunWarning(warning, plain))
+    from cxr_edge.bundle.signature import trust_folder_warning
+
+    if warning := trust_folder_warning():
+        found.append(RunWarning(warning, "The box's list of trusted model publishers can be changed by other users "
+                                         "of this computer: ask the technician to fix it before relying on results."))
     if classifier.bundle.origin and (warning := classifier.bundle.origin.warning()):
         found.append(RunWarning(warning, "Where this model came from is not verified (no trusted signature): ask "
                                          "the technician before relying on its results."))
