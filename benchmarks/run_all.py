@@ -22,7 +22,7 @@ def main() -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="Also show TensorFlow's own log lines.")
     args = parser.parse_args()
     quiet(args.verbose)  # before the benchmarks' imports start TensorFlow
-    from benchmarks import clinic, edge, model_sizes, training, worklist
+    from benchmarks import clinic, edge, model_sizes, node, training, worklist
 
     start = time.perf_counter()
     figures = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
@@ -53,6 +53,15 @@ def main() -> None:
     rows += [(f"classify {name}, {w['images']} full-size DICOM: images/s, peak MB, report / heatmap kB",
               f"{r['images_per_s']}, {r['peak_memory_mb']} MB, {r['report_kb']} / {r['heatmap_kb'] or '-'} kB")
              for name, r in w["runs"].items()]
+    n = node.measure(log=lambda line: None)
+    figures["node"] = n
+    rows += [(f"clinic node receiving {name}, {n['images']} DX of {n['size']} px: node / storescp images/s",
+              f"{r['ratio']} ({r['node_images_per_s']} / {r['storescp_images_per_s']}; target {node.TARGET_RATIO})")
+             for name, r in n["throughput"].items()]
+    rows += [("clinic node at 1 image/s: C-STORE response to result, p50 / p95 (s)",
+              f"{n['latency']['p50_s']} / {n['latency']['p95_s']} (target p95 <= {node.TARGET_P95_S})"),
+             (f"clinic node memory over {n['memory']['images']} images: peak MB, growth first to last 100",
+              f"{n['memory']['peak_mb']} MB (target <= {node.TARGET_PEAK_MB}), {n['memory']['growth_mb']:+} MB")]
     sizes = model_sizes.measure(("alexnet", "alexnet-edge"))
     figures["sizes"] = sizes
     rows += [(f"{r['preset']} float32 / int8 size (MB)", f"{r['float32_mb']} / {r['int8_mb']} ({r['ratio']}x)")
