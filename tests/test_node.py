@@ -31,7 +31,9 @@ HOST = "127.0.0.1"
 SYNTAXES = {uids.ExplicitVRLittleEndian: [], uids.ImplicitVRLittleEndian: [], uids.ExplicitVRBigEndian: [],
             uids.DeflatedExplicitVRLittleEndian: ["-xd"], uids.RLELossless: ["-xr"],
             uids.JPEGLosslessSV1: ["-xs"], uids.JPEGLSLossless: ["-xt"], uids.JPEG2000Lossless: ["-xv"],
-            uids.JPEG2000: ["-xw"], uids.JPEGExtended12Bit: ["-xx"]}
+            uids.JPEG2000: ["-xw"], uids.JPEGExtended12Bit: ["-xx"], uids.JPEGLSNearLossless: ["-xu"],
+            uids.JPEGBaseline8Bit: ["-xy"]}
+# (JPEG Lossless process 14 with another predictor than 1: storescu has no flag that proposes it)
 
 
 def _tool(name: str) -> str:
@@ -70,8 +72,9 @@ def _radiographs(folder: Path, synth_small: Path, count: int = 3, study: str | N
         for i in range(count):
             gray = np.asarray(Image.open(names[i * 5 % len(names)]).convert("L").resize((256, 256)), np.uint16)
             path = folder / f"{len(files):03d}.dcm"
-            files.append(write_dicom(path, gray * 16, syntax=syntax, StudyInstanceUID=study,
-                                     SeriesInstanceUID=series, ViewPosition="PA"))
+            bits = 8 if syntax == uids.JPEGBaseline8Bit else 12  # baseline JPEG holds 8 bits
+            files.append(write_dicom(path, gray if bits == 8 else gray * 16, bits=bits, syntax=syntax,
+                                     StudyInstanceUID=study, SeriesInstanceUID=series, ViewPosition="PA"))
     return files
 
 
