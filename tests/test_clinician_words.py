@@ -3,9 +3,7 @@ header in plain words with the engineering detail at its end, and a legend on ev
 
 import csv
 import json
-import os
 import re
-import shutil
 import subprocess
 
 import pytest
@@ -17,6 +15,8 @@ from cxr_edge.bundle.files import MANIFEST, sha256_bytes
 from cxr_edge.cli import main
 from cxr_edge.labels import LABELS, in_words
 from cxr_edge.site.site_file import SITE_FORMAT
+
+from .browser import chromium
 
 pytestmark = pytest.mark.slow
 SCREEN = re.compile(r"^screen-positive: probability of an abnormal finding (\d\.\d+), above this site's screening "
@@ -129,16 +129,10 @@ def test_the_worklist_header_speaks_plainly_and_details_close_it(usb_stick, edge
 def test_the_worklist_in_chromium_at_a4_width(normal_stick, edge_bundle, low_threshold_site, tmp_path):
     """Chromium renders the worklist at A4's width (794 CSS px) and prints it to PDF; the text it lays out holds
     the screen-positive reason and the heatmap legend, and no line of the page is wider than the paper."""
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing: .ci/run installs Debian's chromium package")
-        pytest.skip("chromium is not installed (`apt-get install chromium`; .ci/run installs it)")
+    base = [*chromium(tmp_path / "profile"), "--window-size=794,1123"]
     report = tmp_path / "report.html"
     _classify(normal_stick, edge_bundle, low_threshold_site, "--format", "csv", "--output", str(report),
               "--html-heatmaps")
-    base = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage",
-            "--disable-background-networking", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=794,1123"]
     # the layout's width: a script-free page cannot report it, so a copy with one line of script measures it
     probe = tmp_path / "probe.html"
     probe.write_text(report.read_text().replace(

@@ -21,6 +21,8 @@ from cxr_edge.reports.worklist import urgency
 from cxr_edge.run.classify import Result
 from cxr_edge.run.reasons import reason_codes
 
+from .browser import chromium
+
 pytestmark = pytest.mark.slow
 
 
@@ -165,18 +167,12 @@ def test_an_interrupted_html_run_resumes_to_the_same_report(usb_stick, edge_bund
 def test_the_report_renders_in_headless_chromium(usb_stick, edge_bundle, tmp_path):
     """A real browser opens the file offline: a screenshot of non-trivial size, and the text the browser holds
     has the notice and every image's path."""
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing: .ci/run installs Debian's chromium package")
-        pytest.skip("chromium is not installed (`apt-get install chromium`; .ci/run installs it)")
+    base = chromium(tmp_path / "profile")
     report = tmp_path / "report.html"
     result = CliRunner().invoke(main, ["classify", str(usb_stick), "--model", str(edge_bundle), "--format", "csv",
                                        "--output", str(report)])
     assert result.exit_code == 1, result.output
     shot = tmp_path / "shot.png"
-    base = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage",
-            f"--user-data-dir={tmp_path / 'profile'}"]
     subprocess.run([*base, f"--screenshot={shot}", "--window-size=1000,1400", report.as_uri()],
                    capture_output=True, timeout=120, check=True)
     image = Image.open(shot).convert("L")

@@ -38,3 +38,12 @@ def write_atomic(path: os.PathLike | str, data: str | bytes, mode: int | None = 
     """Write `data` to `path` atomically (see atomic_file)."""
     with atomic_file(path, mode) as fh:
         fh.write(data.encode() if isinstance(data, str) else data)
+
+
+def sync_folder(path: os.PathLike | str) -> None:
+    """fsync a folder, so that a rename into it (atomic_file's) survives a power cut too, not only a crash."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

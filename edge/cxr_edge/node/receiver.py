@@ -12,16 +12,15 @@ status, not stored. Log lines carry UIDs and AE titles, never a patient's name o
 from __future__ import annotations
 
 import io
-import os
 import re
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
 import pydicom
 
+from cxr_edge.atomic import sync_folder, write_atomic
 from cxr_edge.node.config import DicomConfig
 from cxr_edge.node.state import Instance, State, StudyHeader, private_folder
 
@@ -167,18 +166,5 @@ def _header(ds) -> StudyHeader:
 def _write_durably(path: Path, data: bytes) -> None:
     """`data` at `path` as a whole or not at all, and on disk (not only in the page cache) before returning."""
     private_folder(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".incoming-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
+    write_atomic(path, data, mode=0o600)
+    sync_folder(path.parent)
