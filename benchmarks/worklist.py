@@ -29,12 +29,14 @@ def run_classify(folder: Path, bundle: Path, extra: list[str]) -> tuple[float, f
     """Seconds and peak memory (MB) of one `cxr-edge classify` process."""
     command = [str(Path(sys.executable).with_name("cxr-edge")), "classify", str(folder), "--model", str(bundle),
                "--format", "csv", "--allow-unverified", *extra]
-    start = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, _, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    proc.stderr.close()
-    return seconds, usage.ru_maxrss / 1024
+    # Linux carries a task's peak memory across exec, so a child forked straight from this process (with
+    # TensorFlow loaded, as under `make bench`) would report this process's peak: a small helper forks it instead
+    helper = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
+              "subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
+              "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", helper, *command], capture_output=True, text=True, check=True).stdout
+    seconds, peak_kb = out.split()
+    return float(seconds), int(peak_kb) / 1024
 
 
 def measure(size: int = 2560, images: int = 16, log=print) -> dict:
