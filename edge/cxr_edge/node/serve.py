@@ -61,6 +61,7 @@ def run(config: NodeConfig, stop: threading.Event | None = None) -> None:
 
     check_permissions(config)
     _import_decoders()
+    _few_malloc_arenas()
     classifier = open_classifier(config)
     log(f"bundle {config.model.name}: {classifier.selftest.summary()}")
     state = State(config.data)
@@ -109,6 +110,20 @@ def _import_decoders() -> None:
     import pydicom.encaps  # noqa: F401
     import pydicom.pixels  # noqa: F401
     import pynetdicom  # noqa: F401
+
+
+def _few_malloc_arenas() -> None:
+    """glibc gives each new thread that allocates its own arena, up to 8 per core: with a thread per association,
+    the node's memory grew by 38 MB over its first 300 received images before it levelled off (benchmarks.node).
+    Two arenas, set before any thread starts, keep it flat (+0.7 MB over 500); not glibc: nothing to do."""
+    import ctypes
+    import ctypes.util
+
+    M_ARENA_MAX = -8
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(M_ARENA_MAX, 2)
+    except (OSError, AttributeError):
+        pass
 
 
 def describe(config: NodeConfig) -> list[str]:
