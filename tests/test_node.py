@@ -167,6 +167,14 @@ def _write(tmp_path, text: str) -> Path:
     ('model = "/m"\ndata = "/d"\n[dicom]\nae_title = "A-NAME-LONGER-THAN-16"\nallowed_callers = ["*"]\n',
      "[dicom] ae_title: 1 to 16 ASCII characters, no backslash, got 'A-NAME-LONGER-THAN-16'"),
     ('model = "/m"\ndata = \n', "not valid TOML"),
+    ('model = "/m"\ndata = "/d"\n[dicom]\nallowed_callers = []\n',
+     '[dicom] allowed_callers: empty, so no X-ray unit could send: name their calling AE titles, e.g. ["XRAYROOM1"], '
+     'or ["*"] to accept any'),
+    ('model = "/m"\ndata = "/d"\n[dicom]\nallowed_callers = ["A\\\\B"]\n', "[dicom] allowed_callers: a list of AE titles"),
+    ('model = "/m"\ndata = "/d"\n[dicom]\nallowed_callers = ["*"]\nbind = "clinic.local"\n',
+     "[dicom] bind: an IP address of this box"),
+    ('model = "/m"\ndata = "/d"\n[dicom]\nallowed_callers = ["*"]\nstudy_stable_seconds = nan\n',
+     "[dicom] study_stable_seconds: a number of seconds, got nan"),
 ])
 def test_a_configuration_error_names_the_key_and_the_file(tmp_path, text, message):
     path = _write(tmp_path, text)
@@ -426,3 +434,20 @@ def test_a_trust_folder_others_can_write_is_refused_by_the_node_and_warned_about
     warning = (f"WARNING: the trust folder {trust} can be written by other users: whoever can add a key there "
                f"decides what this box runs; fix it with `chmod go-w {trust}`.")
     assert warning in json.loads(classified.stdout)["warnings"]
+
+
+@pytest.mark.slow
+def test_sigterm_with_an_association_left_open_stops_within_10_seconds(node):
+    """A unit that opens an association and never releases it does not keep the node running past 10 s."""
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification
+
+    unit = AE(ae_title="XRAYROOM1")
+    unit.add_requested_context(Verification)
+    association = unit.associate(HOST, node.port, ae_title="CXREDGE")
+    assert association.is_established
+    started = time.monotonic()
+    try:
+        assert node.stop() == 0 and time.monotonic() - started < 10
+    finally:
+        association.abort()

@@ -4,6 +4,8 @@ and the file."""
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -101,19 +103,34 @@ def _type_name(kind) -> str:
     return names.get(kind, "a number")
 
 
+def _ae_title(value) -> bool:
+    return isinstance(value, str) and 1 <= len(value) <= 16 and value.isascii() and "\\" not in value \
+        and bool(value.strip())
+
+
 def _check_dicom(dicom: DicomConfig, given: dict, where) -> None:
-    if not 1 <= len(dicom.ae_title) <= 16 or not dicom.ae_title.isascii() or "\\" in dicom.ae_title \
-            or not dicom.ae_title.strip():
+    if not _ae_title(dicom.ae_title):
         raise ConfigError(f"{where('[dicom] ae_title')}: 1 to 16 ASCII characters, no backslash, got "
                           f"{dicom.ae_title!r}")
+    try:
+        ipaddress.ip_address(dicom.bind)
+    except ValueError:
+        raise ConfigError(f"{where('[dicom] bind')}: an IP address of this box (\"127.0.0.1\", \"0.0.0.0\" for "
+                          f"every network, or one interface's), got {dicom.bind!r}") from None
+    if not math.isfinite(dicom.study_stable_seconds):
+        raise ConfigError(f"{where('[dicom] study_stable_seconds')}: a number of seconds, got "
+                          f"{dicom.study_stable_seconds!r}")
     if not 0 < dicom.port < 65536:
         raise ConfigError(f"{where('[dicom] port')}: 1 to 65535, got {dicom.port}")
     if dicom.min_free_mb < 0 or dicom.study_stable_seconds < 0:
         key = "min_free_mb" if dicom.min_free_mb < 0 else "study_stable_seconds"
         raise ConfigError(f"{where('[dicom] ' + key)}: must not be negative")
-    if not all(isinstance(c, str) and c.strip() for c in dicom.allowed_callers):
-        raise ConfigError(f"{where('[dicom] allowed_callers')}: a list of AE titles (strings), got "
-                          f"{list(dicom.allowed_callers)!r}")
+    if not all(c == "*" or _ae_title(c) for c in dicom.allowed_callers):
+        raise ConfigError(f"{where('[dicom] allowed_callers')}: a list of AE titles (1 to 16 ASCII characters, no "
+                          f"backslash) or [\"*\"], got {list(dicom.allowed_callers)!r}")
+    if dicom.enabled and "allowed_callers" in given and not dicom.allowed_callers:
+        raise ConfigError(f"{where('[dicom] allowed_callers')}: empty, so no X-ray unit could send: name their calling "
+                          'AE titles, e.g. ["XRAYROOM1"], or ["*"] to accept any')
     if dicom.enabled and "allowed_callers" not in given:
         raise ConfigError(f"{where('[dicom] allowed_callers')}: missing, and required while [dicom] is enabled: "
                           'the calling AE titles of your X-ray units, e.g. ["XRAYROOM1"], or ["*"] to accept any')

@@ -54,7 +54,7 @@ SOP_CLASS_NOT_SUPPORTED = 0x0122  # "Refused: SOP Class not supported": not an i
 OUT_OF_RESOURCES = 0xA700  # "Refused: Out of Resources"
 CANNOT_UNDERSTAND = 0xC210  # "Error: Cannot understand": the dataset does not parse
 MAX_PDU = 4 * 2**20
-_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 IMAGES = "images"
 
 
@@ -96,11 +96,20 @@ class Receiver:
         self.server = ae.start_server((self.config.bind, self.config.port), block=False, evt_handlers=handlers)
         return self.server
 
-    def stop(self) -> None:
-        """Stop listening and close every association (each running C-STORE finishes first)."""
-        if self.server is not None:
-            self.server.shutdown()
-            self.server = None
+    def stop(self, timeout: float = 8.0) -> None:
+        """Stop listening and close every association: the listening socket first, then an abort to each open
+        association (a C-STORE in hand finishes writing; the unit sends again what got no success status), then
+        their threads, within `timeout` seconds."""
+        if self.server is None:
+            return
+        deadline = time.monotonic() + timeout
+        associations = list(self.server.active_associations)
+        self.server.shutdown()
+        for association in associations:
+            association.abort()
+        for association in associations:
+            association.join(timeout=max(0.1, deadline - time.monotonic()))
+        self.server = None
 
     @staticmethod
     def _caller(event) -> str:
@@ -131,7 +140,7 @@ class Receiver:
             # the header alone: decoding a 10 MB pixel array on the receiving thread would halve its speed
             ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
             study, series = str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)
-            if str(ds.SOPInstanceUID) != uid or not (_UID.match(study) and _UID.match(series) and _UID.match(uid)):
+            if str(ds.SOPInstanceUID) != uid or not all(_UID.fullmatch(u) for u in (study, series, uid)):
                 raise ValueError("UIDs missing, malformed or not matching the request")
             header = _header(ds)
         except Exception as exc:  # noqa: BLE001 - any parse failure of a peer's bytes: a status, and go on
@@ -164,7 +173,11 @@ def _header(ds) -> StudyHeader:
 
 
 def _write_durably(path: Path, data: bytes) -> None:
-    """`data` at `path` as a whole or not at all, and on disk (not only in the page cache) before returning."""
+    """`data` at `path` as a whole or not at all, and on disk (not only in the page cache) before returning: the
+    file, its folder's entry for it, and a new study folder's entry in its parent."""
+    new_folder = not path.parent.exists()
     private_folder(path.parent)
+    if new_folder:
+        sync_folder(path.parent.parent)
     write_atomic(path, data, mode=0o600)
     sync_folder(path.parent)

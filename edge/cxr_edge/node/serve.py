@@ -3,8 +3,10 @@
 Start: the configuration checked key by key; the configuration file, the trust folder and the data folder
 refused when others can write them (whoever can add a key decides what the box runs); the bundle loaded with
 classify's rules (signature, gate, self-test: a failure stops the node with exit status 2 and the self-test's
-message); then the database, the classifying thread, the stick watcher and the DICOM listener. SIGTERM or SIGINT: the listener
-stops and closes its associations, the image in hand is finished, exit 0.
+message); then the database, the classifying thread, the stick watcher and the DICOM listener. SIGTERM or
+SIGINT: the listener stops and aborts its open associations, the image in hand is finished, exit 0 within 10 s.
+A thread that dies stops the node (exit 2), so that systemd restarts it rather than it answering "stored" and
+classifying nothing.
 """
 
 from __future__ import annotations
@@ -30,8 +32,11 @@ def check_permissions(config: NodeConfig) -> None:
     """Refuse, as ssh does for its keys, what other users could change."""
     from cxr_edge.bundle.signature import TrustStore, others_can_write
 
-    for path, what in ((config.path, "configuration file"), (TrustStore.load().folder, "trust folder"),
-                       (config.data, "data folder")):
+    try:
+        trust = TrustStore.load().folder
+    except (OSError, ValueError) as exc:
+        raise StartError(f"the trust folder cannot be read: {exc}") from None
+    for path, what in ((config.path, "configuration file"), (trust, "trust folder"), (config.data, "data folder")):
         if others_can_write(path):
             raise StartError(f"{what} {path} can be written by other users: whoever can change it decides what the "
                              f"box runs; fix it with `chmod go-w {path}`")
@@ -59,44 +64,46 @@ def run(config: NodeConfig, stop: threading.Event | None = None) -> None:
     from cxr_edge.node.state import State
     from cxr_edge.node.worker import Worker
 
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():  # installed first: a SIGTERM during start-up too
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
     check_permissions(config)
     _import_decoders()
     _few_malloc_arenas()
     classifier = open_classifier(config)
+    sticks_classifier = open_classifier(config) if config.usb.enabled else None  # interpreters are per thread
     log(f"bundle {config.model.name}: {classifier.selftest.summary()}")
     state = State(config.data)
-    worker = Worker(classifier, state, config.dicom.study_stable_seconds, log)
-    worker.start()
-    sticks = None
-    if config.usb.enabled:
-        from cxr_edge.node.sticks import StickWatcher
-
-        sticks = StickWatcher(config.usb, open_classifier(config), state, log)
-        sticks.start()
-        log(f"watching {config.usb.watch} for sticks")
-    receiver = None
-    if config.dicom.enabled:
-        receiver = Receiver(config.dicom, state, log, on_stored=worker.wake)
-        receiver.start()
-        callers = ("any calling AE title (allowed_callers = [\"*\"])" if config.dicom.any_caller
-                   else ", ".join(config.dicom.allowed_callers))
-        log(f"listening as {config.dicom.ae_title} on {config.dicom.bind}:{config.dicom.port}, accepting {callers}")
-    stop = stop or threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signum, lambda *_: stop.set())
+    worker, sticks, receiver = Worker(classifier, state, config.dicom.study_stable_seconds, log), None, None
     try:
+        worker.start()
+        if sticks_classifier is not None:
+            from cxr_edge.node.sticks import StickWatcher
+
+            sticks = StickWatcher(config.usb, sticks_classifier, state, log)
+            sticks.start()
+            log(f"watching {config.usb.watch} for sticks")
+        if config.dicom.enabled and not stop.is_set():
+            receiver = Receiver(config.dicom, state, log, on_stored=worker.wake)
+            receiver.start()
+            callers = ("any calling AE title (allowed_callers = [\"*\"])" if config.dicom.any_caller
+                       else ", ".join(config.dicom.allowed_callers))
+            log(f"listening as {config.dicom.ae_title} on {config.dicom.bind}:{config.dicom.port}, accepting "
+                f"{callers}")
         while not stop.wait(0.5):
-            pass
+            for thread in (worker, sticks):
+                if thread is not None and not thread.is_alive():
+                    raise StartError(f"the {thread.name} thread stopped unexpectedly (its last log line says why)")
     finally:
         log("stopping: closing associations, finishing the image in hand")
         started = time.monotonic()
         if receiver:
-            receiver.stop()
+            receiver.stop(timeout=8)
         worker.stop()
         if sticks:
             sticks.stop()
-        worker.join(timeout=9)
+        worker.join(timeout=max(0.1, 9 - (time.monotonic() - started)))
         if sticks:
             sticks.join(timeout=max(0.1, 9 - (time.monotonic() - started)))
         state.close()

@@ -200,10 +200,13 @@ class State:
         with self._lock:
             return self._rows(f"{_RESULTS_QUERY} WHERE i.study_instance_uid = ?", (study_instance_uid,))
 
-    def set_study(self, study_instance_uid: str, label: str, refer: bool, final: bool) -> None:
+    def set_study(self, study_instance_uid: str, label: str, refer: bool, final: bool, last_received: float) -> bool:
+        """The study's result, as of its image received at `last_received`: False (nothing written) when another
+        image has arrived since, so that a late image is never sealed out of a final study."""
         with self._transaction() as db:
-            db.execute("UPDATE studies SET label = ?, refer = ?, final = ? WHERE study_instance_uid = ?",
-                       (label, int(refer), int(final), study_instance_uid))
+            return bool(db.execute("UPDATE studies SET label = ?, refer = ?, final = ? WHERE study_instance_uid = ? "
+                                   "AND last_received = ?",
+                                   (label, int(refer), int(final), study_instance_uid, last_received)).rowcount)
 
     def unsettled_studies(self) -> list[tuple[str, float, int]]:
         """(study UID, last received, instances not yet classified) of every study not yet final."""
@@ -281,12 +284,23 @@ class _Transaction:
 
     def __enter__(self) -> sqlite3.Connection:
         self.lock.acquire()
-        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.lock.release()
+            raise
         return self.db
 
     def __exit__(self, kind, *_) -> None:
         try:
-            self.db.execute("ROLLBACK" if kind else "COMMIT")
+            if kind is None:
+                try:
+                    self.db.execute("COMMIT")
+                    return
+                except sqlite3.Error:
+                    self.db.execute("ROLLBACK")  # never leave a transaction open for the next writer
+                    raise
+            self.db.execute("ROLLBACK")
         finally:
             self.lock.release()
 

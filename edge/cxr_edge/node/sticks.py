@@ -45,7 +45,12 @@ class StickWatcher(threading.Thread):
                 if self._stopping.is_set():
                     return
                 self._seen.add(stick)
-                if not self.classify_stick(stick):
+                try:
+                    finished = self.classify_stick(stick)
+                except Exception as exc:  # noqa: BLE001 - one stick's fault must not stop the watcher
+                    self.log(f"stick {_label(stick)}: could not be classified ({type(exc).__name__}: {exc})")
+                    finished = True
+                if not finished:
                     self._seen.discard(stick)  # pulled mid-run: seen again, even if it is back before the next look
             self._stopping.wait(self.poll_seconds)
 
@@ -87,12 +92,21 @@ class StickWatcher(threading.Thread):
                                                          present=lambda: self.present(stick))
         except (FolderGone, OSError) as exc:
             self.state.finish_stick_run(run_id, "interrupted")
-            self.log(f"stick {label}: stopped, the stick went away ({type(exc).__name__}); what was done is kept, "
-                     "and the same stick back today resumes the run")
-            return False
-        write_report(report, results, summary, self.classifier, stick, visuals, journal.started)
-        write_report(report.with_suffix(".csv"), results, summary, self.classifier, stick)
-        journal.close()  # kept, with the pictures: the same stick again today takes every result from it
+            if not self.present(stick):
+                self.log(f"stick {label}: stopped, the stick went away ({type(exc).__name__}); what was done is "
+                         "kept, and the same stick back today resumes the run")
+                return False
+            self.log(f"stick {label}: stopped: {exc}; what was done is kept; insert the stick again to retry")
+            return True
+        try:
+            write_report(report, results, summary, self.classifier, stick, visuals, journal.started)
+            write_report(report.with_suffix(".csv"), results, summary, self.classifier, stick)
+        except OSError as exc:  # e.g. the data folder full: the journal keeps every result
+            self.state.finish_stick_run(run_id, "interrupted")
+            self.log(f"stick {label}: the reports could not be written ({exc}); insert the stick again to retry")
+            return True
+        finally:
+            journal.close()  # kept, with the pictures: the same stick again today takes every result from it
         rows = [r.as_row() for r in results if not r.skipped]
         self.state.finish_stick_run(run_id, "finished", rows, summary.referred, summary.errors)
         if summary.resumed:

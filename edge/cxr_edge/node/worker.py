@@ -41,20 +41,30 @@ class Worker(threading.Thread):
     def run(self) -> None:
         _lower_priority()
         while not self._stopping.is_set():
-            batch = self.state.pending()
-            for instance in batch:
-                if self._stopping.is_set():
-                    return
-                try:
-                    self._classify(instance)
-                except Exception as exc:  # noqa: BLE001 - one image's fault must not stop the node
-                    self.state.record_result(instance.sop_instance_uid, Result(
-                        instance.path, error=f"could not be classified ({type(exc).__name__}: {exc})").as_row())
-                    self.log(f"could not classify {instance.sop_instance_uid}: {type(exc).__name__}: {exc}")
-            self._settle_studies()
+            try:
+                batch = self._pass()
+            except Exception as exc:  # noqa: BLE001 - the database busy or failing: say so, wait, try again
+                self.log(f"classifying paused: {type(exc).__name__}: {exc}")
+                batch = []
+                self._stopping.wait(5)
             if not batch:
                 self._wake.wait(timeout=min(1.0, max(0.05, self.stable_seconds / 4)))
                 self._wake.clear()
+
+    def _pass(self) -> list:
+        """Classify what is pending, then settle the studies; returns what was pending."""
+        batch = self.state.pending()
+        for instance in batch:
+            if self._stopping.is_set():
+                return batch
+            try:
+                self._classify(instance)
+            except Exception as exc:  # noqa: BLE001 - one image's fault must not stop the node
+                self.state.record_result(instance.sop_instance_uid, Result(
+                    instance.path, error=f"could not be classified ({type(exc).__name__}: {exc})").as_row())
+                self.log(f"could not classify {instance.sop_instance_uid}: {type(exc).__name__}: {exc}")
+        self._settle_studies()
+        return batch
 
     def _classify(self, instance) -> None:
         path = self.state.data / instance.path
@@ -76,8 +86,7 @@ class Worker(threading.Thread):
                 continue
             label, refer = _study_result(rows)
             final = unclassified == 0 and now - last_received >= self.stable_seconds
-            self.state.set_study(study, label, refer, final)
-            if final:
+            if self.state.set_study(study, label, refer, final, last_received) and final:
                 self.log(f"study {study} final: {label or 'error'}" + (" (referred)" if refer else ""))
 
 
