@@ -451,3 +451,25 @@ def test_sigterm_with_an_association_left_open_stops_within_10_seconds(node):
         assert node.stop() == 0 and time.monotonic() - started < 10
     finally:
         association.abort()
+
+
+def test_results_csv_neutralises_formula_like_stick_file_names(tmp_path):
+    """A stick's file names are whoever made the stick's: `cxr-edge results --format csv` writes them as the
+    report CSVs do (a leading apostrophe), JSON as they are."""
+    from cxr_edge.node.state import State
+
+    config = _write(tmp_path, f'model = "bundle"\ndata = "{tmp_path / "data"}"\n[dicom]\nenabled = false\n')
+    state = State(tmp_path / "data")
+    run = state.start_stick_run("STICK", "/media/STICK", "reports/STICK.html")
+    name = '=HYPERLINK("example.invalid","click").png'
+    state.finish_stick_run(run, "finished", [{"path": name, "label": "normal", "p_normal": 0.9, "p_lung_opacity": 0.04,
+                                              "p_viral_pneumonia": 0.03, "p_covid19": 0.03, "refer": False,
+                                              "reason": "", "error": "", "ood_score": None}])
+    state.close()
+    import csv
+
+    csv_out = CliRunner().invoke(main, ["results", "--config", str(config), "--format", "csv"]).output
+    [row] = csv.DictReader(line for line in csv_out.splitlines() if not line.startswith("#"))
+    assert row["path"] == "'" + name and row["refer"] == "false" and row["sop_instance_uid"] == ""
+    rows = json.loads(CliRunner().invoke(main, ["results", "--config", str(config), "--format", "json"]).output)
+    assert rows["results"][0]["path"] == name and rows["results"][0]["source"] == "usb:STICK"

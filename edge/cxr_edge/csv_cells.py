@@ -16,6 +16,13 @@ def safe(value):
     return value
 
 
+def cell(value) -> str:
+    """A report row's value as a CSV cell: empty for None, true/false for booleans, text through `safe`."""
+    if value is None:
+        return ""
+    return str(value).lower() if isinstance(value, bool) else safe(value)
+
+
 def plain(cell: str) -> str:
     """A cell written by `safe`, as it was."""
     return cell[1:] if cell.startswith("'") else cell

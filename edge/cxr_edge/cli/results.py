@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from cxr_edge.cli.common import Failure
+from cxr_edge.csv_cells import cell
 
 NODE_KEYS = ("study_instance_uid", "sop_instance_uid", "received", "source")
 
@@ -53,8 +54,7 @@ def command(config_path: Path, since: str | None, fmt: str) -> None:
         writer = csv.DictWriter(out, fieldnames=_columns(), lineterminator="\n")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: "" if v is None else str(v).lower() if isinstance(v, bool) else v
-                             for k, v in row.items()})
+            writer.writerow({k: cell(v) for k, v in row.items()})  # stick file names: no formulas
         click.echo(out.getvalue(), nl=False)
     else:
         click.echo(_table(rows))

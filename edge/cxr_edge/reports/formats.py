@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cxr_edge import DISCLAIMER
 from cxr_edge.atomic import write_atomic
-from cxr_edge.csv_cells import safe
+from cxr_edge.csv_cells import cell
 from cxr_edge.labels import in_words
 from cxr_edge.run.classify import COLUMNS, Classifier, Result, Summary, rows_of
 
@@ -113,8 +113,7 @@ def to_csv(results: list[Result], classifier: Classifier) -> str:
     writer.writeheader()
     for r in rows_of(results):
         row = r.as_row()
-        writer.writerow({k: ("" if v is None else str(v).lower() if isinstance(v, bool) else safe(v))
-                         for k, v in row.items()})
+        writer.writerow({k: cell(v) for k, v in row.items()})
     return out.getvalue()
 
 
