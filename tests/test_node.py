@@ -25,6 +25,7 @@ from cxr_edge.node.state import DATABASE
 from cxr_train.synth_dicom import PATIENT, write_dicom
 
 from .bundle_edits import edited_copy
+from .peers import tool
 
 HOST = "127.0.0.1"
 # storescu proposes uncompressed syntaxes unless told; one flag per compressed syntax (dcmtk 3.6.7's storescu)
@@ -34,15 +35,6 @@ SYNTAXES = {uids.ExplicitVRLittleEndian: [], uids.ImplicitVRLittleEndian: [], ui
             uids.JPEG2000: ["-xw"], uids.JPEGExtended12Bit: ["-xx"], uids.JPEGLSNearLossless: ["-xu"],
             uids.JPEGBaseline8Bit: ["-xy"]}
 # (JPEG Lossless process 14 with another predictor than 1: storescu has no flag that proposes it)
-
-
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{name} is missing: .ci/run installs Debian's dcmtk package")
-        pytest.skip(f"{name} is not installed (`apt-get install dcmtk`; .ci/run installs it)")
-    return path
 
 
 def _free_port() -> int:
@@ -122,7 +114,7 @@ class Node:
 
 def _store(port: int, files, *flags, caller="XRAYROOM1") -> subprocess.CompletedProcess:
     """storescu, verbose (it prints each store response), going on after a failed store as a unit's queue does."""
-    return subprocess.run([_tool("storescu"), "-v", "--no-halt", *flags, "-aet", caller, "-aec", "CXREDGE", HOST,
+    return subprocess.run([tool("storescu"), "-v", "--no-halt", *flags, "-aet", caller, "-aec", "CXREDGE", HOST,
                            str(port), *map(str, files)], capture_output=True, text=True, timeout=120)
 
 
@@ -133,7 +125,7 @@ def _responses(result: subprocess.CompletedProcess) -> list[str]:
 
 @pytest.fixture()
 def node(tmp_path, edge_bundle):
-    _tool("storescu")
+    tool("storescu")
     port = _free_port()
     running = Node(_config(tmp_path, edge_bundle, port)).start()
     running.port = port
@@ -234,8 +226,8 @@ def test_files_others_can_write_are_refused(tmp_path, edge_bundle):
 
 @pytest.mark.slow
 def test_every_syntax_is_received_and_labelled_as_classify_labels_it(node, tmp_path, synth_small):
-    _tool("echoscu")
-    echo = subprocess.run([_tool("echoscu"), "-aet", "XRAYROOM1", "-aec", "CXREDGE", HOST, str(node.port)],
+    tool("echoscu")
+    echo = subprocess.run([tool("echoscu"), "-aet", "XRAYROOM1", "-aec", "CXREDGE", HOST, str(node.port)],
                           capture_output=True, text=True, timeout=30)
     assert echo.returncode == 0, echo.stderr
     files = {}
@@ -306,7 +298,7 @@ def test_below_the_free_space_watermark_images_are_refused_then_accepted(tmp_pat
     import cxr_edge.node.receiver as receiver
     from cxr_edge.node.serve import run
 
-    _tool("storescu")
+    tool("storescu")
     port = _free_port()
     config = load_config(_config(tmp_path, edge_bundle, port, min_free_mb=100))
     free = {"mb": 50}
@@ -340,7 +332,7 @@ def test_below_the_free_space_watermark_images_are_refused_then_accepted(tmp_pat
 @pytest.mark.slow
 def test_killed_mid_burst_every_acknowledged_image_is_classified_exactly_once(node, tmp_path, synth_small):
     files = _radiographs(tmp_path / "unit", synth_small, 20)
-    sending = subprocess.Popen([_tool("storescu"), "-aet", "XRAYROOM1", "-aec", "CXREDGE", HOST, str(node.port),
+    sending = subprocess.Popen([tool("storescu"), "-aet", "XRAYROOM1", "-aec", "CXREDGE", HOST, str(node.port),
                                 *map(str, files)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while len(node.rows()) < 5:

@@ -27,9 +27,15 @@ from cxr_edge.cli.options import inside, make_classifier, model_options, site_op
               help="Write an occlusion heatmap PNG per image into this folder (slower; off by default); an "
                    ".html report shows them too.")
 @click.option("--html-heatmaps", is_flag=True, help="Compute heatmaps for the .html report only (slower).")
+@click.option("--sr", "sr_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write a DICOM structured report (TID 1500) and a heatmap secondary capture, in the image's own "
+                   "study, for each DICOM image into this folder (slower: the heatmap).")
+@click.option("--fhir", "fhir_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write a FHIR R4 transaction Bundle (DiagnosticReport and Observations) for each image into this "
+                   "folder.")
 @site_option
 def command(folder: Path, model, threads, allow_unverified, allow_unsigned, fmt, output, recursive, min_confidence,
-             restart, heatmaps, html_heatmaps, site_path) -> None:
+             restart, heatmaps, html_heatmaps, sr_dir, fhir_dir, site_path) -> None:
     """Classify every image in FOLDER (a USB stick); never writes to FOLDER.
 
     Exit status 0: every image classified; 1: some files could not be read (they have error rows);
@@ -57,13 +63,26 @@ def command(folder: Path, model, threads, allow_unverified, allow_unsigned, fmt,
                           "choose a folder elsewhere")
         with errors_as_failures(OSError):
             heatmaps.mkdir(parents=True, exist_ok=True)
+    for option, out_dir in (("--sr", sr_dir), ("--fhir", fhir_dir)):
+        if out_dir is not None:
+            if inside(out_dir, folder):
+                raise Failure(f"{option} {out_dir} is inside the input folder {folder}, which is never written to; "
+                              "choose a folder elsewhere")
+            with errors_as_failures(OSError):
+                out_dir.mkdir(parents=True, exist_ok=True)
     classifier = make_classifier(model, threads, allow_unverified, allow_unsigned, min_confidence, site_path)
+    records = None
+    if sr_dir is not None or fhir_dir is not None:
+        from cxr_edge.record.dicom import Producer
+        from cxr_edge.record.files import Recorder
+
+        records = Recorder(folder, Producer.of(classifier), sr_dir, fhir_dir)
     fmt = fmt or ("table" if sys.stdout.isatty() else "csv")
     progress = _Progress() if sys.stderr.isatty() else None
     update = progress.update if progress else None
     journal = visuals = None
     if output is None:
-        results, summary = run_folder(classifier, folder, recursive, update, heatmaps)
+        results, summary = run_folder(classifier, folder, recursive, update, heatmaps, records=records)
     else:
         from cxr_edge.pictures.visuals import Visuals, visuals_dir
         from cxr_edge.run.journal import run_with_journal
@@ -72,7 +91,7 @@ def command(folder: Path, model, threads, allow_unverified, allow_unsigned, fmt,
             if html:
                 visuals = Visuals(visuals_dir(output), heatmaps=html_heatmaps or heatmaps is not None)
             results, summary, journal = run_with_journal(classifier, folder, output, recursive, restart, update,
-                                                         heatmaps, visuals)
+                                                         heatmaps, visuals, records=records)
     if progress:
         progress.close()
     if journal is not None and journal.set_aside:
@@ -80,6 +99,11 @@ def command(folder: Path, model, threads, allow_unverified, allow_unsigned, fmt,
                    f"{journal.path.name}.old", err=True)
     if summary.resumed:
         click.echo(f"resumed an interrupted run: {summary.resumed} image(s) taken from {journal.path.name}", err=True)
+    if records is not None:
+        for problem in records.problems:
+            click.echo(f"note: {problem}", err=True)
+        where = " and ".join(str(d) for d in (sr_dir, fhir_dir) if d is not None)
+        click.echo(f"{records.written} DICOM/FHIR result file(s) written to {where}", err=True)
     click.echo(render(fmt, results, summary, classifier), nl=False)
     if fmt != "table":
         click.echo(summary_text(summary), err=True)

@@ -226,23 +226,25 @@ def prefetched(folder: Path, names: Iterable[str], size: int, depth: int = PREFE
 
 def classify_paths(classifier: Classifier, folder: Path, names: list[str],
                    on_result: Callable[[Result], None] | None = None, batch_size: int = BATCH,
-                   heatmaps: Path | None = None, visuals: Visuals | None = None) -> Iterator[Result]:
+                   heatmaps: Path | None = None, visuals: Visuals | None = None, records=None) -> Iterator[Result]:
     """One Result per image (named relative to `folder`), in order; a file that cannot be decoded gets an
     error row and the run goes on. With `heatmaps`, an occlusion heatmap per classified image goes there; with
-    `visuals`, the HTML report's thumbnail (and heatmap, when it asks for them) of each classified image."""
+    `visuals`, the HTML report's thumbnail (and heatmap, when it asks for them) of each classified image; with
+    `records` (cxr_edge.record.files.Recorder), its DICOM and FHIR results."""
     pending: list[tuple[str, np.ndarray, list[str]]] = []
     displays: list = []
+    pictures = heatmaps is not None or visuals is not None or records is not None
 
     def emit(results: list[Result]) -> Iterator[Result]:
         for i, result in enumerate(results):
-            if result.label and (heatmaps is not None or visuals is not None):
-                _draw(classifier, result, displays[i], pending[i][1], heatmaps, visuals)
+            if result.label and pictures:
+                _draw(classifier, result, displays[i], pending[i][1], heatmaps, visuals, records)
             if on_result:
                 on_result(result)
             yield result
 
     for rel, pixels, problems, display, error, skipped in prefetched(
-            Path(folder), names, classifier.size, keep_gray=heatmaps is not None or visuals is not None):
+            Path(folder), names, classifier.size, keep_gray=pictures):
         if pixels is not None:
             pending.append((rel, pixels, problems))
             displays.append(display)
@@ -258,13 +260,17 @@ def classify_paths(classifier: Classifier, folder: Path, names: list[str],
 
 
 def _draw(classifier, result: Result, display: np.ndarray, pixels: np.ndarray, heatmaps: Path | None,
-          visuals: Visuals | None) -> None:
-    """The heatmap file and the report's pictures of one classified image; the occlusion map is computed once."""
+          visuals: Visuals | None, records=None) -> None:
+    """The heatmap file, the report's pictures and the record objects of one classified image; the occlusion map
+    is computed once."""
     from cxr_edge.pictures.heatmap import heat_overlay, label_heat, write_heatmap
 
     heat = None
-    if heatmaps is not None or (visuals is not None and visuals.heatmaps):
+    if heatmaps is not None or (visuals is not None and visuals.heatmaps) or \
+            (records is not None and records.wants_heat(result.path)):
         heat = label_heat(classifier, result, pixels)
+    if records is not None:
+        records.add(result, display, heat)
     if heatmaps is not None:
         write_heatmap(heatmaps, result, display, heat)
     if visuals is not None:
@@ -306,7 +312,8 @@ def summarize(results: list[Result], seconds: float, resumed: int = 0,
 
 def run_folder(classifier: Classifier, folder: os.PathLike | str, recursive: bool = True,
                progress: Callable[[int, int], None] | None = None,
-               heatmaps: Path | None = None, visuals: Visuals | None = None) -> tuple[list[Result], Summary]:
+               heatmaps: Path | None = None, visuals: Visuals | None = None,
+               records=None) -> tuple[list[Result], Summary]:
     """Classify every image under `folder`; the folder is only read, never written.
 
     `progress(done, total)` is called after each image.
@@ -318,6 +325,7 @@ def run_folder(classifier: Classifier, folder: os.PathLike | str, recursive: boo
     start = time.perf_counter()
     results: list[Result] = []
     on_result = (lambda r: progress(len(results) + 1, len(names))) if progress else None
-    for result in classify_paths(classifier, folder, names, on_result, heatmaps=heatmaps, visuals=visuals):
+    for result in classify_paths(classifier, folder, names, on_result, heatmaps=heatmaps, visuals=visuals,
+                                 records=records):
         results.append(result)
     return results, summarize(results, time.perf_counter() - start, passed_over=passed_over)

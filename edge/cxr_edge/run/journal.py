@@ -102,7 +102,7 @@ class FolderGone(OSError):
 
 def run_with_journal(classifier, folder: os.PathLike | str, report: os.PathLike | str, recursive: bool = True,
                      restart: bool = False, progress=None, heatmaps: Path | None = None, visuals=None,
-                     present=None):
+                     present=None, records=None):
     """Classify `folder`, resuming from REPORT.journal; returns (results in folder order, summary, journal).
     `visuals` (the HTML report's pictures) must live as long as the journal: a fresh journal empties it. With
     `present` (a function saying whether the folder is still there, e.g. still mounted), an image that cannot be
@@ -120,6 +120,8 @@ def run_with_journal(classifier, folder: os.PathLike | str, report: os.PathLike 
     identity = {"bundle": sorted(entry["sha256"] for entry in classifier.bundle.manifest["files"].values()),
                 "folder": str(folder.resolve()), "min_confidence": classifier.min_confidence,
                 "threshold": classifier.threshold}
+    if records is not None:  # a run that writes SR or FHIR resumes only a run that wrote the same
+        identity["records"] = records.identity()
     journal = Journal(report, identity, restart)
     if visuals is not None and not journal.done:
         visuals.clear()  # pictures of a run this journal does not continue
@@ -136,7 +138,8 @@ def run_with_journal(classifier, folder: os.PathLike | str, report: os.PathLike 
 
     start = time.perf_counter()
     try:
-        for _ in classify_paths(classifier, folder, todo, record, heatmaps=heatmaps, visuals=visuals):
+        for _ in classify_paths(classifier, folder, todo, record, heatmaps=heatmaps, visuals=visuals,
+                                records=records):
             pass
     except FolderGone:
         journal.close()
