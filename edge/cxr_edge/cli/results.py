@@ -23,10 +23,14 @@ NODE_KEYS = ("study_instance_uid", "sop_instance_uid", "received", "source")
 @click.option("--since", default=None, metavar="ISO-TIME",
               help="Only images received at or after this time, e.g. 2026-12-01 or 2026-12-01T08:00.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
-              help="A table to read, CSV, or JSON ({\"results\": [...]}) for scripts.")
-def command(config_path: Path, since: str | None, fmt: str) -> None:
+              help="A table to read, CSV, or JSON ({\"results\": [...], \"outbox\": [...]}) for scripts.")
+@click.option("--outbox", "show_outbox", is_flag=True,
+              help="List the outbox instead: every object for every [send] destination, queued, sent or failed, "
+                   "with its attempts and last error.")
+def command(config_path: Path, since: str | None, fmt: str, show_outbox: bool) -> None:
     """One row per image the node classified: study and SOP instance UIDs (empty for a stick's), when it was
-    received, where from (dicom:CALLING_AE or usb:LABEL), and the columns `classify` reports.
+    received, where from (dicom:CALLING_AE or usb:LABEL), and the columns `classify` reports; then, per [send]
+    destination, how many results are queued, sent and failed, and the last error.
 
     Example: cxr-edge results --config /etc/cxr-edge/node.toml --since 2026-12-01 --format csv
     """
@@ -44,10 +48,14 @@ def command(config_path: Path, since: str | None, fmt: str) -> None:
     state = State(config.data)
     try:
         rows = [_row(r) for r in state.results(_since(since))]
+        outbox, items = state.outbox(), state.outbox_items() if show_outbox else []
     finally:
         state.close()
+    if show_outbox:
+        _print_outbox(items, fmt)
+        return
     if fmt == "json":
-        click.echo(json.dumps({"notice": DISCLAIMER, "results": rows}, indent=2))
+        click.echo(json.dumps({"notice": DISCLAIMER, "results": rows, "outbox": outbox}, indent=2))
     elif fmt == "csv":
         out = io.StringIO()
         out.write(f"# {DISCLAIMER}\n")
@@ -56,9 +64,46 @@ def command(config_path: Path, since: str | None, fmt: str) -> None:
         for row in rows:
             writer.writerow({k: cell(v) for k, v in row.items()})  # stick file names: no formulas
         click.echo(out.getvalue(), nl=False)
+        for line in _outbox_lines(outbox):
+            click.echo(line, err=True)
     else:
         click.echo(_table(rows))
+        for line in _outbox_lines(outbox):
+            click.echo(line)
         click.echo(DISCLAIMER)
+
+
+def _outbox_lines(outbox: list[dict]) -> list[str]:
+    lines = []
+    for d in outbox:
+        last = f"; last error: {d['last_error']}" if d["last_error"] and (d["queued"] or d["failed"]) else ""
+        lines.append(f"outbox {d['destination']}: {d['queued']} queued, {d['sent']} sent, {d['failed']} failed{last}")
+    return lines
+
+
+OUTBOX_KEYS = ("destination", "kind", "object_uid", "study_instance_uid", "state", "attempts", "queued", "sent",
+               "next_attempt", "last_error")
+
+
+def _print_outbox(items: list[dict], fmt: str) -> None:
+    def when(seconds):
+        return None if seconds is None else datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="seconds")
+
+    rows = [{**item, **{k: when(item[k]) for k in ("queued", "sent", "next_attempt")}} for item in items]
+    if fmt == "json":
+        click.echo(json.dumps({"outbox": rows}, indent=2))
+    elif fmt == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=OUTBOX_KEYS, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: cell(v) for k, v in row.items()})
+        click.echo(out.getvalue(), nl=False)
+    else:
+        for r in rows:
+            click.echo(f"{r['state']:7s} {r['kind']:8s} {r['destination'][:40]:40s} {r['object_uid']:46s} "
+                       f"tries {r['attempts']}" + (f"  {r['last_error']}" if r["last_error"] else ""))
+        click.echo(f"{len(rows)} object(s)")
 
 
 def _columns() -> list[str]:

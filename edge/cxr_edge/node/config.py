@@ -39,6 +39,32 @@ class UsbConfig:
 
 
 @dataclass(frozen=True)
+class Peer:
+    """A DICOM destination, written AE@HOST:PORT."""
+
+    ae_title: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.ae_title}@{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class SendConfig:
+    dicom: tuple[Peer, ...] = ()
+    heatmap_capture: bool = True
+    fhir_url: str = ""
+    fhir_token_env: str = ""  # the name of the environment variable holding the bearer token, never the token
+    retry_first_seconds: float = 1.0  # backoff: doubled after each failure in a row, up to retry_max_seconds
+    retry_max_seconds: float = 3600.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.dicom or self.fhir_url)
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     path: Path
     model: Path
@@ -46,12 +72,14 @@ class NodeConfig:
     site: Path | None = None
     dicom: DicomConfig = field(default_factory=DicomConfig)
     usb: UsbConfig = field(default_factory=UsbConfig)
+    send: SendConfig = field(default_factory=SendConfig)
 
     def as_dict(self) -> dict:
         return {"config": str(self.path), "model": str(self.model), "data": str(self.data),
                 "site": str(self.site) if self.site else None,
                 "dicom": {**self.dicom.__dict__, "allowed_callers": list(self.dicom.allowed_callers)},
-                "usb": dict(self.usb.__dict__)}
+                "usb": dict(self.usb.__dict__),
+                "send": {**self.send.__dict__, "dicom": [str(peer) for peer in self.send.dicom]}}
 
 
 # key: (type, required); the tables' keys below. Extend, don't rename: later issues add [web] and [send].
@@ -60,7 +88,10 @@ DICOM = {"enabled": (bool, False), "ae_title": (str, False), "bind": (str, False
          "allowed_callers": (list, False), "study_stable_seconds": ((int, float), False),
          "min_free_mb": (int, False)}
 USB = {"enabled": (bool, False), "watch": (str, False), "mount_points_only": (bool, False)}
-TABLES = {"dicom": DICOM, "usb": USB}
+SEND = {"dicom": (list, False), "heatmap_capture": (bool, False), "fhir_url": (str, False),
+        "fhir_token_env": (str, False), "retry_first_seconds": ((int, float), False),
+        "retry_max_seconds": ((int, float), False)}
+TABLES = {"dicom": DICOM, "usb": USB, "send": SEND}
 
 
 def load_config(path: os.PathLike | str) -> NodeConfig:
@@ -78,8 +109,9 @@ def load_config(path: os.PathLike | str) -> NodeConfig:
     _check_dicom(dicom, tables["dicom"], where)
     base = path.parent
     resolve = lambda value: (base / value).resolve() if not os.path.isabs(value) else Path(value)  # noqa: E731
+    send = _send(tables["send"], where)
     return NodeConfig(path, resolve(top["model"]), resolve(top["data"]),
-                      resolve(top["site"]) if top.get("site") else None, dicom, UsbConfig(**tables["usb"]))
+                      resolve(top["site"]) if top.get("site") else None, dicom, UsbConfig(**tables["usb"]), send)
 
 
 def _checked(table: dict, keys: dict, where, prefix: str) -> dict:
@@ -134,3 +166,38 @@ def _check_dicom(dicom: DicomConfig, given: dict, where) -> None:
     if dicom.enabled and "allowed_callers" not in given:
         raise ConfigError(f"{where('[dicom] allowed_callers')}: missing, and required while [dicom] is enabled: "
                           'the calling AE titles of your X-ray units, e.g. ["XRAYROOM1"], or ["*"] to accept any')
+
+
+def parse_peer(text, key: str) -> Peer:
+    """AE@HOST:PORT, e.g. PACS@192.168.1.10:104; a ConfigError naming `key` otherwise."""
+    example = 'e.g. "PACS@192.168.1.10:104"'
+    if not isinstance(text, str) or "@" not in text or ":" not in text.rsplit("@", 1)[-1]:
+        raise ConfigError(f"{key}: each destination is AE_TITLE@HOST:PORT, {example}; got {text!r}")
+    ae_title, address = text.rsplit("@", 1)
+    host, port = address.rsplit(":", 1)
+    if not _ae_title(ae_title):
+        raise ConfigError(f"{key}: {ae_title!r} in {text!r} is not an AE title (1 to 16 ASCII characters, no "
+                          f"backslash), {example}")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{key}: the port in {text!r} must be 1 to 65535, {example}")
+    if not host or any(c.isspace() for c in host):
+        raise ConfigError(f"{key}: no host in {text!r}, {example}")
+    return Peer(ae_title, host, int(port))
+
+
+def _send(given: dict, where) -> SendConfig:
+    peers = tuple(parse_peer(text, where("[send] dicom")) for text in given.get("dicom", []))
+    send = SendConfig(**{**given, "dicom": peers})
+    if send.fhir_url and not send.fhir_url.startswith(("https://", "http://")):
+        raise ConfigError(f"{where('[send] fhir_url')}: the FHIR server's base URL, https://..., got "
+                          f"{send.fhir_url!r}")
+    if send.fhir_token_env and not send.fhir_token_env.replace("_", "").isalnum():
+        raise ConfigError(f"{where('[send] fhir_token_env')}: the NAME of an environment variable (the token itself "
+                          f"is never written in this file), got {send.fhir_token_env!r}")
+    for key in ("retry_first_seconds", "retry_max_seconds"):
+        value = getattr(send, key)
+        if not math.isfinite(value) or value <= 0:
+            raise ConfigError(f"{where('[send] ' + key)}: a positive number of seconds, got {value!r}")
+    if send.retry_first_seconds > send.retry_max_seconds:
+        raise ConfigError(f"{where('[send] retry_first_seconds')}: larger than retry_max_seconds")
+    return send

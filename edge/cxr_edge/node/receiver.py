@@ -15,14 +15,12 @@ import io
 import re
 import shutil
 import time
-from pathlib import Path
 from typing import Callable
 
 import pydicom
 
-from cxr_edge.atomic import sync_folder, write_atomic
 from cxr_edge.node.config import DicomConfig
-from cxr_edge.node.state import Instance, State, StudyHeader, private_folder
+from cxr_edge.node.state import Instance, State, StudyHeader, private_folder, write_durably
 
 # The image storage classes the box reads: CR, DX for presentation and for processing, secondary capture.
 IMAGE_CLASSES = {
@@ -147,7 +145,7 @@ class Receiver:
             self.log(f"failed {uid} from {caller}: the dataset cannot be parsed ({type(exc).__name__}: {exc})")
             return CANNOT_UNDERSTAND
         relative = f"{IMAGES}/{study}/{uid}.dcm"
-        _write_durably(self.state.data / relative, data)
+        write_durably(self.state.data / relative, data)
         added = self.state.add_instance(Instance(uid, sop_class, study, series, f"dicom:{caller}", relative,
                                                  time.time()), header)
         self.log(f"stored {uid} (study {study}) from {caller}" if added else f"duplicate {uid} from {caller}")
@@ -170,14 +168,3 @@ def _header(ds) -> StudyHeader:
     text = lambda keyword: str(ds.get(keyword, "") or "")  # noqa: E731
     return StudyHeader(text("PatientID"), text("PatientName"), text("AccessionNumber"), text("StudyDate"),
                        text("StudyDescription"))
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    """`data` at `path` as a whole or not at all, and on disk (not only in the page cache) before returning: the
-    file, its folder's entry for it, and a new study folder's entry in its parent."""
-    new_folder = not path.parent.exists()
-    private_folder(path.parent)
-    if new_folder:
-        sync_folder(path.parent.parent)
-    write_atomic(path, data, mode=0o600)
-    sync_folder(path.parent)

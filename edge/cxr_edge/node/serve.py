@@ -11,6 +11,7 @@ classifying nothing.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -69,15 +70,30 @@ def run(config: NodeConfig, stop: threading.Event | None = None) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
     check_permissions(config)
-    _import_decoders()
+    _import_decoders(config.send.dicom)
     _few_malloc_arenas()
     classifier = open_classifier(config)
     sticks_classifier = open_classifier(config) if config.usb.enabled else None  # interpreters are per thread
     log(f"bundle {config.model.name}: {classifier.selftest.summary()}")
+    token_present(config)
+    for warning in send_warnings(config):
+        log(f"WARNING: {warning}")
     state = State(config.data)
-    worker, sticks, receiver = Worker(classifier, state, config.dicom.study_stable_seconds, log), None, None
+    sender = publisher = None
+    if config.send.enabled:
+        from cxr_edge.node.outbox import Publisher
+        from cxr_edge.node.sender import Sender
+
+        sender = Sender(config.send, config.dicom.ae_title, state, log)
+        publisher = Publisher(config.send, classifier, state, log)
+    worker = Worker(classifier, state, config.dicom.study_stable_seconds, log, publisher,
+                    sender.wake if sender else None)
+    sticks = receiver = None
     try:
         worker.start()
+        if sender is not None:
+            sender.start()
+            log(f"sending results to {', '.join(_destinations(config))}")
         if sticks_classifier is not None:
             from cxr_edge.node.sticks import StickWatcher
 
@@ -92,7 +108,7 @@ def run(config: NodeConfig, stop: threading.Event | None = None) -> None:
             log(f"listening as {config.dicom.ae_title} on {config.dicom.bind}:{config.dicom.port}, accepting "
                 f"{callers}")
         while not stop.wait(0.5):
-            for thread in (worker, sticks):
+            for thread in (worker, sticks, sender):
                 if thread is not None and not thread.is_alive():
                     raise StartError(f"the {thread.name} thread stopped unexpectedly (its last log line says why)")
     finally:
@@ -101,22 +117,55 @@ def run(config: NodeConfig, stop: threading.Event | None = None) -> None:
         if receiver:
             receiver.stop(timeout=8)
         worker.stop()
-        if sticks:
-            sticks.stop()
+        for thread in (sticks, sender):
+            if thread:
+                thread.stop()
         worker.join(timeout=max(0.1, 9 - (time.monotonic() - started)))
-        if sticks:
-            sticks.join(timeout=max(0.1, 9 - (time.monotonic() - started)))
+        for thread in (sticks, sender):
+            if thread:
+                thread.join(timeout=max(0.1, 9 - (time.monotonic() - started)))
         state.close()
         log(f"stopped in {time.monotonic() - started:.1f} s")
 
 
-def _import_decoders() -> None:
+def token_present(config: NodeConfig) -> None:
+    """The FHIR bearer token comes from the environment (systemd: EnvironmentFile=), never from the file."""
+    name = config.send.fhir_token_env
+    if config.send.fhir_url and name and not os.environ.get(name):
+        raise StartError(f"{config.path}: [send] fhir_token_env names {name}, which is not set in the environment: "
+                         f"set it where the service starts (systemd: an EnvironmentFile= line), or remove "
+                         f"fhir_token_env to send without a token")
+
+
+def send_warnings(config: NodeConfig) -> list[str]:
+    """Patient data over plain HTTP to another machine is readable by anyone on the way."""
+    from urllib.parse import urlparse
+
+    url = config.send.fhir_url
+    if url.startswith("http://"):
+        host = urlparse(url).hostname or ""
+        if host not in ("localhost", "127.0.0.1", "::1"):
+            return [f"[send] fhir_url {url} is plain HTTP to another machine: patient data goes unencrypted; "
+                    "use https://"]
+    return []
+
+
+def _destinations(config: NodeConfig) -> list[str]:
+    what = "SR and heatmap" if config.send.heatmap_capture else "SR"
+    return [*(f"{peer} (DICOM {what})" for peer in config.send.dicom),
+            *([f"{config.send.fhir_url} (FHIR)"] if config.send.fhir_url else [])]
+
+
+def _import_decoders(writes_dicom: bool) -> None:
     """Import, here and once, what the receiver's and the worker's threads import lazily: two threads importing
     pydicom for the first time at once can see it half initialised (its modules import each other)."""
     import imagecodecs  # noqa: F401
     import pydicom.encaps  # noqa: F401
     import pydicom.pixels  # noqa: F401
     import pynetdicom  # noqa: F401
+
+    if writes_dicom:
+        import highdicom  # noqa: F401
 
 
 def _few_malloc_arenas() -> None:
@@ -145,4 +194,10 @@ def describe(config: NodeConfig) -> list[str]:
     else:
         lines.append("dicom: disabled")
     lines.append(f"usb: {'watching ' + config.usb.watch if config.usb.enabled else 'disabled'}")
+    if config.send.enabled:
+        token = f"; bearer token from ${config.send.fhir_token_env}" if config.send.fhir_token_env else ""
+        lines.append(f"send: {', '.join(_destinations(config))}{token}; retried from "
+                     f"{config.send.retry_first_seconds:g} s up to {config.send.retry_max_seconds:g} s")
+    else:
+        lines.append("send: nothing (no [send] destinations)")
     return lines

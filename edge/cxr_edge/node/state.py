@@ -88,6 +88,24 @@ MIGRATIONS = (
         PRIMARY KEY (run_id, path)
     );
     """,
+    """
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        destination TEXT NOT NULL,
+        object_uid TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        path TEXT NOT NULL,
+        study_instance_uid TEXT NOT NULL,
+        queued REAL NOT NULL,
+        state TEXT NOT NULL DEFAULT 'queued',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt REAL NOT NULL,
+        sent REAL,
+        last_error TEXT NOT NULL DEFAULT '',
+        UNIQUE (destination, object_uid)
+    );
+    CREATE INDEX outbox_due ON outbox (state, next_attempt);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -101,6 +119,27 @@ class Instance:
     source: str
     path: str  # relative to the data folder
     received: float
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One object for one destination: `kind` sr, capture or fhir; `path` relative to the data folder."""
+
+    destination: str  # "dicom:AE@HOST:PORT" or "fhir:URL"
+    object_uid: str  # the SOP Instance UID, or the FHIR Bundle's identifier
+    kind: str
+    path: str
+    study_instance_uid: str
+
+
+@dataclass(frozen=True)
+class Queued:
+    id: int
+    destination: str
+    object_uid: str
+    kind: str
+    path: str
+    attempts: int
 
 
 @dataclass(frozen=True)
@@ -183,10 +222,12 @@ class State:
                 "received FROM instances WHERE state = 'received' ORDER BY id LIMIT ?", (limit,)).fetchall()
         return [Instance(*row) for row in rows]
 
-    def record_result(self, sop_instance_uid: str, row: dict) -> None:
-        """A classified instance's row (classify's `Result.as_row()`), and the instance marked classified, in one
-        transaction: a crash leaves both or neither, so a restart classifies it again or not at all."""
+    def record_result(self, sop_instance_uid: str, row: dict, outgoing: tuple[Outgoing, ...] = ()) -> None:
+        """A classified instance's row (classify's `Result.as_row()`), the objects to send about it, and the
+        instance marked classified, in one transaction: a crash leaves all or none, so a restart classifies it
+        again or not at all, and never classifies it without queueing its results."""
         with self._transaction() as db:
+            _enqueue(db, outgoing)
             db.execute(
                 "INSERT OR REPLACE INTO results (sop_instance_uid, classified, label, p_normal, p_lung_opacity, "
                 "p_viral_pneumonia, p_covid19, refer, reason, error, ood_score) "
@@ -200,13 +241,79 @@ class State:
         with self._lock:
             return self._rows(f"{_RESULTS_QUERY} WHERE i.study_instance_uid = ?", (study_instance_uid,))
 
-    def set_study(self, study_instance_uid: str, label: str, refer: bool, final: bool, last_received: float) -> bool:
-        """The study's result, as of its image received at `last_received`: False (nothing written) when another
-        image has arrived since, so that a late image is never sealed out of a final study."""
+    def set_study(self, study_instance_uid: str, label: str, refer: bool, final: bool, last_received: float,
+                  outgoing: tuple[Outgoing, ...] = ()) -> bool:
+        """The study's result, as of its image received at `last_received`, and the objects to send about it:
+        False (nothing written, nothing queued) when another image has arrived since, so that a late image is
+        never sealed out of a final study."""
         with self._transaction() as db:
-            return bool(db.execute("UPDATE studies SET label = ?, refer = ?, final = ? WHERE study_instance_uid = ? "
-                                   "AND last_received = ?",
-                                   (label, int(refer), int(final), study_instance_uid, last_received)).rowcount)
+            changed = bool(db.execute("UPDATE studies SET label = ?, refer = ?, final = ? WHERE study_instance_uid = ? "
+                                      "AND last_received = ?",
+                                      (label, int(refer), int(final), study_instance_uid, last_received)).rowcount)
+            if changed:
+                _enqueue(db, outgoing)
+            return changed
+
+    def study_results(self, study_instance_uid: str) -> list[dict]:
+        """The study's classified images with what FHIR needs: result, time classified, the study's header."""
+        with self._lock:
+            return self._rows(
+                "SELECT i.sop_instance_uid, i.path, r.classified, r.label, r.p_normal, r.p_lung_opacity, "
+                "r.p_viral_pneumonia, r.p_covid19, r.refer, r.reason, r.error, r.ood_score, s.patient_id, "
+                "s.study_date FROM instances i JOIN results r ON r.sop_instance_uid = i.sop_instance_uid "
+                "JOIN studies s ON s.study_instance_uid = i.study_instance_uid WHERE i.study_instance_uid = ? "
+                "ORDER BY i.id", (study_instance_uid,))
+
+    # the sender's side
+    def due(self, now: float, limit: int = 64) -> list[Queued]:
+        """Queued objects whose next attempt has come, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, destination, object_uid, kind, path, attempts FROM outbox WHERE state = 'queued' "
+                "AND next_attempt <= ? ORDER BY id LIMIT ?", (now, limit)).fetchall()
+        return [Queued(*row) for row in rows]
+
+    def sent(self, item_id: int) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE outbox SET state = 'sent', sent = ?, attempts = attempts + 1, last_error = '' "
+                       "WHERE id = ?", (time.time(), item_id))
+
+    def retry(self, item_id: int, next_attempt: float, error: str) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE outbox SET attempts = attempts + 1, next_attempt = ?, last_error = ? WHERE id = ?",
+                       (next_attempt, error, item_id))
+
+    def postpone(self, destination: str, next_attempt: float) -> None:
+        """Every queued object of a destination that is down waits for its next try, kept across restarts."""
+        with self._transaction() as db:
+            db.execute("UPDATE outbox SET next_attempt = max(next_attempt, ?) WHERE destination = ? "
+                       "AND state = 'queued'", (next_attempt, destination))
+
+    def failed(self, item_id: int, error: str) -> None:
+        """Refused for good by the peer: kept with its message, never tried again by itself."""
+        with self._transaction() as db:
+            db.execute("UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ? WHERE id = ?",
+                       (error, item_id))
+
+    def path_still_needed(self, path: str) -> bool:
+        """Whether an object's file is still queued (or failed) for some destination."""
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM outbox WHERE path = ? AND state != 'sent' LIMIT 1",
+                                    (path,)).fetchone() is not None
+
+    def outbox(self) -> list[dict]:
+        """Per destination: objects queued, sent and failed, and the last error."""
+        with self._lock:
+            return self._rows(
+                "SELECT destination, sum(state = 'queued') AS queued, sum(state = 'sent') AS sent, "
+                "sum(state = 'failed') AS failed, (SELECT last_error FROM outbox o WHERE o.destination = "
+                "outbox.destination AND last_error != '' ORDER BY id DESC LIMIT 1) AS last_error, "
+                "max(sent) AS last_sent FROM outbox GROUP BY destination ORDER BY destination", ())
+
+    def outbox_items(self) -> list[dict]:
+        with self._lock:
+            return self._rows("SELECT destination, kind, object_uid, study_instance_uid, state, attempts, queued, "
+                              "sent, next_attempt, last_error FROM outbox ORDER BY id", ())
 
     def unsettled_studies(self) -> list[tuple[str, float, int]]:
         """(study UID, last received, instances not yet classified) of every study not yet final."""
@@ -276,6 +383,15 @@ _STICK_QUERY = (
     "FROM stick_results r JOIN stick_runs s ON s.id = r.run_id")
 
 
+def _enqueue(db: sqlite3.Connection, outgoing) -> None:
+    """Queue each object for its destination once: an object acknowledged (or queued) before is left as it is."""
+    now = time.time()
+    db.executemany(
+        "INSERT OR IGNORE INTO outbox (destination, object_uid, kind, path, study_instance_uid, queued, next_attempt) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(o.destination, o.object_uid, o.kind, o.path, o.study_instance_uid, now, now) for o in outgoing])
+
+
 class _Transaction:
     """`with` block: the lock held, BEGIN IMMEDIATE ... COMMIT (ROLLBACK on an exception)."""
 
@@ -303,6 +419,19 @@ class _Transaction:
             self.db.execute("ROLLBACK")
         finally:
             self.lock.release()
+
+
+def write_durably(path: Path, data: bytes) -> None:
+    """`data` at `path` as a whole or not at all, and on disk (not only in the page cache) before returning: the
+    file, its folder's entry for it, and a new folder's entry in its parent."""
+    from cxr_edge.atomic import sync_folder, write_atomic
+
+    new_folder = not path.parent.exists()
+    private_folder(path.parent)
+    if new_folder:
+        sync_folder(path.parent.parent)
+    write_atomic(path, data, mode=0o600)
+    sync_folder(path.parent)
 
 
 def private_folder(path: Path) -> None:

@@ -23,9 +23,13 @@ from cxr_edge.run.classify import Classifier, Result, decode
 
 
 class Worker(threading.Thread):
-    def __init__(self, classifier: Classifier, state: State, stable_seconds: float, log: Callable[[str], None]):
+    def __init__(self, classifier: Classifier, state: State, stable_seconds: float, log: Callable[[str], None],
+                 publisher=None, on_queued: Callable[[], None] | None = None):
+        """`publisher` (cxr_edge.node.outbox.Publisher): the objects to send about each result, queued with it;
+        `on_queued` wakes the sender."""
         super().__init__(name="cxr-classify", daemon=True)
         self.classifier, self.state, self.stable_seconds, self.log = classifier, state, stable_seconds, log
+        self.publisher, self.on_queued = publisher, on_queued
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self.classified = 0
@@ -68,15 +72,29 @@ class Worker(threading.Thread):
 
     def _classify(self, instance) -> None:
         path = self.state.data / instance.path
-        pixels, problems, _, error, skipped = decode(path, self.classifier.size)
+        pictures = self.publisher is not None and self.publisher.wants_pictures
+        pixels, problems, display, error, skipped = decode(path, self.classifier.size, keep_gray=pictures)
         if pixels is not None:
             result = self.classifier.results([(instance.path, pixels, problems)])[0]
         else:
             result = Result(instance.path, error=error or f"{skipped}: not an image")
-        self.state.record_result(instance.sop_instance_uid, result.as_row())
+        outgoing = self._publish(instance, result, display, pixels)
+        self.state.record_result(instance.sop_instance_uid, result.as_row(), outgoing)
         self.classified += 1
+        if outgoing and self.on_queued:
+            self.on_queued()
         self.log(f"classified {instance.sop_instance_uid}: {result.label or 'error'}"
                  + (" (referred)" if result.refer else ""))
+
+    def _publish(self, instance, result: Result, display, pixels) -> tuple:
+        """The SR and heatmap to send; a failure to make them is logged and never loses the result."""
+        if self.publisher is None:
+            return ()
+        try:
+            return self.publisher.image(instance, result, display, pixels)
+        except Exception as exc:  # noqa: BLE001 - the result is recorded all the same
+            self.log(f"no SR or heatmap for {instance.sop_instance_uid}: {type(exc).__name__}: {exc}")
+            return ()
 
     def _settle_studies(self) -> None:
         now = time.time()
@@ -86,8 +104,20 @@ class Worker(threading.Thread):
                 continue
             label, refer = _study_result(rows)
             final = unclassified == 0 and now - last_received >= self.stable_seconds
-            if self.state.set_study(study, label, refer, final, last_received) and final:
+            outgoing = self._study_objects(study) if final else ()
+            if self.state.set_study(study, label, refer, final, last_received, outgoing) and final:
                 self.log(f"study {study} final: {label or 'error'}" + (" (referred)" if refer else ""))
+                if outgoing and self.on_queued:
+                    self.on_queued()
+
+    def _study_objects(self, study: str) -> tuple:
+        if self.publisher is None:
+            return ()
+        try:
+            return self.publisher.study(study)
+        except Exception as exc:  # noqa: BLE001 - the study is final all the same
+            self.log(f"no FHIR Bundle for study {study}: {type(exc).__name__}: {exc}")
+            return ()
 
 
 def _lower_priority() -> None:

@@ -1,0 +1,92 @@
+"""What the node sends about its results, made by the classifying thread: for each classified image the SR and,
+with `heatmap_capture`, the heatmap secondary capture (for every `[send] dicom` destination); for each study once
+final, its FHIR transaction Bundle (for `fhir_url`). Each object is written to `data/outbox/` durably, and queued in
+the same transaction that records the result (cxr_edge.node.state), so that no result is ever left unqueued.
+The sender (cxr_edge.node.sender) takes them from there."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+
+from cxr_edge.labels import LABELS
+from cxr_edge.node.config import SendConfig
+from cxr_edge.node.state import Instance, Outgoing, State, write_durably
+from cxr_edge.record.dicom import NotRecordable, Producer, heatmap_capture, source_header, structured_report
+from cxr_edge.record.fhir import ImageRecord, transaction
+from cxr_edge.record.files import dataset_bytes, picture_of, read_header
+from cxr_edge.run.classify import Result
+
+OUTBOX = "outbox"
+
+
+def dicom_destination(peer) -> str:
+    return f"dicom:{peer}"
+
+
+def fhir_destination(url: str) -> str:
+    return f"fhir:{url}"
+
+
+class Publisher:
+    def __init__(self, send: SendConfig, classifier, state: State, log):
+        self.send, self.classifier, self.state, self.log = send, classifier, state, log
+        self.producer = Producer.of(classifier)
+
+    @property
+    def wants_pictures(self) -> bool:
+        """The worker keeps the display image for the heatmap capture."""
+        return bool(self.send.dicom) and self.send.heatmap_capture
+
+    def image(self, instance: Instance, result: Result, display, pixels) -> tuple[Outgoing, ...]:
+        """The SR and heatmap of a classified image, written and ready to queue; none for an error row."""
+        if not self.send.dicom or not result.label:
+            return ()
+        header = read_header(self.state.data / instance.path)
+        if header is None:
+            return ()
+        try:
+            source, _ = source_header(header)
+        except NotRecordable:  # the receiver refuses such datasets; a file put there by hand
+            return ()
+        objects = [("sr", structured_report(source, result, self.producer))]
+        if self.send.heatmap_capture and display is not None:
+            from cxr_edge.pictures.heatmap import label_heat
+
+            heat = label_heat(self.classifier, result, pixels)
+            objects.append(("capture", heatmap_capture(source, result, picture_of(result, display, heat),
+                                                       self.producer)))
+        outgoing = []
+        for kind, ds in objects:
+            path = self._write(f"{ds.SOPInstanceUID}.dcm", dataset_bytes(ds))
+            outgoing += [Outgoing(dicom_destination(peer), ds.SOPInstanceUID, kind, path, instance.study_instance_uid)
+                         for peer in self.send.dicom]
+        return tuple(outgoing)
+
+    def study(self, study_instance_uid: str) -> tuple[Outgoing, ...]:
+        """The FHIR Bundle of a final study (its classified images), written and ready to queue."""
+        if not self.send.fhir_url:
+            return ()
+        images = [_image_record(row, study_instance_uid) for row in self.state.study_results(study_instance_uid)
+                  if row["label"]]
+        if not images:
+            return ()
+        bundle = transaction(images, self.producer)
+        key = bundle["identifier"]["value"]
+        path = self._write(f"fhir-{key.removeprefix('urn:uuid:')}.json",
+                           json.dumps(bundle, ensure_ascii=False).encode())
+        return (Outgoing(fhir_destination(self.send.fhir_url), key, "fhir", path, study_instance_uid),)
+
+    def _write(self, name: str, data: bytes) -> str:
+        relative = f"{OUTBOX}/{name}"
+        write_durably(Path(self.state.data) / relative, data)
+        return relative
+
+
+def _image_record(row: dict, study_instance_uid: str) -> ImageRecord:
+    result = Result(row["path"], row["label"], tuple(row[f"p_{label}"] for label in LABELS), bool(row["refer"]),
+                    row["reason"])
+    classified = datetime.datetime.fromtimestamp(row["classified"]).astimezone()
+    return ImageRecord(result, row["sop_instance_uid"], classified, row["patient_id"], study_instance_uid,
+                       row["study_date"])
