@@ -182,6 +182,14 @@ def test_every_fhir_bundle_is_valid_r4b_and_says_what_the_report_says(written):
                 assert report["imagingStudy"][0]["identifier"]["value"] == f"urn:oid:{study}"
 
 
+def test_its_own_results_on_a_stick_are_skipped_not_classified(written, edge_bundle):
+    _, out, _, _ = written
+    result = CliRunner().invoke(main, ["classify", str(out / "sr"), "--model", str(edge_bundle), "--format", "json"])
+    assert result.exit_code == 3, result.output  # nothing in it is a radiograph
+    summary = json.loads(result.stdout)["summary"]
+    assert summary["skipped"] == {"cxr-edge result": 10}  # its SRs and heatmaps
+
+
 def test_sr_and_fhir_folders_inside_the_stick_are_refused(tmp_path, edge_bundle, synth_small):
     stick = _stick(tmp_path, synth_small)
     result = CliRunner().invoke(main, ["classify", str(stick), "--model", str(edge_bundle), "--sr", str(stick / "sr")])

@@ -224,7 +224,8 @@ def test_a_bundle_the_ehr_refuses_is_kept_as_failed_and_not_retried(tmp_path, ed
     node = Node(config)
     try:
         node.start()
-        assert _store(node_port, _radiographs(tmp_path / "unit", synth_small, 1)).returncode == 0
+        images = _radiographs(tmp_path / "unit", synth_small, 1)
+        assert _store(node_port, images).returncode == 0
         _wait(lambda: any(i["state"] == "failed" for i in _outbox(config).values()), 60, "a failed Bundle", node)
         time.sleep(3)  # several backoff periods: a refused Bundle is not posted again
         assert len(fhir.posts) == 1
@@ -236,6 +237,14 @@ def test_a_bundle_the_ehr_refuses_is_kept_as_failed_and_not_retried(tmp_path, ed
         listed = json.loads(CliRunner().invoke(main, ["results", "--config", str(config), "--outbox", "--format",
                                                       "json"]).stdout)["outbox"]
         assert [(i["kind"], i["state"]) for i in listed] == [("fhir", "failed")]
+        # its own heatmap routed back by a PACS: answered success, never stored or classified
+        made = CliRunner().invoke(main, ["classify", str(tmp_path / "unit"), "--model", str(edge_bundle), "--sr",
+                                         str(tmp_path / "made")])
+        assert made.exit_code == 0, made.output
+        back = _store(node_port, [tmp_path / "made" / "000.dcm.heatmap.dcm"])
+        assert back.returncode == 0 and "Success" in back.stderr, back.stderr
+        assert "a cxr-edge result (its heatmap), not a radiograph" in node.text()
+        assert len(node.rows()) == 1
     finally:
         if node.process and node.process.poll() is None:
             node.stop()

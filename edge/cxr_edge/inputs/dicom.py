@@ -59,6 +59,15 @@ FRONTAL_VIEWS = frozenset({"", "PA", "AP"})
 CHEST_PARTS = frozenset({"", "CHEST", "THORAX", "LUNG", "LUNGS", "CHEST_LUNG"})
 RADIOGRAPHY = frozenset({"", "CR", "DX", "DR", "RG"})  # DR is not a DICOM term, but units write it
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+# cxr-edge's own results (cxr_edge.record.dicom): a heatmap capture is an image, but never a radiograph to classify
+OWN_MANUFACTURER = "cxr-edge"
+OWN_SERIES = "cxr-edge AI pre-diagnosis"
+OWN_RESULT = "cxr-edge result"
+
+
+def is_own_result(ds) -> bool:
+    """An SR or heatmap the box wrote itself, come back (a PACS routing rule, results copied onto a stick)."""
+    return str(ds.get("Manufacturer", "")) == OWN_MANUFACTURER and str(ds.get("SeriesDescription", "")) == OWN_SERIES
 
 
 def _kind(ds) -> str | None:
@@ -113,6 +122,8 @@ def read_dicom(path: os.PathLike | str, size: int | None = None) -> DicomImage:
         ds = pydicom.dcmread(path, force=True)
     except Exception as exc:  # pydicom raises many types for a damaged file
         raise ValueError(f"not a readable DICOM file ({type(exc).__name__}: {exc})") from None
+    if is_own_result(ds):
+        raise NoPixelData(OWN_RESULT)
     if "PixelData" not in ds:
         if kind := _kind(ds):
             raise NoPixelData(kind)

@@ -19,6 +19,7 @@ from typing import Callable
 
 import pydicom
 
+from cxr_edge.inputs.dicom import is_own_result
 from cxr_edge.node.config import DicomConfig
 from cxr_edge.node.state import Instance, State, StudyHeader, private_folder, write_durably
 
@@ -144,6 +145,10 @@ class Receiver:
         except Exception as exc:  # noqa: BLE001 - any parse failure of a peer's bytes: a status, and go on
             self.log(f"failed {uid} from {caller}: the dataset cannot be parsed ({type(exc).__name__}: {exc})")
             return CANNOT_UNDERSTAND
+        if is_own_result(ds):  # never classify its own heatmap: a PACS that routes everything back would loop
+            self.log(f"not stored {uid} from {caller}: a cxr-edge result (its heatmap), not a radiograph; answered "
+                     "success, as the PACS has it already")
+            return SUCCESS
         relative = f"{IMAGES}/{study}/{uid}.dcm"
         write_durably(self.state.data / relative, data)
         added = self.state.add_instance(Instance(uid, sop_class, study, series, f"dicom:{caller}", relative,

@@ -22,6 +22,7 @@ from pydicom.dataset import Dataset
 from pydicom.sr.coding import Code
 
 from cxr_edge import DISCLAIMER, __version__
+from cxr_edge.inputs.dicom import OWN_MANUFACTURER, OWN_SERIES
 from cxr_edge.labels import LABELS, in_words
 from cxr_edge.record.codes import (
     ALGORITHM_FAMILY,
@@ -41,8 +42,8 @@ from cxr_edge.record.uids import derived_uid
 
 SR_SERIES_NUMBER = 9901  # high, so that viewers list the box's series after the unit's
 CAPTURE_SERIES_NUMBER = 9902
-SERIES_DESCRIPTION = "cxr-edge AI pre-diagnosis"
-MANUFACTURER = "cxr-edge"
+SERIES_DESCRIPTION = OWN_SERIES  # what tells the box its own results from radiographs when they come back
+MANUFACTURER = OWN_MANUFACTURER
 
 # Type 2 attributes of the patient, study and series modules that X-ray units leave out: present but empty in the
 # copy the objects are made from (highdicom, rightly, will not copy what is not there).
