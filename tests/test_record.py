@@ -47,6 +47,10 @@ def _stick(tmp_path, synth_small):
     ds = pydicom.dcmread(long)
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = LONG_UID[:-1] + "2"
     ds.save_as(long)
+    dated = write_dicom(stick / "dashed-date.dcm", gray(5), **common)
+    ds = pydicom.dcmread(dated)
+    ds.PatientBirthDate = "1970-01-01"  # how some units write a DA: not DICOM's 19700101
+    ds.save_as(dated)
     Image.open(names[5]).resize((200, 200)).save(stick / "photo.png")
     return stick
 
@@ -73,12 +77,15 @@ def test_every_dicom_object_passes_dciodvfy_and_dsrdump_reads_every_sr(written):
     stick, out, rows, _ = written
     objects = sorted((out / "sr").glob("*.dcm"))
     assert {p.name for p in objects} == {f"{n}.{kind}.dcm" for n in ("plain.dcm", "ward__jpeg-ls.dcm", "no-study.dcm",
-                                                                     "accented.dcm", "long-uid.dcm")
+                                                                     "accented.dcm", "long-uid.dcm", "dashed-date.dcm")
                                          for kind in ("sr", "heatmap")}
     for path in objects:
         verdict = subprocess.run([tool("dciodvfy"), str(path)], capture_output=True, text=True, timeout=60)
-        errors = [line for line in (verdict.stdout + verdict.stderr).splitlines() if line.startswith("Error")]
+        lines = (verdict.stdout + verdict.stderr).splitlines()
+        errors = [line for line in lines if line.startswith("Error")]
         assert errors == [], f"{path.name}: {errors}"
+        iod = "ComprehensiveSR" if path.name.endswith(".sr.dcm") else "SCImage"
+        assert iod in lines, f"{path.name}: dciodvfy did not recognise it as {iod}: {lines[:5]}"  # it was read
     for path in (out / "sr").glob("*.sr.dcm"):
         dump = subprocess.run([tool("dsrdump"), str(path)], capture_output=True, text=True, timeout=60)
         assert dump.returncode == 0, dump.stderr
@@ -128,7 +135,8 @@ def test_the_sr_holds_the_result_in_the_source_study_and_refers_to_the_image(wri
 def test_notes_say_what_was_filled_in_and_no_patient_data_reaches_the_output(written):
     _, _, _, result = written
     assert "no-study.dcm: the image has no Study Instance UID" in result.stderr
-    for secret in (PATIENT["PatientID"], "Test^Patient", "Müller", "Zoë"):
+    assert "dashed-date.dcm: a date or time in the header is malformed" in result.stderr
+    for secret in (PATIENT["PatientID"], "Test^Patient", "Müller", "Zoë", "1970-01-01", "19700101"):
         assert secret not in result.stderr
 
 
@@ -187,7 +195,7 @@ def test_its_own_results_on_a_stick_are_skipped_not_classified(written, edge_bun
     result = CliRunner().invoke(main, ["classify", str(out / "sr"), "--model", str(edge_bundle), "--format", "json"])
     assert result.exit_code == 3, result.output  # nothing in it is a radiograph
     summary = json.loads(result.stdout)["summary"]
-    assert summary["skipped"] == {"cxr-edge result": 10}  # its SRs and heatmaps
+    assert summary["skipped"] == {"cxr-edge result": 12}  # its SRs and heatmaps
 
 
 def test_sr_and_fhir_folders_inside_the_stick_are_refused(tmp_path, edge_bundle, synth_small):

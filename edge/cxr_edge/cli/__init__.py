@@ -8,7 +8,7 @@ import logging
 import click
 
 from cxr_edge import DISCLAIMER
-from cxr_edge.cli import bench, calibrate, classify, evaluate, info, results, serve
+from cxr_edge.cli import bench, calibrate, classify, evaluate, info, results, serve, user
 from cxr_edge.cli.common import version_option
 from cxr_edge.cli.options import interpreter_version
 
@@ -22,7 +22,11 @@ def main() -> None:
     """
     # pydicom logs a traceback for each file it cannot decode; the report's error column already says why.
     logging.getLogger("pydicom").setLevel(logging.CRITICAL)
+    # and it warns about a malformed value by quoting it (a patient's birth date, on stderr and in the node's log)
+    from pydicom import config
+
+    config.settings.reading_validation_mode = config.IGNORE
 
 
-for _module in (classify, info, calibrate, evaluate, bench, serve, results):
+for _module in (classify, info, calibrate, evaluate, bench, serve, results, user):
     main.add_command(_module.command)

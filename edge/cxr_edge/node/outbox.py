@@ -33,6 +33,21 @@ class Publisher:
     def __init__(self, send: SendConfig, classifier, state: State, log):
         self.send, self.classifier, self.state, self.log = send, classifier, state, log
         self.producer = Producer.of(classifier)
+        self._sweep()
+
+    def _sweep(self) -> None:
+        """At start, before any thread writes there: remove outbox files no queued or failed object names (written
+        just before a crash that kept them from being queued). They hold patient data: none is left about."""
+        folder = Path(self.state.data) / OUTBOX
+        for path in folder.glob("*") if folder.is_dir() else ():
+            if path.is_file() and not self.state.path_still_needed(f"{OUTBOX}/{path.name}"):
+                path.unlink()
+
+    def discard_unqueued(self, outgoing) -> None:
+        """Remove the files of objects that were not queued after all (sent before, or a study that changed)."""
+        for path in {o.path for o in outgoing}:
+            if not self.state.path_still_needed(path):
+                (Path(self.state.data) / path).unlink(missing_ok=True)
 
     @property
     def wants_pictures(self) -> bool:

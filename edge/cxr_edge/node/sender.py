@@ -1,7 +1,9 @@
 """The sending thread: takes due objects from the outbox (cxr_edge.node.state), sends each to its destination
 (C-STORE with pynetdicom, or an HTTP POST of the FHIR transaction Bundle), and marks it sent only on the peer's
-success. Never sent twice once acknowledged: the outbox holds each object once per destination and skips what is
-sent. A destination that does not answer, or answers "try later" (DICOM out of resources, HTTP 5xx, 408, 429, or an
+success. Never sent again once its acknowledgement is recorded: the outbox holds each object once per destination
+and skips what is sent. Delivery is at least once, not exactly once: a crash between the peer's success and that
+record sends the object again at the next start, which the peer keeps as one copy (the UIDs and FHIR identifiers
+are derived, and every Bundle entry is a conditional create; a PACS's "duplicate SOP instance" counts as stored). A destination that does not answer, or answers "try later" (DICOM out of resources, HTTP 5xx, 408, 429, or an
 authorisation the admin must fix, 401 and 403), is tried again after a backoff that doubles from
 `retry_first_seconds` up to `retry_max_seconds` (1 s to 1 h), with everything queued for it waiting, across
 restarts too. An object refused for good (another DICOM failure status, an HTTP 4xx) is kept as failed with the
@@ -10,6 +12,7 @@ peer's message, not retried for ever.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import threading
@@ -22,7 +25,7 @@ from typing import Callable
 from cxr_edge.node.config import Peer, SendConfig, parse_peer
 from cxr_edge.node.state import Queued, State
 
-TIMEOUT = 10  # seconds for a connection or a reply: short, so that stopping the node never waits long
+TIMEOUT = 5  # seconds for a connection or a reply: within the node's 9 s to stop
 RETRY_LATER_HTTP = {401, 403, 408, 429}
 
 
@@ -36,7 +39,9 @@ class _PeerError(Exception):
 
 
 class Retry(_PeerError):
-    """The destination cannot take it now: try again after the backoff."""
+    """The destination cannot take it now: try again after the backoff. `item`: the one that failed."""
+
+    item: Queued | None = None
 
 
 class Refused(_PeerError):
@@ -52,6 +57,9 @@ class Sender(threading.Thread):
         self._stopping = threading.Event()
         self._failures: dict[str, int] = defaultdict(int)  # failures in a row, per destination
         self._blocked: dict[str, float] = {}  # destination -> time of its next try
+        # only what is configured now: objects queued for a destination since removed wait, shown in the outbox
+        self.destinations = [*(f"dicom:{peer}" for peer in send.dicom),
+                             *([f"fhir:{send.fhir_url}"] if send.fhir_url else [])]
 
     def wake(self) -> None:
         self._wake.set()
@@ -74,10 +82,10 @@ class Sender(threading.Thread):
 
     def _pass(self) -> bool:
         now = time.time()
+        blocked = [d for d, until in self._blocked.items() if until > now]
         by_destination: dict[str, list[Queued]] = defaultdict(list)
-        for item in self.state.due(now):
-            if self._blocked.get(item.destination, 0) <= now:
-                by_destination[item.destination].append(item)
+        for item in self.state.due(now, self.destinations, blocked):
+            by_destination[item.destination].append(item)
         for destination, items in by_destination.items():
             if self._stopping.is_set():
                 break
@@ -95,7 +103,7 @@ class Sender(threading.Thread):
                         return
                     self._outcome(item, self._post, target)
         except Retry as exc:
-            self._back_off(destination, items[0], exc)
+            self._back_off(destination, exc.item or items[0], exc)
         else:
             self._failures.pop(destination, None)
             self._blocked.pop(destination, None)
@@ -104,6 +112,14 @@ class Sender(threading.Thread):
         """Send one item; Refused marks it failed, Retry goes up to the destination's backoff."""
         try:
             send(item, *args)
+        except Retry as exc:
+            exc.item = item
+            raise
+        except (OSError, ValueError) as exc:  # its file gone or unreadable: nothing any retry could send
+            exc = Refused(f"the outbox file {item.path} cannot be read ({type(exc).__name__})")
+            self.state.failed(item.id, str(exc))
+            self.log(f"{item.kind} {item.object_uid} not sent: {exc.public}")
+            return
         except Refused as exc:
             self.state.failed(item.id, str(exc))
             self.log(f"{item.kind} {item.object_uid} refused by {item.destination.partition(':')[2]} for good: "
@@ -151,8 +167,7 @@ class Sender(threading.Thread):
             for item in items:
                 if self._stopping.is_set():
                     return
-                ds = pydicom.dcmread(self.state.data / item.path)
-                self._outcome(item, _c_store, assoc, ds)
+                self._outcome(item, _c_store, assoc, lambda: pydicom.dcmread(self.state.data / item.path))
         finally:
             if assoc.is_established:
                 assoc.release()
@@ -165,30 +180,70 @@ class Sender(threading.Thread):
             headers["Authorization"] = f"Bearer {self.token}"
         request = urllib.request.Request(url, data=data, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
-                response.read()
+            with _NO_REDIRECTS.open(request, timeout=TIMEOUT) as response:
+                reply = response.read(1 << 20)
+        except _Redirected as exc:
+            raise Refused(f"fhir_url redirects to {exc.location}: set [send] fhir_url to the FHIR base URL itself "
+                          "(a redirected POST would lose the Bundle, and the token would follow it)") from None
         except urllib.error.HTTPError as exc:
             message = f"HTTP {exc.code} {exc.reason}"
             if exc.code in RETRY_LATER_HTTP or exc.code >= 500:
                 raise Retry(message, _diagnostics(exc)) from None
             raise Refused(message, _diagnostics(exc)) from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise Retry(f"{getattr(exc, 'reason', exc)}") from None
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            raise Retry(f"{getattr(exc, 'reason', None) or type(exc).__name__}") from None
+        if not _transaction_response(reply):
+            raise Refused("the reply is not a FHIR transaction-response Bundle: is fhir_url the FHIR server's base "
+                          "URL?")
 
 
-def _c_store(item: Queued, assoc, ds) -> None:
+class _Redirected(Exception):
+    def __init__(self, location: str):
+        self.location = location
+
+
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib would follow a redirect of the POST as a GET, with the token, to any host: never."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        raise _Redirected(newurl)
+
+
+_NO_REDIRECTS = urllib.request.build_opener(_RefuseRedirects)
+
+
+def _transaction_response(reply: bytes) -> bool:
+    try:
+        bundle = json.loads(reply or b"{}")
+    except ValueError:
+        return False
+    return isinstance(bundle, dict) and bundle.get("resourceType") == "Bundle" and \
+        bundle.get("type") == "transaction-response"
+
+
+DUPLICATE = 0x0111  # "Duplicate SOP Instance": the PACS has it already, from a send whose success was not recorded
+RESOURCES = (0xA700, 0x0213)  # out of resources, resource limitation: it may take it later
+
+
+def _c_store(item: Queued, assoc, read) -> None:
+    from pynetdicom.status import code_to_category
+
+    try:
+        ds = read()
+    except Exception as exc:  # noqa: BLE001 - pydicom's many errors for a damaged file: it can never be sent
+        raise ValueError(type(exc).__name__) from None
     try:
         status = assoc.send_c_store(ds)
     except ValueError as exc:  # no accepted presentation context: the peer does not store this kind of object
         raise Refused(f"not accepted ({exc})") from None
-    except RuntimeError as exc:  # the association went away under us
-        raise Retry(f"association lost ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - the association went away under us, or pynetdicom failed
+        raise Retry(f"association lost ({type(exc).__name__})") from None
     if "Status" not in status:
         raise Retry("no reply to the store (association lost)")
     code = int(status.Status)
-    if code == 0 or code & 0xF000 == 0xB000:  # success, or stored with a warning
+    if code_to_category(code) in ("Success", "Warning") or code == DUPLICATE:
         return
-    if code & 0xFF00 == 0xA700:
+    if code in RESOURCES or code & 0xFF00 == 0xA700:
         raise Retry(f"out of resources (status 0x{code:04X})")
     raise Refused(f"store failed with status 0x{code:04X}")
 

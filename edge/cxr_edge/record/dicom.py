@@ -87,11 +87,18 @@ def source_header(ds: Dataset) -> tuple[Dataset, list[str]]:
     sop = str(ds.get("SOPInstanceUID", "") or "")
     if not sop:
         raise NotRecordable("the file has no SOP Instance UID, so no report can refer to it")
+    with _quiet():  # pydicom's warnings quote the values they find malformed
+        return _copied(ds, sop)
+
+
+def _copied(ds: Dataset, sop: str) -> tuple[Dataset, list[str]]:
     header = Dataset()
     for element in ds:
         if element.tag.group > 0x0002 and element.keyword not in PIXELS:
             header.add(element)
     notes = []
+    if _blank_malformed_dates(header):
+        notes.append("a date or time in the header is malformed: it is left empty in the SR and heatmap")
     for keyword in TYPE_2:
         if keyword not in header:
             setattr(header, keyword, "")
@@ -179,6 +186,23 @@ def heatmap_capture(source: Dataset, result, picture: np.ndarray, producer: Prod
     # with the body part named, Laterality (Type 2C, for paired parts only) is rightly absent
     sc.BodyPartExamined = source.get("BodyPartExamined") or "CHEST"
     return sc
+
+
+def _blank_malformed_dates(header: Dataset) -> bool:
+    """Dates and times units write wrongly ("1970-01-01" for 19700101) would stop highdicom: empty them."""
+    from pydicom.valuerep import DA, DT, TM
+
+    parse = {"DA": DA, "TM": TM, "DT": DT}
+    blanked = False
+    for element in header:
+        if element.VR in parse and element.value not in (None, ""):
+            try:
+                for value in (element.value if element.VM > 1 else [element.value]):
+                    parse[element.VR](value)
+            except (ValueError, TypeError):
+                element.value = ""
+                blanked = True
+    return blanked
 
 
 @contextlib.contextmanager

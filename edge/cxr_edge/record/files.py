@@ -100,7 +100,9 @@ class Recorder:
         except NotRecordable as exc:
             self.problems.append(f"{result.path}: no DICOM result: {exc}")
         except (OSError, ValueError, AttributeError, TypeError) as exc:  # noqa: PERF203 - one image, not the run
-            self.problems.append(f"{result.path}: results not written ({type(exc).__name__}: {exc})")
+            # the type only: a message could quote a header value (a patient's birth date)
+            self.problems.append(f"{result.path}: results not written ({type(exc).__name__}); the image's header "
+                                 "may be damaged: send it again from the X-ray unit")
 
     def _dicom(self, name: str, header, result, display, heat) -> None:
         source, notes = source_header(header)
