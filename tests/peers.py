@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 PACKAGES = {"storescu": "dcmtk", "echoscu": "dcmtk", "dsrdump": "dcmtk", "dciodvfy": "dicom3tools",
-            "Orthanc": "orthanc"}
+            "Orthanc": "orthanc", "chromedriver": "chromium-driver"}
 
 
 def tool(name: str) -> str:

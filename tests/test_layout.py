@@ -7,7 +7,7 @@ from pathlib import Path
 
 import cxr_edge
 
-ORDER = ("inputs", "models", "bundle", "pictures", "run", "site", "reports", "record", "node", "cli")
+ORDER = ("inputs", "models", "bundle", "pictures", "run", "site", "reports", "record", "node", "web", "cli")
 BASE = ("__init__.py", "atomic.py", "csv_cells.py", "labels.py")
 PACKAGE = Path(cxr_edge.__file__).parent
 

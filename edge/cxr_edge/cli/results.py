@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -13,8 +12,6 @@ import click
 
 from cxr_edge.cli.common import Failure
 from cxr_edge.csv_cells import cell
-
-NODE_KEYS = ("study_instance_uid", "sop_instance_uid", "received", "source")
 
 
 @click.command("results", short_help="The clinic node's results, newest first.")
@@ -107,33 +104,25 @@ def _print_outbox(items: list[dict], fmt: str) -> None:
 
 
 def _columns() -> list[str]:
+    from cxr_edge.node.results import NODE_KEYS
     from cxr_edge.run.classify import COLUMNS
 
     return [*NODE_KEYS, *COLUMNS]
 
 
 def _row(record: dict) -> dict:
-    """A database row as `classify`'s row keys, after the node's own."""
-    from cxr_edge.labels import LABELS, in_words
+    from cxr_edge.node.results import result_row
 
-    row = {"study_instance_uid": record["study_instance_uid"], "sop_instance_uid": record["sop_instance_uid"],
-           "received": datetime.fromtimestamp(record["received"]).astimezone().isoformat(timespec="seconds"),
-           "source": record["source"], "path": record["path"], "label": record["label"]}
-    for label in LABELS:
-        row[f"p_{label}"] = record[f"p_{label}"]
-    row.update(refer=bool(record["refer"]), reason=record["reason"], error=record["error"],
-               ood_score=record["ood_score"], label_text=in_words(record["label"]))
-    return row
+    return result_row(record)
 
 
 def _since(text: str | None) -> float | None:
-    if text is None:
-        return None
+    from cxr_edge.node.results import since_time
+
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise Failure(f"--since {text!r}: not an ISO date or time; use e.g. 2026-12-01 or 2026-12-01T08:00") from None
-    return moment.timestamp() if moment.tzinfo else time.mktime(moment.timetuple())
+        return since_time(text)
+    except ValueError as exc:
+        raise Failure(f"--since {exc}") from None
 
 
 def _table(rows: list[dict]) -> str:

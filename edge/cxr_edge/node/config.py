@@ -65,6 +65,26 @@ class SendConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    enabled: bool = False
+    bind: str = "127.0.0.1"  # loopback unless configured: a clinic's Wi-Fi is the user's choice
+    port: int = 8080
+    tls_cert: str = ""
+    tls_key: str = ""
+    # confirmatory results a clinician may record on a study, and the label each means for site calibration ("" for
+    # none: it is recorded but does not set the label)
+    confirmatory_codes: tuple[str, ...] = ("pcr_positive", "pcr_negative")
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert)
+
+    @property
+    def loopback(self) -> bool:
+        return ipaddress.ip_address(self.bind).is_loopback
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     path: Path
     model: Path
@@ -73,13 +93,15 @@ class NodeConfig:
     dicom: DicomConfig = field(default_factory=DicomConfig)
     usb: UsbConfig = field(default_factory=UsbConfig)
     send: SendConfig = field(default_factory=SendConfig)
+    web: WebConfig = field(default_factory=WebConfig)
 
     def as_dict(self) -> dict:
         return {"config": str(self.path), "model": str(self.model), "data": str(self.data),
                 "site": str(self.site) if self.site else None,
                 "dicom": {**self.dicom.__dict__, "allowed_callers": list(self.dicom.allowed_callers)},
                 "usb": dict(self.usb.__dict__),
-                "send": {**self.send.__dict__, "dicom": [str(peer) for peer in self.send.dicom]}}
+                "send": {**self.send.__dict__, "dicom": [str(peer) for peer in self.send.dicom]},
+                "web": {**self.web.__dict__, "confirmatory_codes": list(self.web.confirmatory_codes)}}
 
 
 # key: (type, required); the tables' keys below. Extend, don't rename: later issues add [web] and [send].
@@ -91,7 +113,9 @@ USB = {"enabled": (bool, False), "watch": (str, False), "mount_points_only": (bo
 SEND = {"dicom": (list, False), "heatmap_capture": (bool, False), "fhir_url": (str, False),
         "fhir_token_env": (str, False), "retry_first_seconds": ((int, float), False),
         "retry_max_seconds": ((int, float), False)}
-TABLES = {"dicom": DICOM, "usb": USB, "send": SEND}
+WEB = {"enabled": (bool, False), "bind": (str, False), "port": (int, False), "tls_cert": (str, False),
+       "tls_key": (str, False), "confirmatory_codes": (list, False)}
+TABLES = {"dicom": DICOM, "usb": USB, "send": SEND, "web": WEB}
 
 
 def load_config(path: os.PathLike | str) -> NodeConfig:
@@ -110,8 +134,9 @@ def load_config(path: os.PathLike | str) -> NodeConfig:
     base = path.parent
     resolve = lambda value: (base / value).resolve() if not os.path.isabs(value) else Path(value)  # noqa: E731
     send = _send(tables["send"], where)
+    web = _web(tables["web"], where, resolve)
     return NodeConfig(path, resolve(top["model"]), resolve(top["data"]),
-                      resolve(top["site"]) if top.get("site") else None, dicom, UsbConfig(**tables["usb"]), send)
+                      resolve(top["site"]) if top.get("site") else None, dicom, UsbConfig(**tables["usb"]), send, web)
 
 
 def _checked(table: dict, keys: dict, where, prefix: str) -> dict:
@@ -201,3 +226,31 @@ def _send(given: dict, where) -> SendConfig:
     if send.retry_first_seconds > send.retry_max_seconds:
         raise ConfigError(f"{where('[send] retry_first_seconds')}: larger than retry_max_seconds")
     return send
+
+
+def _web(given: dict, where, resolve) -> WebConfig:
+    values = dict(given)
+    for key in ("tls_cert", "tls_key"):
+        if values.get(key):
+            values[key] = str(resolve(values[key]))
+    if "confirmatory_codes" in values:
+        codes = values["confirmatory_codes"]
+        if not all(isinstance(c, str) and c.replace("_", "").isalnum() and c.islower() for c in codes) or not codes:
+            raise ConfigError(f"{where('[web] confirmatory_codes')}: a list of lower-case codes such as "
+                              f'["pcr_positive", "pcr_negative"], got {codes!r}')
+        values["confirmatory_codes"] = tuple(codes)
+    web = WebConfig(**values)
+    try:
+        ipaddress.ip_address(web.bind)
+    except ValueError:
+        raise ConfigError(f"{where('[web] bind')}: an IP address of this box (\"127.0.0.1\", \"0.0.0.0\" for every "
+                          f"network, or one interface's), got {web.bind!r}") from None
+    if not 0 < web.port < 65536:
+        raise ConfigError(f"{where('[web] port')}: 1 to 65535, got {web.port}")
+    if bool(web.tls_cert) != bool(web.tls_key):
+        missing = "tls_key" if web.tls_cert else "tls_cert"
+        raise ConfigError(f"{where('[web] ' + missing)}: missing: TLS needs both the certificate and its key")
+    for key in ("tls_cert", "tls_key"):
+        if getattr(web, key) and not Path(getattr(web, key)).is_file():
+            raise ConfigError(f"{where('[web] ' + key)}: {getattr(web, key)} is not a file")
+    return web

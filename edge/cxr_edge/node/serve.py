@@ -88,7 +88,7 @@ def run(config: NodeConfig, stop: threading.Event | None = None) -> None:
         publisher = Publisher(config.send, classifier, state, log)
     worker = Worker(classifier, state, config.dicom.study_stable_seconds, log, publisher,
                     sender.wake if sender else None)
-    sticks = receiver = None
+    sticks = receiver = web = None
     try:
         worker.start()
         if sender is not None:
@@ -107,13 +107,17 @@ def run(config: NodeConfig, stop: threading.Event | None = None) -> None:
                        else ", ".join(config.dicom.allowed_callers))
             log(f"listening as {config.dicom.ae_title} on {config.dicom.bind}:{config.dicom.port}, accepting "
                 f"{callers}")
+        if config.web.enabled and not stop.is_set():
+            web = _start_web(config, state, classifier, lambda: receiver, (worker, sticks, sender))
         while not stop.wait(0.5):
-            for thread in (worker, sticks, sender):
+            for thread in (worker, sticks, sender, web):
                 if thread is not None and not thread.is_alive():
                     raise StartError(f"the {thread.name} thread stopped unexpectedly (its last log line says why)")
     finally:
         log("stopping: closing associations, finishing the image in hand")
         started = time.monotonic()
+        if web:
+            web.stop()
         if receiver:
             receiver.stop(timeout=8)
         worker.stop()
@@ -121,11 +125,52 @@ def run(config: NodeConfig, stop: threading.Event | None = None) -> None:
             if thread:
                 thread.stop()
         worker.join(timeout=max(0.1, 9 - (time.monotonic() - started)))
-        for thread in (sticks, sender):
+        for thread in (sticks, sender, web):
             if thread:
                 thread.join(timeout=max(0.1, 9 - (time.monotonic() - started)))
         state.close()
         log(f"stopped in {time.monotonic() - started:.1f} s")
+
+
+def _start_web(config: NodeConfig, state, classifier, receiver, threads):
+    """The clinician's screen, in this process; StartError when it cannot listen."""
+    from cxr_edge.web.app import Context, web_warnings
+    from cxr_edge.web.server import WebServer
+
+    def status() -> dict:
+        return node_status(config, state, classifier, receiver(), threads)
+
+    web = WebServer(Context(config, state, log, status, lambda: open_classifier(config)))
+    web.start()
+    if not web.wait_started():
+        raise StartError(f"the web screen cannot listen on {config.web.bind}:{config.web.port} "
+                         f"({web.failed or 'see the lines above'}): is the port taken? check [web] port")
+    scheme = "https" if config.web.tls else "http"
+    log(f"web screen on {scheme}://{config.web.bind}:{config.web.port}/")
+    for warning in web_warnings(config):
+        log(f"WARNING: {warning}")
+    return web
+
+
+def node_status(config: NodeConfig, state, classifier, receiver, threads) -> dict:
+    """What the status page and /healthz show: no patient data."""
+    import shutil
+
+    from cxr_edge.site.site_file import operating_point_line
+
+    origin = classifier.bundle.origin
+    last = receiver.last_association if receiver else None
+    queue = state.query("SELECT count(*) AS n FROM instances WHERE state = 'received'")[0]["n"]
+    return {"bundle": config.model.name, "signer": origin.summary() if origin else "not checked",
+            "selftest": classifier.selftest.summary(), "selftest_passed": True,  # the node does not start otherwise
+            "operating_point": operating_point_line(classifier).removeprefix("operating point: "),
+            "site": str(config.site) if config.site else "none: the bundle's threshold, not calibrated for this site",
+            "dicom": {"enabled": config.dicom.enabled, "listening": receiver is not None and receiver.server is not None,
+                      "ae_title": config.dicom.ae_title, "bind": config.dicom.bind, "port": config.dicom.port,
+                      "last_association": last[0] if last else None},
+            "queue": queue, "free_mb": int(shutil.disk_usage(config.data).free / 2**20),
+            "outbox": state.outbox(), "stick_runs": state.stick_runs()[-10:],
+            "threads_alive": all(t.is_alive() for t in threads if t is not None)}
 
 
 def token_present(config: NodeConfig) -> None:
@@ -200,4 +245,6 @@ def describe(config: NodeConfig) -> list[str]:
                      f"{config.send.retry_first_seconds:g} s up to {config.send.retry_max_seconds:g} s")
     else:
         lines.append("send: nothing (no [send] destinations)")
+    w = config.web
+    lines.append(f"web: {'https' if w.tls else 'http'}://{w.bind}:{w.port}/" if w.enabled else "web: disabled")
     return lines

@@ -106,6 +106,48 @@ MIGRATIONS = (
     );
     CREATE INDEX outbox_due ON outbox (state, next_attempt);
     """,
+    """
+    CREATE INDEX instances_study ON instances (study_instance_uid);
+    ALTER TABLE studies ADD COLUMN p_abnormal REAL;
+    UPDATE studies SET p_abnormal = (SELECT max(1 - r.p_normal) FROM instances i JOIN results r
+        ON r.sop_instance_uid = i.sop_instance_uid WHERE i.study_instance_uid = studies.study_instance_uid);
+    CREATE TABLE users (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        created REAL NOT NULL
+    );
+    CREATE TABLE tokens (
+        hash TEXT PRIMARY KEY,
+        user TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+        created REAL NOT NULL
+    );
+    CREATE TABLE sessions (
+        hash TEXT PRIMARY KEY,
+        user TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+        csrf TEXT NOT NULL,
+        created REAL NOT NULL,
+        last_seen REAL NOT NULL
+    );
+    CREATE TABLE login_failures (
+        id INTEGER PRIMARY KEY,
+        time REAL NOT NULL,
+        user TEXT NOT NULL,
+        address TEXT NOT NULL
+    );
+    CREATE TABLE reviews (
+        id INTEGER PRIMARY KEY,
+        study_instance_uid TEXT NOT NULL REFERENCES studies (study_instance_uid),
+        user TEXT NOT NULL,
+        time REAL NOT NULL,
+        kind TEXT NOT NULL,
+        agree INTEGER,
+        finding TEXT NOT NULL DEFAULT '',
+        confirmation TEXT NOT NULL DEFAULT '',
+        note TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX reviews_study ON reviews (study_instance_uid, id);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -182,6 +224,14 @@ class State:
     def _transaction(self):
         return _Transaction(self._db, self._lock)
 
+    def transaction(self):
+        """`with state.transaction() as db:` one write transaction, for the node's other parts (the web screen)."""
+        return self._transaction()
+
+    def query(self, sql: str, args: tuple = ()) -> list[dict]:
+        with self._lock:
+            return self._rows(sql, args)
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -242,14 +292,15 @@ class State:
             return self._rows(f"{_RESULTS_QUERY} WHERE i.study_instance_uid = ?", (study_instance_uid,))
 
     def set_study(self, study_instance_uid: str, label: str, refer: bool, final: bool, last_received: float,
-                  outgoing: tuple[Outgoing, ...] = ()) -> bool:
+                  outgoing: tuple[Outgoing, ...] = (), p_abnormal: float | None = None) -> bool:
         """The study's result, as of its image received at `last_received`, and the objects to send about it:
         False (nothing written, nothing queued) when another image has arrived since, so that a late image is
         never sealed out of a final study."""
         with self._transaction() as db:
-            changed = bool(db.execute("UPDATE studies SET label = ?, refer = ?, final = ? WHERE study_instance_uid = ? "
-                                      "AND last_received = ?",
-                                      (label, int(refer), int(final), study_instance_uid, last_received)).rowcount)
+            changed = bool(db.execute("UPDATE studies SET label = ?, refer = ?, final = ?, p_abnormal = ? "
+                                      "WHERE study_instance_uid = ? AND last_received = ?",
+                                      (label, int(refer), int(final), p_abnormal, study_instance_uid,
+                                       last_received)).rowcount)
             if changed:
                 _enqueue(db, outgoing)
             return changed
@@ -265,12 +316,18 @@ class State:
                 "ORDER BY i.id", (study_instance_uid,))
 
     # the sender's side
-    def due(self, now: float, limit: int = 64) -> list[Queued]:
-        """Queued objects whose next attempt has come, oldest first."""
+    def due(self, now: float, destinations: list[str], blocked: list[str] = (), limit: int = 64) -> list[Queued]:
+        """Queued objects for `destinations` whose next attempt has come, oldest first, none for a `blocked` one
+        (so that a destination that is down never hides the others' objects behind its own)."""
+        wanted = [d for d in destinations if d not in blocked]
+        if not wanted:
+            return []
+        marks = ", ".join("?" * len(wanted))
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, destination, object_uid, kind, path, attempts FROM outbox WHERE state = 'queued' "
-                "AND next_attempt <= ? ORDER BY id LIMIT ?", (now, limit)).fetchall()
+                f"AND next_attempt <= ? AND destination IN ({marks}) ORDER BY id LIMIT ?",
+                (now, *wanted, limit)).fetchall()
         return [Queued(*row) for row in rows]
 
     def sent(self, item_id: int) -> None:

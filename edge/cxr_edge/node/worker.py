@@ -81,8 +81,10 @@ class Worker(threading.Thread):
         outgoing = self._publish(instance, result, display, pixels)
         self.state.record_result(instance.sop_instance_uid, result.as_row(), outgoing)
         self.classified += 1
-        if outgoing and self.on_queued:
-            self.on_queued()
+        if outgoing:
+            self.publisher.discard_unqueued(outgoing)  # e.g. objects sent before a crash, written again
+            if self.on_queued:
+                self.on_queued()
         self.log(f"classified {instance.sop_instance_uid}: {result.label or 'error'}"
                  + (" (referred)" if result.refer else ""))
 
@@ -93,7 +95,8 @@ class Worker(threading.Thread):
         try:
             return self.publisher.image(instance, result, display, pixels)
         except Exception as exc:  # noqa: BLE001 - the result is recorded all the same
-            self.log(f"no SR or heatmap for {instance.sop_instance_uid}: {type(exc).__name__}: {exc}")
+            # the type only: a message could quote a header value
+            self.log(f"no SR or heatmap for {instance.sop_instance_uid}: {type(exc).__name__}")
             return ()
 
     def _settle_studies(self) -> None:
@@ -105,7 +108,11 @@ class Worker(threading.Thread):
             label, refer = _study_result(rows)
             final = unclassified == 0 and now - last_received >= self.stable_seconds
             outgoing = self._study_objects(study) if final else ()
-            if self.state.set_study(study, label, refer, final, last_received, outgoing) and final:
+            p_abnormal = max((1 - r["p_normal"] for r in rows if r["label"]), default=None)
+            settled = self.state.set_study(study, label, refer, final, last_received, outgoing, p_abnormal)
+            if outgoing:
+                self.publisher.discard_unqueued(outgoing)  # a late image came: its Bundle is made again later
+            if settled and final:
                 self.log(f"study {study} final: {label or 'error'}" + (" (referred)" if refer else ""))
                 if outgoing and self.on_queued:
                     self.on_queued()
@@ -116,7 +123,7 @@ class Worker(threading.Thread):
         try:
             return self.publisher.study(study)
         except Exception as exc:  # noqa: BLE001 - the study is final all the same
-            self.log(f"no FHIR Bundle for study {study}: {type(exc).__name__}: {exc}")
+            self.log(f"no FHIR Bundle for study {study}: {type(exc).__name__}")
             return ()
 
 

@@ -1,0 +1,86 @@
+"""`cxr-edge user`: the web screen's users, managed by an admin on the box's command line."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from cxr_edge.cli.common import Failure
+
+config_option = click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+                             required=True, help="The node's TOML configuration file (its data folder holds the users).")
+
+
+@click.group("user", short_help="Add or remove the web screen's users, or make an API token.")
+def command() -> None:
+    """The users of the clinic node's web screen: reviewers review studies; admins also see the API. Passwords are
+    kept as scrypt hashes, API tokens as sha256 hashes only.
+
+    Example: cxr-edge user add nurse.amina --role reviewer --config /etc/cxr-edge/node.toml
+    """
+
+
+def _state(config_path: Path):
+    from cxr_edge.node.config import ConfigError, load_config
+    from cxr_edge.node.state import State
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        raise Failure(str(exc)) from None
+    return State(config.data)
+
+
+@command.command("add", short_help="Add a user (the password from a prompt or CXR_EDGE_PASSWORD).")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["reviewer", "admin"]), required=True, help="What the user may do.")
+@config_option
+def add(name: str, role: str, config_path: Path) -> None:
+    """Add user NAME; the password comes from $CXR_EDGE_PASSWORD or, without it, from a prompt (asked twice)."""
+    from cxr_edge.web.accounts import AccountError, add_user
+
+    password = os.environ.get("CXR_EDGE_PASSWORD") or click.prompt("Password", hide_input=True,
+                                                                  confirmation_prompt=True)
+    state = _state(config_path)
+    try:
+        add_user(state, name, role, password)
+    except AccountError as exc:
+        raise Failure(str(exc)) from None
+    finally:
+        state.close()
+    click.echo(f"user {name} added ({role})")
+
+
+@command.command("remove", short_help="Remove a user, their tokens and sessions.")
+@click.argument("name")
+@config_option
+def remove(name: str, config_path: Path) -> None:
+    """Remove user NAME: their API tokens stop working and their sessions end at once (their reviews stay)."""
+    from cxr_edge.web.accounts import AccountError, remove_user
+
+    state = _state(config_path)
+    try:
+        remove_user(state, name)
+    except AccountError as exc:
+        raise Failure(str(exc)) from None
+    finally:
+        state.close()
+    click.echo(f"user {name} removed")
+
+
+@command.command("token", short_help="Print a new API bearer token for a user, once.")
+@click.argument("name")
+@config_option
+def token(name: str, config_path: Path) -> None:
+    """Print a new bearer token for GET /api/results as NAME. It is shown once: only its hash is kept."""
+    from cxr_edge.web.accounts import AccountError, new_token
+
+    state = _state(config_path)
+    try:
+        click.echo(new_token(state, name))
+    except AccountError as exc:
+        raise Failure(str(exc)) from None
+    finally:
+        state.close()

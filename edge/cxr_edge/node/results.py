@@ -1,0 +1,33 @@
+"""The node's result rows as `cxr-edge results` and the web API give them: the node's keys, then `classify`'s."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+from cxr_edge.labels import LABELS, in_words
+
+NODE_KEYS = ("study_instance_uid", "sop_instance_uid", "received", "source")
+
+
+def result_row(record: dict) -> dict:
+    """A database row as `classify`'s row keys, after the node's own."""
+    row = {"study_instance_uid": record["study_instance_uid"], "sop_instance_uid": record["sop_instance_uid"],
+           "received": datetime.fromtimestamp(record["received"]).astimezone().isoformat(timespec="seconds"),
+           "source": record["source"], "path": record["path"], "label": record["label"]}
+    for label in LABELS:
+        row[f"p_{label}"] = record[f"p_{label}"]
+    row.update(refer=bool(record["refer"]), reason=record["reason"], error=record["error"],
+               ood_score=record["ood_score"], label_text=in_words(record["label"]))
+    return row
+
+
+def since_time(text: str | None) -> float | None:
+    """An ISO date or time as seconds; ValueError with what to write instead."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an ISO date or time; use e.g. 2026-12-01 or 2026-12-01T08:00") from None
+    return moment.timestamp() if moment.tzinfo else time.mktime(moment.timetuple())

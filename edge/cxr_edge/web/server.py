@@ -1,0 +1,42 @@
+"""The web screen in the node's process: uvicorn in a thread of its own (no signal handlers there: the node's
+main thread owns SIGTERM), stopped with the node."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from cxr_edge.web.app import Context, create_app
+
+
+class WebServer(threading.Thread):
+    def __init__(self, context: Context):
+        super().__init__(name="cxr-web", daemon=True)
+        import uvicorn
+
+        web = context.config.web
+        options = {"host": web.bind, "port": web.port, "log_level": "warning", "access_log": False,
+                   "server_header": False, "lifespan": "off", "timeout_graceful_shutdown": 3}
+        if web.tls:
+            options.update(ssl_certfile=web.tls_cert, ssl_keyfile=web.tls_key)
+        self.server = uvicorn.Server(uvicorn.Config(create_app(context), **options))
+        self.failed: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            asyncio.run(self.server.serve())
+        except BaseException as exc:  # noqa: BLE001 - reported by the node, which then stops
+            self.failed = exc
+
+    def wait_started(self, timeout: float = 20) -> bool:
+        """True once listening; False when it could not (the port taken, a bad certificate)."""
+        for _ in range(int(timeout * 20)):
+            if self.server.started:
+                return True
+            if not self.is_alive():
+                return False
+            threading.Event().wait(0.05)
+        return self.server.started
+
+    def stop(self) -> None:
+        self.server.should_exit = True

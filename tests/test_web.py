@@ -1,0 +1,201 @@
+"""The clinician's screen, served by `cxr-edge serve` on 127.0.0.1 and a port the test picks, with studies that
+dcmtk's storescu sent: the login and its limits, CSRF, escaping, headers, the API, and a real browser (Debian's
+Chromium through its chromium-driver, driven by Selenium) that logs in, opens a study, records a review and logs
+out. Every loop is bounded."""
+
+import http.cookiejar
+import json
+import re
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+from click.testing import CliRunner
+
+from cxr_edge.cli import main
+
+from .test_node import HOST, Node, _config, _free_port, _radiographs, _store
+
+pytestmark = pytest.mark.slow
+PASSWORD = "correct horse battery"
+EVIL = "<script>alert(1)</script>^Eve"
+
+
+class Client:
+    """A browser-like HTTP client: cookies kept, redirects not followed (the test looks at them)."""
+
+    class _NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args):
+            return None
+
+    def __init__(self, base: str):
+        self.base, self.jar = base, http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar), self._NoRedirect)
+
+    def request(self, path: str, form: dict | None = None, headers: dict | None = None):
+        data = urllib.parse.urlencode(form).encode() if form is not None else None
+        request = urllib.request.Request(self.base + path, data=data, headers=headers or {})
+        try:
+            response = self.opener.open(request, timeout=30)
+        except urllib.error.HTTPError as exc:
+            response = exc
+        return response.status if hasattr(response, "status") else response.code, dict(response.headers), \
+            response.read().decode()
+
+    def login(self, name: str, password: str):
+        _, _, html = self.request("/login")
+        token = re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+        return self.request("/login", {"csrf": token, "name": name, "password": password})
+
+    def csrf(self, path: str) -> str:
+        return re.search(r'name="csrf" value="([^"]+)"', self.request(path)[2]).group(1)
+
+
+@pytest.fixture()
+def screen(tmp_path, edge_bundle, synth_small, monkeypatch):
+    dicom_port, web_port = _free_port(), _free_port()
+    config = _config(tmp_path, edge_bundle, dicom_port)
+    with config.open("a") as fh:
+        fh.write(f"[web]\nenabled = true\nport = {web_port}\n")
+    monkeypatch.setenv("CXR_EDGE_PASSWORD", PASSWORD)
+    added = CliRunner().invoke(main, ["user", "add", "amina", "--role", "reviewer", "--config", str(config)])
+    assert added.exit_code == 0, added.output
+    node = Node(config)
+    node.port = dicom_port
+    node.start()
+    deadline = time.monotonic() + 30
+    while "web screen on http://127.0.0.1:" not in node.text():
+        assert time.monotonic() < deadline and node.process.poll() is None, node.text()
+        time.sleep(0.1)
+    files = _radiographs(tmp_path / "unit", synth_small, 2, study="1.2.826.0.1.3680043.8.498.2001")
+    files += _radiographs(tmp_path / "unit2", synth_small, 1, study="1.2.826.0.1.3680043.8.498.2002")
+    import pydicom
+
+    evil = pydicom.dcmread(files[-1])
+    evil.PatientName = EVIL
+    evil.save_as(files[-1])
+    assert _store(dicom_port, files).returncode == 0
+    node.wait_classified(3)
+    yield node, f"http://{HOST}:{web_port}", config
+    if node.process.poll() is None:
+        node.stop()
+
+
+def test_every_page_and_api_but_healthz_needs_a_login(screen):
+    node, base, _ = screen
+    client = Client(base)
+    for path in ("/worklist", "/worklist/rows", "/worklist/version", "/study/1", "/status", "/image/1/thumbnail.jpg",
+                 "/image/1/heatmap.png"):
+        status, headers, _ = client.request(path)
+        assert (status, headers.get("location")) == (303, "/login"), path
+    assert client.request("/study/1/review", {"agree": "agree", "finding": "normal"})[0] == 303
+    assert client.request("/api/results")[0] == 401
+    status, headers, body = client.request("/healthz")
+    assert status == 200 and json.loads(body)["status"] == "ok"
+    assert "PID-0042" not in body and "Test^Patient" not in body
+    assert headers["content-security-policy"] == "default-src 'self'" and headers["x-frame-options"] == "DENY"
+    assert headers["referrer-policy"] == "no-referrer"
+
+
+def test_login_cookie_csrf_limits_and_escaping(screen):
+    node, base, config = screen
+    client = Client(base)
+    status, headers, _ = client.login("amina", PASSWORD)
+    assert status == 303 and headers["location"] == "/worklist"
+    cookie = headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict") and "cxr_session=" in cookie
+    status, _, html = client.request("/worklist?filter=all")
+    assert status == 200 and html.count('class="patient"') == 2
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;^Eve" in html and "<script>alert" not in html
+    assert "AI pre-diagnosis, not a diagnosis" in html
+    hrefs = re.findall(r'(?:href|src|action)="([^"]+)"', html)
+    assert hrefs and not any("PID-0042" in h or "1.2.826" in h for h in hrefs)  # internal ids only in URLs
+    study = re.search(r'href="/study/(\d+)"', html).group(1)
+    # a POST without its CSRF token is refused, with it accepted and appended
+    assert client.request(f"/study/{study}/review", {"kind": "review", "agree": "agree", "finding": "normal"})[0] == 403
+    token = client.csrf(f"/study/{study}")
+    status, headers, _ = client.request(f"/study/{study}/review", {"csrf": token, "kind": "review",
+                                                                   "agree": "disagree", "finding": "other_abnormal"})
+    assert status == 303
+    page = client.request(f"/study/{study}")[2]
+    assert "disagrees with the AI; finding Other abnormality" in page and "amina" in page
+    # the API, with a session or a bearer token
+    assert json.loads(client.request("/api/results")[2])["results"]
+    made = CliRunner().invoke(main, ["user", "token", "amina", "--config", str(config)])
+    bearer = made.stdout.strip()
+    rows = json.loads(Client(base).request("/api/results", headers={"Authorization": f"Bearer {bearer}"})[2])
+    assert len(rows["results"]) == 3
+    assert Client(base).request("/api/results", headers={"Authorization": "Bearer nonsense"})[0] == 401
+    # the sixth bad password in a minute is refused without being checked: even the right one
+    other = Client(base)
+    for _ in range(5):
+        assert other.login("amina", "wrong password")[1]["location"] == "/login?m=wrong"
+    assert other.login("amina", PASSWORD)[1]["location"] == "/login?m=wait"
+    assert "login refused for user 'amina'" in node.text()
+    for secret in ("PID-0042", "Test^Patient", "Eve", PASSWORD):
+        assert secret not in node.text()
+
+
+def test_a_clinician_logs_in_reviews_a_study_and_logs_out_in_chromium(screen, tmp_path):
+    from .peers import tool
+
+    driver_path = tool("chromedriver")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    from .browser import chromium
+
+    node, base, _ = screen
+    command = chromium(tmp_path / "profile")
+    options = webdriver.ChromeOptions()
+    options.binary_location = command[0]
+    for flag in command[1:]:
+        options.add_argument(flag)
+    options.add_argument("--window-size=768,1024")  # a tablet
+    browser = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        browser.get(base + "/worklist")
+        assert browser.current_url.endswith("/login")
+        browser.find_element(By.ID, "name").send_keys("amina")
+        browser.find_element(By.ID, "password").send_keys(PASSWORD)
+        browser.find_element(By.ID, "login").click()
+        WebDriverWait(browser, 20).until(lambda b: b.current_url.endswith("/worklist"))
+        browser.save_screenshot(str(tmp_path / "worklist.png"))
+        patients = browser.find_elements(By.CSS_SELECTOR, "a.patient")
+        assert len(patients) == 2 and any(EVIL in p.text for p in patients)  # shown as text, not run
+        patients[0].click()
+        WebDriverWait(browser, 20).until(lambda b: "/study/" in b.current_url)
+        browser.find_element(By.ID, "agree").click()
+        Select(browser.find_element(By.ID, "finding")).select_by_value("covid19")
+        browser.find_element(By.ID, "save-review").click()
+        WebDriverWait(browser, 20).until(lambda b: "m=saved" in b.current_url)
+        history = browser.find_element(By.ID, "history").text
+        assert "amina" in history and "agrees with the AI; finding COVID-19" in history
+        browser.save_screenshot(str(tmp_path / "study.png"))
+        browser.get(base + "/worklist?filter=reviewed")
+        assert "Reviewed: COVID-19 (agrees), amina" in browser.find_element(By.ID, "rows").text
+        browser.find_element(By.ID, "logout").click()
+        WebDriverWait(browser, 20).until(lambda b: "/login" in b.current_url)
+        browser.get(base + "/worklist")
+        assert browser.current_url.endswith("/login")
+    finally:
+        browser.quit()
+    assert (tmp_path / "worklist.png").stat().st_size > 1000 and (tmp_path / "study.png").stat().st_size > 1000
+
+
+def test_new_studies_appear_without_a_reload(screen, tmp_path, synth_small):
+    node, base, _ = screen
+    client = Client(base)
+    client.login("amina", PASSWORD)
+    before = json.loads(client.request("/worklist/version")[2])["version"]
+    more = _radiographs(tmp_path / "unit3", synth_small, 1, study="1.2.826.0.1.3680043.8.498.2003")
+    assert _store(node.port, more).returncode == 0
+    deadline = time.monotonic() + 60
+    while json.loads(client.request("/worklist/version")[2])["version"] == before:
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    assert client.request("/worklist/rows?filter=all")[2].count('class="patient"') == 3
