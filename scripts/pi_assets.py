@@ -1,10 +1,11 @@
 """Material for `make pi-check`, made on the host: a bundle, test images, Pi-like /proc/cpuinfo, and the
-report comparison.
+comparisons of the Pi's reports and DICOM results with the host's.
 
     python scripts/pi_assets.py bundle OUT          # an int8 alexnet-edge bundle (untrained, seeded)
     python scripts/pi_assets.py images OUT          # 8 radiographs, 8 DICOM (6 syntaxes, large, marked), a corrupt one
     python scripts/pi_assets.py cpuinfo cortex-a72  # a Raspberry Pi 4 (a72) or Pi 5 (a76) cpuinfo
     python scripts/pi_assets.py compare HOST.json PI.json LABEL [pinned|selftest]
+    python scripts/pi_assets.py compare-sr HOST_DIR PI_DIR LABEL [exact|pinned|selftest]  # `classify --sr` folders
 """
 
 from __future__ import annotations
@@ -25,6 +26,14 @@ CPUS = {
                             "lrcpc dcpop asimddp"),
 }
 CPUS["max"] = CPUS["cortex-a76"]
+# What two writings of the same result legitimately differ in: when they were written. Two host runs a minute apart
+# differ in exactly these (the times; the dates too when midnight falls between, as it may between the host's run
+# and the Pi's). Nothing else: the UIDs are derived from the source and the bundle (cxr_edge.record.uids).
+WRITTEN_AT = ("InstanceCreationDate", "InstanceCreationTime",  # SOP Common, both objects
+              "ContentDate", "ContentTime",  # SR Document General; General Image of the capture
+              "DateOfSecondaryCapture", "TimeOfSecondaryCapture",  # SC Image
+              "ContributionDateTime")  # highdicom's Contributing Equipment item (the library that wrote it)
+PIXELS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 
 def make_bundle(out: Path) -> None:
@@ -136,9 +145,99 @@ def compare(host_path: Path, pi_path: Path, label: str, mode: str = "pinned") ->
     return not problems
 
 
+def compare_sr(host_dir: Path, pi_dir: Path, label: str, mode: str = "exact") -> bool:
+    """Compare the Pi's `cxr-edge classify --sr` folder (SRs and heatmap secondary captures) with the host's, file by
+    file and data element by data element (file meta and nested sequences included), all but WRITTEN_AT. "exact"
+    (the run's report was the host's bit for bit): every value equal, pixel data included. "pinned": probabilities
+    (NumericValue, FloatingPointValue) within PROBABILITY_STEPS steps of 1/256, texts equal but for their numbers,
+    the pixel data's difference reported, not judged (an occluded input a step off moves the heatmap's colours).
+    "selftest": as pinned, but probabilities not bounded and values naming a label free to differ where the host's
+    top two probabilities are not clear, as `compare` judges the report."""
+    import numpy as np
+    import pydicom
+
+    host_dir, pi_dir = Path(host_dir), Path(pi_dir)
+    names = sorted(p.name for p in host_dir.glob("*.dcm"))
+    pi_names = sorted(p.name for p in pi_dir.glob("*.dcm")) if pi_dir.is_dir() else []
+    problems = [] if names else [f"no DICOM files in {host_dir}"]
+    if names != pi_names:
+        problems.append(f"files {names} on the host, {pi_names} on the Pi")
+    compared = max_pixel = differing = 0
+    for name in sorted(set(names) & set(pi_names)):
+        host_ds, pi_ds = pydicom.dcmread(host_dir / name), pydicom.dcmread(pi_dir / name)
+        host, pi = _elements(host_ds), _elements(pi_ds)
+        compared += len(host)
+        probs = [float(v) for k, v in host.items() if k.endswith(".NumericValue")]
+        clear = mode != "selftest" or _clear_probs(probs)
+        for key in sorted(host.keys() | pi.keys(), key=lambda k: (k not in host, k)):
+            if key not in pi or key not in host:
+                problems.append(f"{name}: {key} only on the {'host' if key in host else 'Pi'}")
+            elif not _same_value(key, host[key], pi[key], mode, clear):
+                problems.append(f"{name}: {key} {host[key]!r} on the host, {pi[key]!r} on the Pi")
+        if any(k in host_ds for k in PIXELS):
+            a, b = host_ds.pixel_array.astype(np.int64), pi_ds.pixel_array.astype(np.int64)
+            if a.shape != b.shape:
+                problems.append(f"{name}: pixel data {a.shape} on the host, {b.shape} on the Pi")
+                continue
+            count = int((a != b).sum())
+            differing, max_pixel = differing + count, max(max_pixel, int(np.abs(a - b).max()))
+            if mode == "exact" and count:
+                problems.append(f"{name}: pixel data differs from the host's ({count} of {a.size} values)")
+    verdict = "PASS" if not problems else "FAIL"
+    pixels = "bit for bit" if not differing else f"{differing} values differ, by up to {max_pixel}"
+    print(f"{verdict} {label}: SR and heatmap capture, {len(names)} files, {compared} data elements "
+          f"{'as on the host' if not problems else 'differ'} ({mode}; the times they were written aside); "
+          f"pixel data {pixels}")
+    for problem in problems[:20]:
+        print(f"  {problem}")
+    if len(problems) > 20:
+        print(f"  and {len(problems) - 20} more")
+    return not problems
+
+
+def _elements(ds, prefix: str = "") -> dict:
+    """Every data element of `ds` (and its file meta) by path ("ContentSequence[2].NumericValue"): WRITTEN_AT and
+    pixel data left out."""
+    found = {}
+    for element in list(getattr(ds, "file_meta", None) or []) + list(ds):
+        key = prefix + (element.keyword or str(element.tag))
+        if element.keyword in WRITTEN_AT or element.keyword in PIXELS:
+            continue
+        if element.VR == "SQ":
+            for i, item in enumerate(element.value):
+                found.update(_elements(item, f"{key}[{i}]."))
+        else:
+            found[key] = element.value
+    return found
+
+
+def _same_value(key: str, host, pi, mode: str, clear: bool) -> bool:
+    if host == pi:
+        return True
+    if mode == "exact":
+        return False
+    if key.rsplit(".", 1)[-1] in ("NumericValue", "FloatingPointValue"):  # a measurement's value, as DS and as FD
+        return mode == "selftest" or abs(float(host) - float(pi)) <= PROBABILITY_STEPS / 256 + 1e-6
+    if _masked(str(host)) == _masked(str(pi)):
+        return True
+    return not clear and _names_label(str(host)) and _names_label(str(pi))
+
+
+def _names_label(text: str) -> bool:
+    from cxr_edge.labels import LABELS, in_words
+    from cxr_edge.record.codes import LABEL_CODES
+
+    words = [w for lb in LABELS for w in (lb, in_words(lb), LABEL_CODES[lb].value, LABEL_CODES[lb].meaning)]
+    return any(word in text for word in words)
+
+
 def _clear(row: dict) -> bool:
     """Whether the host's top two probabilities are further apart than twice the self-test's tolerance."""
-    probs = sorted((v for k, v in row.items() if k.startswith("p_") and v is not None), reverse=True)
+    return _clear_probs([v for k, v in row.items() if k.startswith("p_") and v is not None])
+
+
+def _clear_probs(probs: list[float]) -> bool:
+    probs = sorted(probs, reverse=True)
     from cxr_edge.bundle.selftest import TOLERANCE_STEPS  # run-on-pi.sh calls this with the kit's venv, which has it
 
     return len(probs) < 2 or probs[0] - probs[1] > 2 * TOLERANCE_STEPS / 256
@@ -158,6 +257,8 @@ def main() -> None:
         print(cpuinfo(args[0]), end="")
     elif command == "compare":
         sys.exit(0 if compare(Path(args[0]), Path(args[1]), *args[2:]) else 1)
+    elif command == "compare-sr":
+        sys.exit(0 if compare_sr(Path(args[0]), Path(args[1]), *args[2:]) else 1)
     else:
         sys.exit(__doc__)
 
