@@ -199,3 +199,78 @@ def test_new_studies_appear_without_a_reload(screen, tmp_path, synth_small):
         assert time.monotonic() < deadline
         time.sleep(0.5)
     assert client.request("/worklist/rows?filter=all")[2].count('class="patient"') == 3
+
+
+def test_calibrate_from_reviews_matches_calibrate_on_the_same_images_as_a_folder(screen, tmp_path, synth_small,
+                                                                                 edge_bundle):
+    import numpy as np
+    from PIL import Image
+
+    from cxr_train.synth_dicom import write_dicom
+
+    node, base, config = screen
+    folder = tmp_path / "labelled"
+    sent = []
+    for label, name in (("normal", "Normal"), ("covid19", "COVID"), ("lung_opacity", "Lung_Opacity")):
+        for i, png in enumerate(sorted((synth_small / name / "images").glob("*.png"))[:4]):
+            gray = np.asarray(Image.open(png).convert("L").resize((256, 256)), np.uint16) * 16
+            study = f"1.2.826.0.1.3680043.8.498.3{len(sent):03d}"
+            (folder / label).mkdir(parents=True, exist_ok=True)
+            sent.append((write_dicom(folder / label / f"{i}.dcm", gray, StudyInstanceUID=study,
+                                     SeriesInstanceUID=study + ".1", ViewPosition="PA"), label, study))
+    assert _store(node.port, [path for path, _, _ in sent]).returncode == 0
+    node.wait_classified(3 + len(sent))
+    client = Client(base)
+    client.login("amina", PASSWORD)
+    # review each of these studies with its true class, through the form (the internal id from the database)
+    from cxr_edge.node.state import State
+
+    state = State(load_config_data(config))
+    try:
+        rows = state.query("SELECT rowid AS id, study_instance_uid FROM studies")
+    finally:
+        state.close()
+    truth = {study: label for _, label, study in sent}
+    reviewed = 0
+    for row in rows:
+        if row["study_instance_uid"] not in truth:
+            continue
+        token = client.csrf(f"/study/{row['id']}")
+        status, _, _ = client.request(f"/study/{row['id']}/review", {
+            "csrf": token, "kind": "review", "agree": "agree", "finding": truth[row["study_instance_uid"]]})
+        assert status == 303
+        reviewed += 1
+    assert reviewed == len(sent)
+    # a confirmatory result names a label: it wins over the reader's finding
+    first_normal = next(r for r in rows if truth.get(r["study_instance_uid"]) == "normal")
+    token = client.csrf(f"/study/{first_normal['id']}")
+    assert client.request(f"/study/{first_normal['id']}/review", {"csrf": token, "kind": "confirmation",
+                                                                  "code": "pcr_positive"})[0] == 303
+    moved = next(p for p, label, study in sent if study == first_normal["study_instance_uid"])
+    (folder / "covid19").mkdir(exist_ok=True)
+    moved.rename(folder / "covid19" / f"confirmed-{moved.name}")
+
+    runner = CliRunner()
+    from_reviews = runner.invoke(main, ["calibrate", "--from-reviews", "--config", str(config), "--out",
+                                        str(tmp_path / "a.json"), "--format", "json"])
+    on_folder = runner.invoke(main, ["calibrate", str(folder), "--model", str(edge_bundle), "--out",
+                                     str(tmp_path / "b.json"), "--format", "json"])
+    assert from_reviews.exit_code == on_folder.exit_code == 2  # too few images: both say so, neither writes
+    assert "too few reviewed images to set a threshold" in from_reviews.output
+    assert not (tmp_path / "a.json").exists()
+    ours, theirs = (json.loads(r.stdout) for r in (from_reviews, on_folder))
+    assert ours["figures"]["images"] == len(sent)
+    ours.pop("created"), theirs.pop("created")
+    assert ours == theirs
+    exported = runner.invoke(main, ["reviews", "--config", str(config), "--format", "csv"])
+    assert exported.exit_code == 0
+    lines = [line for line in exported.stdout.splitlines() if not line.startswith("#")]
+    assert len(lines) == 1 + len(sent) and "pcr_positive" in exported.stdout and "PID-0042" not in exported.stdout
+    with_ids = runner.invoke(main, ["reviews", "--config", str(config), "--format", "json", "--with-identifiers"])
+    assert json.loads(with_ids.stdout)["reviews"][0]["patient_id"] == "PID-0042"
+
+
+def load_config_data(config):
+    from cxr_edge.node.config import load_config
+
+    return load_config(config).data

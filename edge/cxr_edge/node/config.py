@@ -74,6 +74,9 @@ class WebConfig:
     # confirmatory results a clinician may record on a study, and the label each means for site calibration ("" for
     # none: it is recorded but does not set the label)
     confirmatory_codes: tuple[str, ...] = ("pcr_positive", "pcr_negative")
+    # what each code says the label is, for `calibrate --from-reviews` (it wins over the reader's finding); a code
+    # not named here is recorded but sets no label (a negative PCR does not make a film normal)
+    confirmatory_findings: dict = field(default_factory=lambda: {"pcr_positive": "covid19"})
 
     @property
     def tls(self) -> bool:
@@ -101,7 +104,8 @@ class NodeConfig:
                 "dicom": {**self.dicom.__dict__, "allowed_callers": list(self.dicom.allowed_callers)},
                 "usb": dict(self.usb.__dict__),
                 "send": {**self.send.__dict__, "dicom": [str(peer) for peer in self.send.dicom]},
-                "web": {**self.web.__dict__, "confirmatory_codes": list(self.web.confirmatory_codes)}}
+                "web": {**self.web.__dict__, "confirmatory_codes": list(self.web.confirmatory_codes),
+                        "confirmatory_findings": dict(self.web.confirmatory_findings)}}
 
 
 # key: (type, required); the tables' keys below. Extend, don't rename: later issues add [web] and [send].
@@ -114,7 +118,7 @@ SEND = {"dicom": (list, False), "heatmap_capture": (bool, False), "fhir_url": (s
         "fhir_token_env": (str, False), "retry_first_seconds": ((int, float), False),
         "retry_max_seconds": ((int, float), False)}
 WEB = {"enabled": (bool, False), "bind": (str, False), "port": (int, False), "tls_cert": (str, False),
-       "tls_key": (str, False), "confirmatory_codes": (list, False)}
+       "tls_key": (str, False), "confirmatory_codes": (list, False), "confirmatory_findings": (dict, False)}
 TABLES = {"dicom": DICOM, "usb": USB, "send": SEND, "web": WEB}
 
 
@@ -240,6 +244,11 @@ def _web(given: dict, where, resolve) -> WebConfig:
                               f'["pcr_positive", "pcr_negative"], got {codes!r}')
         values["confirmatory_codes"] = tuple(codes)
     web = WebConfig(**values)
+    findings = ("normal", "lung_opacity", "viral_pneumonia", "covid19", "other_abnormal")
+    for code, finding in web.confirmatory_findings.items():
+        if code not in web.confirmatory_codes or finding not in findings:
+            raise ConfigError(f"{where('[web] confirmatory_findings')}: {code} = {finding!r}: each key one of "
+                              f"confirmatory_codes, each value one of {', '.join(findings)}")
     try:
         ipaddress.ip_address(web.bind)
     except ValueError:

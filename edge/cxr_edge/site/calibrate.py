@@ -105,7 +105,14 @@ def calibrate(classifier: Classifier, source: Path, target_sensitivity: float) -
     """Every figure of a calibration run; `ready` says whether there are enough images to write a threshold."""
     folder, truth_by_path = labelled_images(source)
     names = sorted(truth_by_path)
-    results = rows_of(list(classify_paths(classifier, folder, names)))
+    return figures_of(classifier, rows_of(list(classify_paths(classifier, folder, names))), truth_by_path,
+                      target_sensitivity)
+
+
+def figures_of(classifier: Classifier, results: list, truth_by_path: dict[str, str],
+               target_sensitivity: float) -> dict:
+    """The figures of `calibrate` from rows classified already (a folder's, or the reviewed images of the clinic
+    node: cxr_edge.web.reviews) and the truth by row path."""
     unreadable = [r for r in results if r.error]
     excluded: dict[str, int] = {}
     used = []

@@ -8,6 +8,8 @@ import time
 
 from cxr_edge.labels import LABELS
 from cxr_edge.node.state import State
+from cxr_edge.run.classify import Result
+from cxr_edge.site.calibrate import ABNORMAL
 
 FINDINGS = (*LABELS, "other_abnormal", "not_assessable")
 FINDING_WORDS = {"normal": "Normal", "lung_opacity": "Lung opacity", "viral_pneumonia": "Viral pneumonia",
@@ -40,3 +42,47 @@ def _append(state: State, study_uid: str, user: str, kind: str, agree, finding: 
                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                    (study_uid, user, time.time(), kind, None if agree is None else int(agree), finding, confirmation,
                     note.strip()[:2000]))
+
+
+# the reader's finding as the label calibration takes: a disease named, "abnormal" (stage 1 only), or none
+FINDING_LABELS = {**{label: label for label in LABELS}, "other_abnormal": ABNORMAL, "not_assessable": ""}
+
+_LATEST = ("(SELECT {column} FROM reviews v WHERE v.study_instance_uid = s.study_instance_uid AND v.kind = '{kind}' "
+           "ORDER BY v.id DESC LIMIT 1)")
+
+
+def reviewed_rows(state: State) -> list[dict]:
+    """One row per image of every reviewed study, with the study's latest review and latest confirmatory result
+    (entries are never changed: the latest is the clinic's current word)."""
+    latest = {name: _LATEST.format(column=column, kind=kind) for name, column, kind in (
+        ("finding", "v.finding", "review"), ("agree", "v.agree", "review"), ("reviewer", "v.user", "review"),
+        ("reviewed", "v.time", "review"), ("confirmation", "v.confirmation", "confirmation"),
+        ("confirmed", "v.time", "confirmation"))}
+    columns = ", ".join(f"{sql} AS {name}" for name, sql in latest.items())
+    return state.query(
+        f"SELECT s.rowid AS study_id, i.id AS image_id, i.received, i.path, i.sop_instance_uid, "
+        f"s.study_instance_uid, s.patient_id, s.patient_name, s.accession_number, r.label, r.p_normal, "
+        f"r.p_lung_opacity, r.p_viral_pneumonia, r.p_covid19, r.refer, r.reason, r.error, {columns} "
+        f"FROM studies s JOIN instances i ON i.study_instance_uid = s.study_instance_uid JOIN results r ON "
+        f"r.sop_instance_uid = i.sop_instance_uid WHERE EXISTS (SELECT 1 FROM reviews v WHERE "
+        f"v.study_instance_uid = s.study_instance_uid AND v.kind = 'review') ORDER BY s.rowid, i.id")
+
+
+def truth_of(row: dict, confirmatory_findings: dict[str, str]) -> str:
+    """The label a reviewed image counts as: the confirmatory result's where it names one, else the reader's."""
+    confirmed = confirmatory_findings.get(row["confirmation"] or "", "")
+    return FINDING_LABELS.get(confirmed or "", "") or FINDING_LABELS.get(row["finding"] or "", "")
+
+
+def calibration_set(state: State, confirmatory_findings: dict[str, str]) -> tuple[list[Result], dict[str, str]]:
+    """The reviewed images as `calibrate` takes them: their rows as classified, and the truth by path (images whose
+    reader found them not assessable are left out)."""
+    results, truth = [], {}
+    for row in reviewed_rows(state):
+        label = truth_of(row, confirmatory_findings)
+        if not label:
+            continue
+        probs = tuple(row[f"p_{lb}"] for lb in LABELS) if row["label"] else ()
+        results.append(Result(row["path"], row["label"], probs, bool(row["refer"]), row["reason"], row["error"]))
+        truth[row["path"]] = label
+    return results, truth
