@@ -42,7 +42,7 @@ class Client:
         except urllib.error.HTTPError as exc:
             response = exc
         return response.status if hasattr(response, "status") else response.code, dict(response.headers), \
-            response.read().decode()
+            response.read().decode(errors="replace")
 
     def login(self, name: str, password: str):
         _, _, html = self.request("/login")
@@ -121,6 +121,16 @@ def test_login_cookie_csrf_limits_and_escaping(screen):
     assert status == 303
     page = client.request(f"/study/{study}")[2]
     assert "disagrees with the AI; finding Other abnormality" in page and "amina" in page
+    # the heatmap, on request, then kept; the thumbnail; the status page with its monitoring chart
+    image = re.search(r'action="/image/(\d+)/heatmap"', page).group(1)
+    assert client.request(f"/image/{image}/heatmap.png")[0] == 404
+    assert client.request(f"/image/{image}/heatmap", {"csrf": token})[0] == 303
+    status, headers, _ = client.request(f"/image/{image}/heatmap.png")
+    assert status == 200 and headers["content-type"] == "image/png"
+    assert 'class="heatmap"' in client.request(f"/study/{study}")[2]
+    assert client.request(f"/image/{image}/thumbnail.jpg")[1]["content-type"] == "image/jpeg"
+    status_page = client.request("/status")[2]
+    assert "Monitoring, week by week" in status_page and "<svg" in status_page and "CXREDGE on 127.0.0.1" in status_page
     # the API, with a session or a bearer token
     assert json.loads(client.request("/api/results")[2])["results"]
     made = CliRunner().invoke(main, ["user", "token", "amina", "--config", str(config)])

@@ -21,10 +21,13 @@ from cxr_edge.csv_cells import cell
               help="Only images received at or after this time, e.g. 2026-12-01 or 2026-12-01T08:00.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
               help="A table to read, CSV, or JSON ({\"results\": [...], \"outbox\": [...]}) for scripts.")
+@click.option("--summary", is_flag=True,
+              help="Monitoring instead, week by week: shares flagged abnormal, referred and out-of-distribution "
+                   "against what the site file (or bundle) expects, agreement with the readers, and warnings.")
 @click.option("--outbox", "show_outbox", is_flag=True,
               help="List the outbox instead: every object for every [send] destination, queued, sent or failed, "
                    "with its attempts and last error.")
-def command(config_path: Path, since: str | None, fmt: str, show_outbox: bool) -> None:
+def command(config_path: Path, since: str | None, fmt: str, summary: bool, show_outbox: bool) -> None:
     """One row per image the node classified: study and SOP instance UIDs (empty for a stick's), when it was
     received, where from (dicom:CALLING_AE or usb:LABEL), and the columns `classify` reports; then, per [send]
     destination, how many results are queued, sent and failed, and the last error.
@@ -44,6 +47,8 @@ def command(config_path: Path, since: str | None, fmt: str, show_outbox: bool) -
                       f"{config_path}` run?)")
     state = State(config.data)
     try:
+        if summary:
+            return _print_summary(state, config, fmt)
         rows = [_row(r) for r in state.results(_since(since))]
         outbox, items = state.outbox(), state.outbox_items() if show_outbox else []
     finally:
@@ -68,6 +73,50 @@ def command(config_path: Path, since: str | None, fmt: str, show_outbox: bool) -
         for line in _outbox_lines(outbox):
             click.echo(line)
         click.echo(DISCLAIMER)
+
+
+def _print_summary(state, config, fmt: str) -> None:
+    """The weekly monitoring of the status page, for a terminal or a script."""
+    from dataclasses import asdict
+
+    from cxr_edge import DISCLAIMER
+    from cxr_edge.bundle.files import BundleError
+    from cxr_edge.bundle.load import load_bundle
+    from cxr_edge.site.site_file import SiteError, expected_for, load_site
+    from cxr_edge.web.monitoring import weekly
+
+    try:  # the expected shares only: the bundle's manifest and the site file, no interpreter
+        bundle = load_bundle(config.model, allow_unverified=True, allow_unsigned=True)
+        site = load_site(config.site, bundle.manifest_sha256) if config.site else None
+    except (BundleError, SiteError) as exc:
+        raise Failure(str(exc)) from None
+    expected, source = expected_for(bundle, site)
+    weeks = weekly(state, expected, source)
+    if fmt == "json":
+        click.echo(json.dumps({"notice": DISCLAIMER, "expected": expected, "expected_from": source,
+                               "weeks": [asdict(w) for w in weeks]}, indent=2))
+        return
+
+    def pct(k, n):
+        return f"{k / n:.0%}" if n else ""
+
+    lines = [f"{'week':9s} {'images':>6s} {'abnormal':>9s} {'referred':>9s} {'ood':>5s} {'reviews':>8s} {'agree':>6s}"]
+    lines += [f"{w.week:9s} {w.images:6d} {pct(w.abnormal, w.answered):>9s} {pct(w.referred, w.images):>9s} "
+              f"{pct(w.ood, w.images):>5s} {w.reviews:8d} {pct(w.agreed, w.reviews):>6s}" for w in weeks]
+    shares = ", ".join(f"{k.replace('_', ' ')} {v:.0%}" for k, v in expected.items())
+    lines.append(f"expected ({source}): {shares or 'nothing recorded'}")
+    lines += [w for week in weeks for w in week.warnings] or ["no week outside its bounds"]
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["week", "images", "answered", "abnormal", "referred", "ood", "reviews", "agreed", "warnings"])
+        for w in weeks:
+            writer.writerow([w.week, w.images, w.answered, w.abnormal, w.referred, w.ood, w.reviews, w.agreed,
+                             " ".join(w.warnings)])
+        click.echo(out.getvalue(), nl=False)
+        return
+    click.echo("\n".join(lines))
+    click.echo(DISCLAIMER)
 
 
 def _outbox_lines(outbox: list[dict]) -> list[str]:

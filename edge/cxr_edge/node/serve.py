@@ -156,9 +156,10 @@ def node_status(config: NodeConfig, state, classifier, receiver, threads) -> dic
     """What the status page and /healthz show: no patient data."""
     import shutil
 
-    from cxr_edge.site.site_file import operating_point_line
+    from cxr_edge.site.site_file import expected_shares, operating_point_line
 
     origin = classifier.bundle.origin
+    expected, source = expected_shares(classifier)
     last = receiver.last_association if receiver else None
     queue = state.query("SELECT count(*) AS n FROM instances WHERE state = 'received'")[0]["n"]
     return {"bundle": config.model.name, "signer": origin.summary() if origin else "not checked",
@@ -170,6 +171,7 @@ def node_status(config: NodeConfig, state, classifier, receiver, threads) -> dic
                       "last_association": last[0] if last else None},
             "queue": queue, "free_mb": int(shutil.disk_usage(config.data).free / 2**20),
             "outbox": state.outbox(), "stick_runs": state.stick_runs()[-10:],
+            "expected": expected, "expected_source": source,
             "threads_alive": all(t.is_alive() for t in threads if t is not None)}
 
 

@@ -83,9 +83,14 @@ def uncalibrated_warning(classifier) -> str | None:
 def expected_shares(classifier) -> tuple[dict, str]:
     """The shares a run is compared with: the site file's, else the bundle's test-split figures (which reflect
     the training data's class balance, not this clinic's)."""
-    if classifier.site:
-        return classifier.site.expected, f"this site's calibration ({classifier.site.created})"
-    manifest = classifier.bundle.manifest
+    return expected_for(classifier.bundle, classifier.site)
+
+
+def expected_for(bundle, site) -> tuple[dict, str]:
+    """expected_shares of a bundle and site file (None) without their Classifier."""
+    if site:
+        return site.expected, f"this site's calibration ({site.created})"
+    manifest = bundle.manifest
     expected = {}
     if "flagged_abnormal" in manifest.get("expected", {}):
         expected["flagged_abnormal"] = manifest["expected"]["flagged_abnormal"]

@@ -221,7 +221,12 @@ def create_app(context: Context) -> Starlette:
 
     async def status_page(request: Request):
         signed_in(request)
-        return page(request, "status.html", status=context.status())
+        from cxr_edge.web.monitoring import chart, weekly
+
+        status = context.status()
+        weeks = weekly(context.state, status["expected"], status["expected_source"])
+        return page(request, "status.html", status=status, weeks=weeks[-8:], chart=chart(weeks, status["expected"]),
+                    alerts=[w for week in weeks[-8:] for w in week.warnings])
 
     async def api_results(request: Request):
         signed_in(request, api=True)
@@ -236,8 +241,9 @@ def create_app(context: Context) -> Starlette:
     async def healthz(request: Request):
         status = context.status()
         healthy = status["selftest_passed"] and status["threads_alive"]
+        dicom = {k: status["dicom"][k] for k in ("enabled", "listening", "ae_title", "port")}
         return JSONResponse({"status": "ok" if healthy else "degraded", "selftest": status["selftest"],
-                             "dicom": status["dicom"]})
+                             "dicom": dicom})
 
     async def root(request: Request):
         return RedirectResponse("/worklist", status_code=303)
