@@ -22,7 +22,7 @@ def main() -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="Also show TensorFlow's own log lines.")
     args = parser.parse_args()
     quiet(args.verbose)  # before the benchmarks' imports start TensorFlow
-    from benchmarks import clinic, edge, model_sizes, node, training, worklist
+    from benchmarks import clinic, edge, model_sizes, node, training, web, worklist
 
     start = time.perf_counter()
     figures = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
@@ -62,6 +62,11 @@ def main() -> None:
               f"{n['latency']['p50_s']} / {n['latency']['p95_s']} (target p95 <= {node.TARGET_P95_S})"),
              (f"clinic node memory over {n['memory']['images']} images: peak MB, growth first to last 100",
               f"{n['memory']['peak_mb']} MB (target <= {node.TARGET_PEAK_MB}), {n['memory']['growth_mb']:+} MB")]
+    b = web.measure(log=lambda line: None)
+    figures["web"] = b
+    rows += [(f"web screen, {b['studies']} studies: first worklist page p50 / p95 ms, memory paging through twice",
+              f"{b['first_page_ms_p50']} / {b['first_page_ms_p95']} ms (target <= {web.TARGET_FIRST_PAGE_MS}), "
+              f"{b['rss_mb_before_paging']} -> {b['rss_mb_after_paging_twice']} MB")]
     sizes = model_sizes.measure(("alexnet", "alexnet-edge"))
     figures["sizes"] = sizes
     rows += [(f"{r['preset']} float32 / int8 size (MB)", f"{r['float32_mb']} / {r['int8_mb']} ({r['ratio']}x)")
