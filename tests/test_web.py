@@ -138,6 +138,8 @@ def test_login_cookie_csrf_limits_and_escaping(screen):
     rows = json.loads(Client(base).request("/api/results", headers={"Authorization": f"Bearer {bearer}"})[2])
     assert len(rows["results"]) == 3
     assert Client(base).request("/api/results", headers={"Authorization": "Bearer nonsense"})[0] == 401
+    assert json.loads(client.request("/api/results?since=2999-01-01")[2])["results"] == []
+    assert client.request("/api/results?since=yesterday")[0] == 400
     # the sixth bad password in a minute is refused without being checked: even the right one
     other = Client(base)
     for _ in range(5):

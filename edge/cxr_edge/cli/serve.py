@@ -47,6 +47,8 @@ def command(config_path: Path, check: bool) -> None:
             click.echo(classifier.selftest.summary())
             click.echo("configuration usable")
             return
-        run(config)
+        from cxr_edge.web.server import start_web
+
+        run(config, start_web=start_web)
     except (ConfigError, StartError) as exc:
         raise Failure(str(exc)) from None

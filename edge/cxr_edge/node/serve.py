@@ -59,8 +59,9 @@ def open_classifier(config: NodeConfig):
         raise StartError(str(exc)) from None
 
 
-def run(config: NodeConfig, stop: threading.Event | None = None) -> None:
-    """Serve until SIGTERM or SIGINT (or `stop` is set)."""
+def run(config: NodeConfig, stop: threading.Event | None = None, start_web=None) -> None:
+    """Serve until SIGTERM or SIGINT (or `stop` is set). `start_web` (cxr_edge.web.server.start_web, given by the
+    command line: the screen sits below the node) starts the clinician's screen when [web] is enabled."""
     from cxr_edge.node.receiver import Receiver
     from cxr_edge.node.state import State
     from cxr_edge.node.worker import Worker
@@ -107,8 +108,10 @@ def run(config: NodeConfig, stop: threading.Event | None = None) -> None:
                        else ", ".join(config.dicom.allowed_callers))
             log(f"listening as {config.dicom.ae_title} on {config.dicom.bind}:{config.dicom.port}, accepting "
                 f"{callers}")
-        if config.web.enabled and not stop.is_set():
-            web = _start_web(config, state, classifier, lambda: receiver, (worker, sticks, sender))
+        if config.web.enabled and start_web is not None and not stop.is_set():
+            threads = (worker, sticks, sender)
+            web = start_web(config, state, lambda: node_status(config, state, classifier, receiver, threads),
+                            lambda: open_classifier(config), log)
         while not stop.wait(0.5):
             for thread in (worker, sticks, sender, web):
                 if thread is not None and not thread.is_alive():
@@ -132,26 +135,6 @@ def run(config: NodeConfig, stop: threading.Event | None = None) -> None:
         log(f"stopped in {time.monotonic() - started:.1f} s")
 
 
-def _start_web(config: NodeConfig, state, classifier, receiver, threads):
-    """The clinician's screen, in this process; StartError when it cannot listen."""
-    from cxr_edge.web.app import Context, web_warnings
-    from cxr_edge.web.server import WebServer
-
-    def status() -> dict:
-        return node_status(config, state, classifier, receiver(), threads)
-
-    web = WebServer(Context(config, state, log, status, lambda: open_classifier(config)))
-    web.start()
-    if not web.wait_started():
-        raise StartError(f"the web screen cannot listen on {config.web.bind}:{config.web.port} "
-                         f"({web.failed or 'see the lines above'}): is the port taken? check [web] port")
-    scheme = "https" if config.web.tls else "http"
-    log(f"web screen on {scheme}://{config.web.bind}:{config.web.port}/")
-    for warning in web_warnings(config):
-        log(f"WARNING: {warning}")
-    return web
-
-
 def node_status(config: NodeConfig, state, classifier, receiver, threads) -> dict:
     """What the status page and /healthz show: no patient data."""
     import shutil
@@ -162,7 +145,12 @@ def node_status(config: NodeConfig, state, classifier, receiver, threads) -> dic
     expected, source = expected_shares(classifier)
     last = receiver.last_association if receiver else None
     queue = state.query("SELECT count(*) AS n FROM instances WHERE state = 'received'")[0]["n"]
+    import platform
+
+    from cxr_edge.models.interpreter import backend
+
     return {"bundle": config.model.name, "signer": origin.summary() if origin else "not checked",
+            "interpreter": f"{backend()} on {platform.machine()}",
             "selftest": classifier.selftest.summary(), "selftest_passed": True,  # the node does not start otherwise
             "operating_point": operating_point_line(classifier).removeprefix("operating point: "),
             "site": str(config.site) if config.site else "none: the bundle's threshold, not calibrated for this site",

@@ -40,3 +40,20 @@ class WebServer(threading.Thread):
 
     def stop(self) -> None:
         self.server.should_exit = True
+
+
+def start_web(config, state, status, classifier_factory, log) -> WebServer:
+    """The clinician's screen, in the node's process; StartError when it cannot listen."""
+    from cxr_edge.node.serve import StartError
+    from cxr_edge.web.app import web_warnings
+
+    web = WebServer(Context(config, state, log, status, classifier_factory))
+    web.start()
+    if not web.wait_started():
+        raise StartError(f"the web screen cannot listen on {config.web.bind}:{config.web.port} "
+                         f"({web.failed or 'see the lines above'}): is the port taken? check [web] port")
+    scheme = "https" if config.web.tls else "http"
+    log(f"web screen on {scheme}://{config.web.bind}:{config.web.port}/")
+    for warning in web_warnings(config):
+        log(f"WARNING: {warning}")
+    return web
