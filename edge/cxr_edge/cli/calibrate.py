@@ -78,17 +78,12 @@ def _from_reviews(config_path: Path, threads, out: Path, site_name: str, target_
                   fmt: str) -> None:
     """The node's reviewed images, with their stored results: the bundle is the node's, so the rows are the ones
     `calibrate` would compute on the same images."""
-    from cxr_edge.node.config import ConfigError, load_config
-    from cxr_edge.node.state import DATABASE, State
+    from cxr_edge.cli.common import node_config
+    from cxr_edge.node.state import State
     from cxr_edge.site.calibrate import CalibrationError, figures_of
     from cxr_edge.web.reviews import calibration_set
 
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        raise Failure(str(exc)) from None
-    if not (config.data / DATABASE).exists():
-        raise Failure(f"no reviews yet: {config.data / DATABASE} does not exist (has `cxr-edge serve` run?)")
+    config = node_config(config_path, "reviews")
     classifier = make_classifier(config.model, threads, False, False, min_confidence)
     target = target_sensitivity or float(classifier.bundle.manifest.get("target_sensitivity") or 0.95)
     state = State(config.data)

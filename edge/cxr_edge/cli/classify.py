@@ -57,13 +57,7 @@ def command(folder: Path, model, threads, allow_unverified, allow_unsigned, fmt,
             html = report_format(output) == "html"
     if html_heatmaps and (output is None or not html):
         raise Failure("--html-heatmaps needs an HTML report: add --output REPORT.html")
-    if heatmaps is not None:
-        if inside(heatmaps, folder):
-            raise Failure(f"--heatmaps {heatmaps} is inside the input folder {folder}, which is never written to; "
-                          "choose a folder elsewhere")
-        with errors_as_failures(OSError):
-            heatmaps.mkdir(parents=True, exist_ok=True)
-    for option, out_dir in (("--sr", sr_dir), ("--fhir", fhir_dir)):
+    for option, out_dir in (("--heatmaps", heatmaps), ("--sr", sr_dir), ("--fhir", fhir_dir)):
         if out_dir is not None:
             if inside(out_dir, folder):
                 raise Failure(f"{option} {out_dir} is inside the input folder {folder}, which is never written to; "

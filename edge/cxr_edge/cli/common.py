@@ -34,3 +34,19 @@ def version_option(name: str, extra=None):
 
     return click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=show,
                         help="Show the version and exit.")
+
+
+def node_config(config_path, needs: str | None = None):
+    """The node's configuration for a command that reads its data folder; with `needs` (what the command shows, e.g.
+    "results"), a Failure saying so when the node has not run yet."""
+    from cxr_edge.node.config import ConfigError, load_config
+    from cxr_edge.node.state import DATABASE
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        raise Failure(str(exc)) from None
+    if needs and not (config.data / DATABASE).exists():
+        raise Failure(f"no {needs} yet: {config.data / DATABASE} does not exist (has `cxr-edge serve --config "
+                      f"{config_path}` run?)")
+    return config

@@ -35,16 +35,10 @@ def command(config_path: Path, since: str | None, fmt: str, summary: bool, show_
     Example: cxr-edge results --config /etc/cxr-edge/node.toml --since 2026-12-01 --format csv
     """
     from cxr_edge import DISCLAIMER
-    from cxr_edge.node.config import ConfigError, load_config
-    from cxr_edge.node.state import DATABASE, State
+    from cxr_edge.cli.common import node_config
+    from cxr_edge.node.state import State
 
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        raise Failure(str(exc)) from None
-    if not (config.data / DATABASE).exists():
-        raise Failure(f"no results yet: {config.data / DATABASE} does not exist (has `cxr-edge serve --config "
-                      f"{config_path}` run?)")
+    config = node_config(config_path, "results")
     state = State(config.data)
     try:
         if summary:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import click
 
-from cxr_edge.cli.common import Failure
 from cxr_edge.csv_cells import cell
 
 COLUMNS = ("study_id", "image_id", "received", "label", "p_normal", "p_lung_opacity", "p_viral_pneumonia", "p_covid19",
@@ -35,16 +34,11 @@ def command(config_path: Path, fmt: str, with_identifiers: bool) -> None:
     Example: cxr-edge reviews --config /etc/cxr-edge/node.toml --format csv > reviews.csv
     """
     from cxr_edge import DISCLAIMER
-    from cxr_edge.node.config import ConfigError, load_config
-    from cxr_edge.node.state import DATABASE, State
+    from cxr_edge.cli.common import node_config
+    from cxr_edge.node.state import State
     from cxr_edge.web.reviews import reviewed_rows, truth_of
 
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        raise Failure(str(exc)) from None
-    if not (config.data / DATABASE).exists():
-        raise Failure(f"no reviews yet: {config.data / DATABASE} does not exist (has `cxr-edge serve` run?)")
+    config = node_config(config_path, "reviews")
     state = State(config.data)
     try:
         records = reviewed_rows(state)

@@ -22,15 +22,24 @@ def command() -> None:
     """
 
 
+def _on_accounts(config_path: Path, action, *args):
+    """`action(state, *args)` on the node's database; an AccountError as the command's error."""
+    from cxr_edge.web.accounts import AccountError
+
+    state = _state(config_path)
+    try:
+        return action(state, *args)
+    except AccountError as exc:
+        raise Failure(str(exc)) from None
+    finally:
+        state.close()
+
+
 def _state(config_path: Path):
-    from cxr_edge.node.config import ConfigError, load_config
+    from cxr_edge.cli.common import node_config
     from cxr_edge.node.state import State
 
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        raise Failure(str(exc)) from None
-    return State(config.data)
+    return State(node_config(config_path).data)
 
 
 @command.command("add", short_help="Add a user (the password from a prompt or CXR_EDGE_PASSWORD).")
@@ -39,17 +48,11 @@ def _state(config_path: Path):
 @config_option
 def add(name: str, role: str, config_path: Path) -> None:
     """Add user NAME; the password comes from $CXR_EDGE_PASSWORD or, without it, from a prompt (asked twice)."""
-    from cxr_edge.web.accounts import AccountError, add_user
+    from cxr_edge.web.accounts import add_user
 
     password = os.environ.get("CXR_EDGE_PASSWORD") or click.prompt("Password", hide_input=True,
                                                                   confirmation_prompt=True)
-    state = _state(config_path)
-    try:
-        add_user(state, name, role, password)
-    except AccountError as exc:
-        raise Failure(str(exc)) from None
-    finally:
-        state.close()
+    _on_accounts(config_path, add_user, name, role, password)
     click.echo(f"user {name} added ({role})")
 
 
@@ -58,15 +61,9 @@ def add(name: str, role: str, config_path: Path) -> None:
 @config_option
 def remove(name: str, config_path: Path) -> None:
     """Remove user NAME: their API tokens stop working and their sessions end at once (their reviews stay)."""
-    from cxr_edge.web.accounts import AccountError, remove_user
+    from cxr_edge.web.accounts import remove_user
 
-    state = _state(config_path)
-    try:
-        remove_user(state, name)
-    except AccountError as exc:
-        raise Failure(str(exc)) from None
-    finally:
-        state.close()
+    _on_accounts(config_path, remove_user, name)
     click.echo(f"user {name} removed")
 
 
@@ -75,12 +72,6 @@ def remove(name: str, config_path: Path) -> None:
 @config_option
 def token(name: str, config_path: Path) -> None:
     """Print a new bearer token for GET /api/results as NAME. It is shown once: only its hash is kept."""
-    from cxr_edge.web.accounts import AccountError, new_token
+    from cxr_edge.web.accounts import new_token
 
-    state = _state(config_path)
-    try:
-        click.echo(new_token(state, name))
-    except AccountError as exc:
-        raise Failure(str(exc)) from None
-    finally:
-        state.close()
+    click.echo(_on_accounts(config_path, new_token, name))

@@ -169,20 +169,24 @@ def _ae_title(value) -> bool:
         and bool(value.strip())
 
 
+def _check_address(bind: str, port: int, table: str, where) -> None:
+    try:
+        ipaddress.ip_address(bind)
+    except ValueError:
+        raise ConfigError(f"{where(table + ' bind')}: an IP address of this box (\"127.0.0.1\", \"0.0.0.0\" for "
+                          f"every network, or one interface's), got {bind!r}") from None
+    if not 0 < port < 65536:
+        raise ConfigError(f"{where(table + ' port')}: 1 to 65535, got {port}")
+
+
 def _check_dicom(dicom: DicomConfig, given: dict, where) -> None:
     if not _ae_title(dicom.ae_title):
         raise ConfigError(f"{where('[dicom] ae_title')}: 1 to 16 ASCII characters, no backslash, got "
                           f"{dicom.ae_title!r}")
-    try:
-        ipaddress.ip_address(dicom.bind)
-    except ValueError:
-        raise ConfigError(f"{where('[dicom] bind')}: an IP address of this box (\"127.0.0.1\", \"0.0.0.0\" for "
-                          f"every network, or one interface's), got {dicom.bind!r}") from None
+    _check_address(dicom.bind, dicom.port, "[dicom]", where)
     if not math.isfinite(dicom.study_stable_seconds):
         raise ConfigError(f"{where('[dicom] study_stable_seconds')}: a number of seconds, got "
                           f"{dicom.study_stable_seconds!r}")
-    if not 0 < dicom.port < 65536:
-        raise ConfigError(f"{where('[dicom] port')}: 1 to 65535, got {dicom.port}")
     if dicom.min_free_mb < 0 or dicom.study_stable_seconds < 0:
         key = "min_free_mb" if dicom.min_free_mb < 0 else "study_stable_seconds"
         raise ConfigError(f"{where('[dicom] ' + key)}: must not be negative")
@@ -249,13 +253,7 @@ def _web(given: dict, where, resolve) -> WebConfig:
         if code not in web.confirmatory_codes or finding not in findings:
             raise ConfigError(f"{where('[web] confirmatory_findings')}: {code} = {finding!r}: each key one of "
                               f"confirmatory_codes, each value one of {', '.join(findings)}")
-    try:
-        ipaddress.ip_address(web.bind)
-    except ValueError:
-        raise ConfigError(f"{where('[web] bind')}: an IP address of this box (\"127.0.0.1\", \"0.0.0.0\" for every "
-                          f"network, or one interface's), got {web.bind!r}") from None
-    if not 0 < web.port < 65536:
-        raise ConfigError(f"{where('[web] port')}: 1 to 65535, got {web.port}")
+    _check_address(web.bind, web.port, "[web]", where)
     if bool(web.tls_cert) != bool(web.tls_key):
         missing = "tls_key" if web.tls_cert else "tls_cert"
         raise ConfigError(f"{where('[web] ' + missing)}: missing: TLS needs both the certificate and its key")

@@ -23,6 +23,7 @@ from collections import defaultdict
 from typing import Callable
 
 from cxr_edge.node.config import Peer, SendConfig, parse_peer
+from cxr_edge.node.outbox import dicom_destination, fhir_destination
 from cxr_edge.node.state import Queued, State
 
 TIMEOUT = 5  # seconds for a connection or a reply: within the node's 9 s to stop
@@ -58,8 +59,8 @@ class Sender(threading.Thread):
         self._failures: dict[str, int] = defaultdict(int)  # failures in a row, per destination
         self._blocked: dict[str, float] = {}  # destination -> time of its next try
         # only what is configured now: objects queued for a destination since removed wait, shown in the outbox
-        self.destinations = [*(f"dicom:{peer}" for peer in send.dicom),
-                             *([f"fhir:{send.fhir_url}"] if send.fhir_url else [])]
+        self.destinations = [*(dicom_destination(peer) for peer in send.dicom),
+                             *([fhir_destination(send.fhir_url)] if send.fhir_url else [])]
 
     def wake(self) -> None:
         self._wake.set()

@@ -155,10 +155,7 @@ def create_app(context: Context) -> Starlette:
         return JSONResponse({"version": worklist.version(context.state)})
 
     def study_or_404(request: Request) -> dict:
-        found = worklist.study(context.state, request.path_params["study_id"])
-        if found is None:
-            raise HTTPException(404, "no such study on this box")
-        return found
+        return _found(worklist.study(context.state, request.path_params["study_id"]), "study")
 
     async def study_page(request: Request):
         signed_in(request)
@@ -190,10 +187,7 @@ def create_app(context: Context) -> Starlette:
         return RedirectResponse(f"/study/{found['id']}?m=saved", status_code=303)
 
     def image_or_404(request: Request) -> dict:
-        found = worklist.instance(context.state, request.path_params["image_id"])
-        if found is None:
-            raise HTTPException(404, "no such image on this box")
-        return found
+        return _found(worklist.instance(context.state, request.path_params["image_id"]), "image")
 
     async def thumbnail(request: Request):
         signed_in(request)
@@ -296,6 +290,12 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def _found(row: dict | None, what: str) -> dict:
+    if row is None:
+        raise HTTPException(404, f"no such {what} on this box")
+    return row
 
 
 def web_warnings(config: NodeConfig) -> list[str]:
