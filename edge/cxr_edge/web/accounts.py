@@ -6,6 +6,7 @@ sha256 is kept, so the database alone lets nobody in."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -44,6 +45,15 @@ def password_matches(password: str, stored: str) -> bool:
     except ValueError:
         return False
     return hmac.compare_digest(actual.hex(), digest)
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    return hash_password(secrets.token_urlsafe(16))
+
+
+def is_user(state: State, name: str) -> bool:
+    return bool(state.query("SELECT 1 FROM users WHERE name = ?", (name,)))
 
 
 def _sha256(text: str) -> str:
@@ -107,7 +117,9 @@ def log_in(state: State, name: str, password: str, address: str) -> tuple[str, s
     if too_many_failures(state, name, address):
         return "refused"
     rows = state.query("SELECT password_hash FROM users WHERE name = ?", (name,))
-    if not rows or not password_matches(password, rows[0]["password_hash"]):
+    # an unknown name costs the same scrypt as a known one: the time taken never tells which names exist
+    stored = rows[0]["password_hash"] if rows else _dummy_hash()
+    if not password_matches(password, stored) or not rows:
         with state.transaction() as db:
             db.execute("INSERT INTO login_failures (time, user, address) VALUES (?, ?, ?)", (time.time(), name, address))
             db.execute("DELETE FROM login_failures WHERE time < ?", (time.time() - 24 * 3600,))

@@ -105,12 +105,18 @@ def create_app(context: Context) -> Starlette:
         if not expected or not secrets.compare_digest(str(form.get("csrf", "")), expected):
             raise HTTPException(403, "the login form has expired: reload the page and try again")
         name, address = str(form.get("name", ""))[:64], request.client.host if request.client else "?"
-        outcome = accounts.log_in(context.state, name, str(form.get("password", "")), address)
+        from starlette.concurrency import run_in_threadpool
+
+        # scrypt takes tens of milliseconds: off the event loop, so other pages are not held up
+        outcome = await run_in_threadpool(accounts.log_in, context.state, name, str(form.get("password", "")),
+                                          address)
+        # a name that is no user may be anything typed in the wrong field (a patient ID): never logged
+        who = f"user {name!r}" if accounts.is_user(context.state, name) else "an unknown user name"
         if outcome == "refused":
-            context.log(f"web: login refused for user {name!r} from {address}: too many failed logins in a minute")
+            context.log(f"web: login refused for {who} from {address}: too many failed logins in a minute")
             return RedirectResponse("/login?m=wait", status_code=303)
         if outcome == "wrong":
-            context.log(f"web: failed login for user {name!r} from {address}")
+            context.log(f"web: failed login for {who} from {address}")
             return RedirectResponse("/login?m=wrong", status_code=303)
         session, _ = outcome
         context.log(f"web: {name} logged in from {address}")
