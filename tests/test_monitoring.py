@@ -1,5 +1,6 @@
 """Weekly monitoring of the clinic node (the status page's chart and `cxr-edge results --summary`): the drift
-rule of every classify run (exact binomial test, p < 0.001, at least 30 images) applied week by week."""
+rule of every classify run (exact binomial test, p < 0.001, at least 30 images) applied week by week; and the
+screen's login limit under parallel tries."""
 
 import json
 import time
@@ -70,3 +71,19 @@ def test_results_summary_prints_the_weeks_and_their_warnings(tmp_path, edge_bund
     data = json.loads(CliRunner().invoke(main, ["results", "--config", str(config), "--summary", "--format",
                                                 "json"]).stdout)
     assert data["weeks"][0]["images"] == 40 and data["weeks"][0]["warnings"]
+
+
+def test_parallel_logins_cannot_slip_past_the_limit(tmp_path):
+    """Twenty wrong passwords at once from one address: five are checked, fifteen refused unchecked (the count and
+    the try are one transaction, before the slow scrypt)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cxr_edge.web.accounts import add_user, log_in
+
+    state = State(tmp_path / "data")
+    add_user(state, "amina", "reviewer", "correct horse battery")
+    with ThreadPoolExecutor(20) as pool:
+        outcomes = list(pool.map(lambda _: log_in(state, "amina", "wrong password", "10.0.0.7"), range(20)))
+    assert sorted(outcomes) == ["refused"] * 15 + ["wrong"] * 5
+    assert log_in(state, "amina", "correct horse battery", "10.0.0.7") == "refused"
+    state.close()

@@ -15,8 +15,9 @@ config_option = click.option("--config", "config_path", type=click.Path(dir_okay
 
 @click.group("user", short_help="Add or remove the web screen's users, or make an API token.")
 def command() -> None:
-    """The users of the clinic node's web screen: reviewers review studies; admins also see the API. Passwords are
-    kept as scrypt hashes, API tokens as sha256 hashes only.
+    """The users of the clinic node's web screen. Both roles review studies and may have API tokens; admins are the
+    ones who run these commands on the box (the screen has no user management). Passwords are kept as scrypt
+    hashes, API tokens as sha256 hashes only.
 
     Example: cxr-edge user add nurse.amina --role reviewer --config /etc/cxr-edge/node.toml
     """

@@ -160,7 +160,8 @@ def node_status(config: NodeConfig, state, classifier, receiver, threads) -> dic
             "queue": queue, "free_mb": int(shutil.disk_usage(config.data).free / 2**20),
             "outbox": state.outbox(), "stick_runs": state.stick_runs()[-10:],
             "expected": expected, "expected_source": source,
-            "threads_alive": all(t.is_alive() for t in threads if t is not None)}
+            "threads_alive": all(t.is_alive() for t in threads if t is not None)
+            and (not config.dicom.enabled or (receiver is not None and receiver.server is not None))}
 
 
 def token_present(config: NodeConfig) -> None:

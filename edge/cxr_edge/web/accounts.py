@@ -104,29 +104,37 @@ def user_for_token(state: State, token: str) -> User | None:
     return User(rows[0]["name"], rows[0]["role"]) if rows else None
 
 
-def too_many_failures(state: State, name: str, address: str, now: float | None = None) -> bool:
-    since = (now or time.time()) - FAILURE_WINDOW
-    rows = state.query("SELECT sum(user = ?) AS by_user, sum(address = ?) AS by_address FROM login_failures "
-                       "WHERE time >= ?", (name, address, since))
-    return (rows[0]["by_user"] or 0) >= MAX_FAILURES or (rows[0]["by_address"] or 0) >= MAX_FAILURES
+def _attempt(state: State, name: str, address: str) -> int | None:
+    """Count the minute's failures and, in the same transaction, record this try as one until it succeeds: parallel
+    tries cannot all pass the count before any is recorded. None when the limit is reached. Names are kept hashed:
+    what someone typed (a patient ID in the wrong field) is not kept."""
+    now, who = time.time(), _sha256(name)
+    with state.transaction() as db:
+        by_user, by_address = db.execute(
+            "SELECT coalesce(sum(user = ?), 0), coalesce(sum(address = ?), 0) FROM login_failures WHERE time >= ?",
+            (who, address, now - FAILURE_WINDOW)).fetchone()
+        if by_user >= MAX_FAILURES or by_address >= MAX_FAILURES:
+            return None
+        db.execute("DELETE FROM login_failures WHERE time < ?", (now - 24 * 3600,))
+        return db.execute("INSERT INTO login_failures (time, user, address) VALUES (?, ?, ?)",
+                          (now, who, address)).lastrowid
 
 
 def log_in(state: State, name: str, password: str, address: str) -> tuple[str, str] | str:
     """(session token, CSRF token) on success; otherwise why not, in words: "refused" (too many failures, the
     password not even checked) or "wrong" (unknown user or wrong password, never saying which)."""
-    if too_many_failures(state, name, address):
+    attempt = _attempt(state, name, address)
+    if attempt is None:
         return "refused"
     rows = state.query("SELECT password_hash FROM users WHERE name = ?", (name,))
     # an unknown name costs the same scrypt as a known one: the time taken never tells which names exist
     stored = rows[0]["password_hash"] if rows else _dummy_hash()
     if not password_matches(password, stored) or not rows:
-        with state.transaction() as db:
-            db.execute("INSERT INTO login_failures (time, user, address) VALUES (?, ?, ?)", (time.time(), name, address))
-            db.execute("DELETE FROM login_failures WHERE time < ?", (time.time() - 24 * 3600,))
-        return "wrong"
+        return "wrong"  # the attempt stays recorded as a failure
     session, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     now = time.time()
     with state.transaction() as db:
+        db.execute("DELETE FROM login_failures WHERE id = ?", (attempt,))
         db.execute("INSERT INTO sessions (hash, user, csrf, created, last_seen) VALUES (?, ?, ?, ?, ?)",
                    (_sha256(session), name, csrf, now, now))
         db.execute("DELETE FROM sessions WHERE last_seen < ?", (now - SESSION_IDLE_SECONDS,))

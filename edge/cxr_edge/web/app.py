@@ -18,7 +18,6 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -33,7 +32,8 @@ from cxr_edge.web import accounts, pictures, reviews, worklist
 HERE = Path(__file__).parent
 SESSION_COOKIE = "cxr_session"
 LOGIN_COOKIE = "cxr_login"
-HEADERS = {"Content-Security-Policy": "default-src 'self'", "X-Frame-Options": "DENY",
+HEADERS = {"Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+           "X-Frame-Options": "DENY",
            "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 
 
@@ -87,7 +87,7 @@ def create_app(context: Context) -> Starlette:
         return found[0]
 
     async def form_with_csrf(request: Request) -> dict:
-        form = dict(await request.form())
+        form = dict(await request.form(max_files=0, max_fields=10))
         if not secrets.compare_digest(str(form.get("csrf", "")), getattr(request.state, "csrf", "") or "\0"):
             raise HTTPException(403, "the form has expired or did not come from this box: reload the page and "
                                      "try again")
@@ -100,7 +100,7 @@ def create_app(context: Context) -> Starlette:
         return response
 
     async def login(request: Request):
-        form = dict(await request.form())
+        form = dict(await request.form(max_files=0, max_fields=10))
         expected = request.cookies.get(LOGIN_COOKIE, "")
         if not expected or not secrets.compare_digest(str(form.get("csrf", "")), expected):
             raise HTTPException(403, "the login form has expired: reload the page and try again")
@@ -138,7 +138,7 @@ def create_app(context: Context) -> Starlette:
         if which not in worklist.FILTERS:
             which = "to_review"
         try:
-            number = max(0, int(request.query_params.get("page", "0")))
+            number = min(10**6, max(0, int(request.query_params.get("page", "0"))))
         except ValueError:
             number = 0
         return which, number
@@ -197,27 +197,33 @@ def create_app(context: Context) -> Starlette:
 
     async def thumbnail(request: Request):
         signed_in(request)
-        return Response(pictures.thumbnail(context.state, image_or_404(request), context.config), media_type="image/jpeg",
-                        headers={"Cache-Control": "private, max-age=3600"})
+        from starlette.concurrency import run_in_threadpool
+
+        # a first thumbnail decodes the full image: seconds on a Pi, never on the event loop
+        data = await run_in_threadpool(pictures.thumbnail, context.state, image_or_404(request), context.config)
+        return Response(data, media_type="image/jpeg")  # no-store (HEADERS): no patient image left in a tablet
 
     async def heatmap(request: Request):
         signed_in(request)
         path = pictures.heatmap_path(context.state, image_or_404(request)["id"])
         if not path.exists():
             raise HTTPException(404, "no heatmap yet: ask for one on the study page")
-        return Response(path.read_bytes(), media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+        return Response(path.read_bytes(), media_type="image/png")
 
     async def make_heatmap(request: Request):
         signed_in(request)
         await form_with_csrf(request)
         image = image_or_404(request)
-        study_id = context.state.query("SELECT rowid AS id FROM studies WHERE study_instance_uid = ?",
-                                       (image["study_instance_uid"],))[0]["id"]
+        study = context.state.query("SELECT rowid AS id FROM studies WHERE study_instance_uid = ?",
+                                    (image["study_instance_uid"],))
+        message = ""
         if image["label"]:
             from starlette.concurrency import run_in_threadpool
 
-            await run_in_threadpool(pictures.make_heatmap, context, image)
-        return RedirectResponse(f"/study/{study_id}#image-{image['id']}", status_code=303)
+            if not await run_in_threadpool(pictures.make_heatmap, context, image):
+                message = "?m=busy"  # another heatmap is being made: one at a time, and no thread waits for it
+        study_id = _found(study[0] if study else None, "study")["id"]
+        return RedirectResponse(f"/study/{study_id}{message}#image-{image['id']}", status_code=303)
 
     async def status_page(request: Request):
         signed_in(request)
@@ -240,7 +246,7 @@ def create_app(context: Context) -> Starlette:
 
     async def healthz(request: Request):
         status = context.status()
-        healthy = status["selftest_passed"] and status["threads_alive"]
+        healthy = status["threads_alive"]  # the self-test passed, or the node would not have started
         dicom = {k: status["dicom"][k] for k in ("enabled", "listening", "ae_title", "port")}
         return JSONResponse({"status": "ok" if healthy else "degraded", "selftest": status["selftest"],
                              "dicom": dicom})
@@ -273,8 +279,23 @@ def create_app(context: Context) -> Starlette:
         Route("/status", status_page), Route("/api/results", api_results),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)],
-                     exception_handlers={NeedLogin: need_login, HTTPException: http_error, Exception: server_error})
+    app = Starlette(routes=routes, max_body_size=64 * 1024,  # forms are small: nothing big before a login
+                    exception_handlers={NeedLogin: need_login, HTTPException: http_error, Exception: server_error})
+    return SecurityHeaders(Contained(app))
+
+
+class Contained:
+    """Starlette answers an error with the error page (server_error), then raises it again for the server to log:
+    uvicorn would log the traceback, whose message may quote a header value. Here it ends, logged by type only."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await self.app(scope, receive, send)
+        except Exception:  # noqa: BLE001 - answered already, and logged by server_error
+            pass
 
 
 class SecurityHeaders:

@@ -37,21 +37,30 @@ def thumbnail(state: State, image: dict, config) -> bytes:
     return data
 
 
-def make_heatmap(context, image: dict) -> None:
-    """The heatmap with its banner, kept as PNG: computed once, whoever asks first."""
+def make_heatmap(context, image: dict) -> bool:
+    """The heatmap with its banner, kept as PNG: computed once, whoever asks first. False when another is being
+    made (the request does not wait: waiting threads would leave none for the other pages)."""
+    path = heatmap_path(context.state, image["id"])
+    if not context._heat_lock.acquire(blocking=False):
+        return path.exists()
+    try:
+        if not path.exists():
+            _draw_heatmap(context, image, path)
+        return True
+    finally:
+        context._heat_lock.release()
+
+
+def _draw_heatmap(context, image: dict, path: Path) -> None:
     from cxr_edge.pictures.heatmap import heat_overlay, label_heat
 
-    path = heatmap_path(context.state, image["id"])
-    with context._heat_lock:
-        if path.exists():
-            return
-        classifier = context.heat_classifier()
-        pixels, _, display, _, _ = decode(Path(context.state.data) / image["path"], classifier.size, keep_gray=True)
-        if pixels is None:
-            return
-        result = Result(image["path"], image["label"], tuple(image[f"p_{label}"] for label in LABELS),
-                        bool(image["refer"]), image["reason"] or "")
-        buffer = io.BytesIO()
-        heat_overlay(result, display, label_heat(classifier, result, pixels)).save(buffer, "PNG")
-        private_folder(path.parent)
-        write_atomic(path, buffer.getvalue(), mode=0o600)
+    classifier = context.heat_classifier()
+    pixels, _, display, _, _ = decode(Path(context.state.data) / image["path"], classifier.size, keep_gray=True)
+    if pixels is None:
+        return
+    result = Result(image["path"], image["label"], tuple(image[f"p_{label}"] for label in LABELS),
+                    bool(image["refer"]), image["reason"] or "")
+    buffer = io.BytesIO()
+    heat_overlay(result, display, label_heat(classifier, result, pixels)).save(buffer, "PNG")
+    private_folder(path.parent)
+    write_atomic(path, buffer.getvalue(), mode=0o600)

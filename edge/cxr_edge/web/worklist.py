@@ -34,6 +34,8 @@ def worklist(state: State, which: str, page: int) -> tuple[list[dict], int]:
         "(SELECT i.id FROM instances i JOIN results r ON r.sop_instance_uid = i.sop_instance_uid WHERE "
         " i.study_instance_uid = p.study_instance_uid ORDER BY coalesce(1 - r.p_normal, -1) DESC LIMIT 1) AS thumb, "
         "(SELECT count(*) FROM instances i WHERE i.study_instance_uid = p.study_instance_uid) AS images, "
+        "(SELECT count(*) FROM instances i WHERE i.study_instance_uid = p.study_instance_uid AND i.state = 'received') "
+        " AS waiting, "
         "(SELECT v.finding || '|' || v.agree || '|' || v.user FROM reviews v WHERE v.study_instance_uid = "
         " p.study_instance_uid AND v.kind = 'review' ORDER BY v.id DESC LIMIT 1) AS review "
         f"FROM (SELECT s.rowid AS id, s.* FROM studies s WHERE {where} ORDER BY {URGENCY} LIMIT ? OFFSET ?) p",
@@ -54,6 +56,8 @@ def study(state: State, study_id: int) -> dict | None:
     if not rows:
         return None
     found = rows[0]
+    found["waiting"] = state.query("SELECT count(*) AS n FROM instances WHERE study_instance_uid = ? AND state = "
+                                   "'received'", (found["study_instance_uid"],))[0]["n"]
     found["images"] = state.query(
         "SELECT i.id, i.sop_instance_uid, i.path, i.received, r.label, r.p_normal, r.p_lung_opacity, "
         "r.p_viral_pneumonia, r.p_covid19, r.refer, r.reason, r.error FROM instances i LEFT JOIN results r ON "
