@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= demo-output
 
-.PHONY: demo test bench box-kit pi-check pi-kit litert-matrix install clean
+.PHONY: demo test test-box bench box-kit pi-check pi-kit litert-matrix install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,23 @@ comma := ,
 
 install: $(VENV)/.installed-train+jax+dev+dicom
 
-test: $(VENV)/.installed-train+jax+dev+dicom
-	$(BIN)/python -m pytest
+# Everything, each test once: the box's tests (tests/edge) in the box's own environment (test-box), the rest here
+# with TensorFlow and JAX, the box's tests that need a model trained here included.
+test: test-box $(VENV)/.installed-train+jax+dev+dicom
+	$(BIN)/python -m pytest -m "not box or trains"
+
+# The box's tests where only the box's packages and the test tools are installed: `import tensorflow` fails there.
+BOX_VENV ?= .venv-box
+$(BOX_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(BOX_VENV)
+	$(BOX_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BOX_VENV)/bin/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+test-box: $(BOX_VENV)/.installed
+	@! $(BOX_VENV)/bin/python -c "import tensorflow" 2>/dev/null || \
+		{ echo "$(BOX_VENV) has TensorFlow: the box's tests must run without it"; exit 1; }
+	$(BOX_VENV)/bin/python -m pytest tests/edge
 
 demo: $(VENV)/.installed-train+dicom
 	OUT=$(DEMO_OUT) BIN=$(BIN) bash scripts/demo.sh

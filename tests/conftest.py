@@ -1,12 +1,29 @@
+from pathlib import Path
+
 import pytest
 
 from cxr_train.synth import write_dataset
+
+TESTS = Path(__file__).resolve().parent
+TINY_BUNDLE = TESTS / "edge" / "tiny-bundle"
+# Fixtures that train or convert a model with TensorFlow: a test that uses one is marked `trains`.
+TRAINING_FIXTURES = {"tiny_run", "handmade_run"}
+
+
+def pytest_collection_modifyitems(items):
+    """Mark the box's tests (`box`: tests/edge, run by make test-box without TensorFlow) and the tests that
+    train (`trains`), so that make test runs each once: the box's where the box's packages are, the rest here."""
+    for item in items:
+        if (TESTS / "edge") in Path(item.path).parents:
+            item.add_marker(pytest.mark.box)
+        if TRAINING_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.trains)
 
 
 @pytest.fixture(autouse=True)
 def no_trusted_keys(tmp_path_factory, monkeypatch):
     """Every test starts with an empty trust folder, whatever /etc/cxr-edge/trusted-keys holds on this machine;
-    tests/test_signing.py installs keys where it needs them."""
+    tests/edge/bundle/test_signing.py installs keys where it needs them."""
     monkeypatch.setenv("CXR_EDGE_TRUSTED_KEYS", str(tmp_path_factory.getbasetemp() / "no-trusted-keys"))
 
 
@@ -24,31 +41,28 @@ def synth_medium(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_run(synth_medium, tmp_path_factory):
-    """A finished `cxr-train fit` run of the tiny preset (8 + 8 epochs, trunk frozen for the first)."""
+    """A finished `cxr-train fit` run of the tiny preset (8 + 8 epochs, trunk frozen for the first): the training
+    and conversion tests' model. Skipped where TensorFlow is not installed (`make test-box`)."""
+    pytest.importorskip("tensorflow", reason="trains a model: TensorFlow is not installed here (make test runs it)")
     from click.testing import CliRunner
 
     from cxr_train.cli import main
+    from scripts.make_test_bundle import TRAIN_ARGS
 
     run = tmp_path_factory.mktemp("runs") / "tiny"
-    result = CliRunner().invoke(main, ["fit", str(synth_medium), "--out", str(run), "--preset", "tiny",
-                                       "--epochs-stage1", "8", "--epochs-stage2", "8", "--batch-size", "16",
-                                       "--freeze-epochs", "1"])
+    result = CliRunner().invoke(main, ["fit", str(synth_medium), "--out", str(run), *TRAIN_ARGS])
     assert result.exit_code == 0, result.output
     return run
 
 
 @pytest.fixture(scope="session")
-def edge_bundle(tiny_run, tmp_path_factory):
-    """An int8 bundle of the tiny run for the edge runtime's tests. The gate's limits are set wide open:
-    these tests are about the box, not the gate (tests/test_convert.py checks the gate)."""
-    from cxr_convert.bundle import ConvertOptions, build_bundle
-    from cxr_convert.gate import Limits
+def edge_bundle(tmp_path_factory):
+    """The box's tests' int8 bundle: the committed tests/edge/tiny-bundle (a tiny run converted with the gate's
+    limits wide open; scripts/make_test_bundle.py makes it again), copied so that no test can change the
+    repository's copy. No training run and no TensorFlow needed."""
+    import shutil
 
-    out = tmp_path_factory.mktemp("bundles") / "edge"
-    options = ConvertOptions(calibration_samples=32, limits=Limits(1.0, 1.0, 0.0, float_above_chance=False))
-    manifest = build_bundle(tiny_run, out, options, log=lambda msg: None)
-    assert manifest["deployable"]
-    return out
+    return Path(shutil.copytree(TINY_BUNDLE, tmp_path_factory.mktemp("bundles") / "edge"))
 
 
 @pytest.fixture()

@@ -148,7 +148,7 @@ def _print_outbox(items: list[dict], fmt: str) -> None:
 
 def _columns() -> list[str]:
     from cxr_edge.node.results import NODE_KEYS
-    from cxr_edge.run.classify import COLUMNS
+    from cxr_edge.run.result import COLUMNS
 
     return [*NODE_KEYS, *COLUMNS]
 

@@ -11,10 +11,11 @@ from pathlib import Path
 import click
 
 from cxr_edge.csv_cells import cell
+from cxr_edge.run.result import Result
 
 COLUMNS = ("study_id", "image_id", "received", "label", "p_normal", "p_lung_opacity", "p_viral_pneumonia", "p_covid19",
            "refer", "reason", "error", "reader_finding", "reader_agrees", "reviewer", "reviewed", "confirmation",
-           "confirmed", "label_for_calibration")
+           "confirmed", "label_for_calibration", "reason_codes")
 IDENTIFIERS = ("patient_id", "patient_name", "accession_number", "study_instance_uid", "sop_instance_uid")
 
 
@@ -62,7 +63,9 @@ def _row(record: dict, truth: str, columns) -> dict:
     def when(seconds):
         return None if seconds is None else datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="seconds")
 
-    values = {**record, "received": when(record["received"]), "reviewed": when(record["reviewed"]),
+    result = Result.from_record(record["path"], record)
+    values = {**record, "reason": result.reason, "reason_codes": result.as_row()["reason_codes"],
+              "received": when(record["received"]), "reviewed": when(record["reviewed"]),
               "confirmed": when(record["confirmed"]), "reader_finding": record["finding"],
               "reader_agrees": None if record["agree"] is None else bool(record["agree"]),
               "refer": bool(record["refer"]), "confirmation": record["confirmation"] or "",

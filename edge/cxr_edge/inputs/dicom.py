@@ -10,7 +10,7 @@ without pixel data that holds none by design (DICOMDIR, structured report, prese
 waveform, ...) is not an image: NoPixelData names its kind.
 
 The header is used for safety only: a lateral or oblique view, a body part other than the chest, a modality
-other than radiography, or a "for processing" image is referred, with the reason in words. No header value
+other than radiography, or a "for processing" image is referred, with the reason as a code. No header value
 (patient name, ID, dates, age, or any other) is ever put into a result.
 """
 
@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from cxr_edge.inputs.levels import integer_to_uint8, to_uint8
+from cxr_edge.reasons import Reason
 
 PREAMBLE = 128  # bytes before the "DICM" magic in a DICOM Part 10 file
 
@@ -51,7 +52,7 @@ class NoPixelData(ValueError):
 @dataclass(frozen=True)
 class DicomImage:
     pixels: np.ndarray  # 2-D uint8, the image contract's
-    refer: list[str]  # reasons from the header to refer the image to a clinician
+    refer: list[Reason]  # reasons from the header to refer the image to a clinician
 
 
 # What the models were trained on: frontal chest radiographs. Empty means the header does not say.
@@ -92,20 +93,19 @@ def _uid_name(uid: str) -> str:
     return "" if name == uid else name
 
 
-def header_reasons(ds) -> list[str]:
-    """Why the header says this is not an image the models were trained for. The words are fixed: no value
-    from the header is copied into them."""
+def header_reasons(ds) -> list[Reason]:
+    """Why the header says this is not an image the models were trained for, as codes (cxr_edge.reasons): no
+    value from the header is copied into them."""
     reasons = []
     text = lambda keyword: str(ds.get(keyword, "") or "").strip().upper()  # noqa: E731
     if text("ViewPosition") not in FRONTAL_VIEWS:
-        reasons.append("not a frontal view (the DICOM header gives a lateral or oblique view position): the "
-                       "models read frontal PA/AP chest radiographs")
+        reasons.append(Reason("not_frontal"))
     if text("BodyPartExamined") not in CHEST_PARTS:
-        reasons.append("the DICOM header names a body part other than the chest")
+        reasons.append(Reason("body_part"))
     if text("Modality") not in RADIOGRAPHY:
-        reasons.append("the DICOM header names a modality other than radiography (CR/DX)")
+        reasons.append(Reason("modality"))
     if text("PresentationIntentType") == "FOR PROCESSING":
-        reasons.append("a 'for processing' image (raw detector data, not meant for viewing)")
+        reasons.append(Reason("for_processing"))
     return reasons
 
 

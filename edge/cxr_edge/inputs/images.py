@@ -55,7 +55,7 @@ def load_image(path: os.PathLike | str, size: int | None = None) -> np.ndarray:
     return load_radiograph(path, size)[0]
 
 
-def load_radiograph(path: os.PathLike | str, size: int | None = None) -> tuple[np.ndarray, list[str]]:
+def load_radiograph(path: os.PathLike | str, size: int | None = None) -> tuple[np.ndarray, list]:
     """Decode an image file to a 2-D uint8 grayscale array, with the reasons its DICOM header gives to refer it.
     With `size` (the model's input size), a JPEG or JPEG 2000 DICOM may be decoded at a reduced scale, never
     below twice `size`: only the work the model input needs.

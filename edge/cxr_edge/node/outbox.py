@@ -10,13 +10,12 @@ import datetime
 import json
 from pathlib import Path
 
-from cxr_edge.labels import LABELS
 from cxr_edge.node.config import SendConfig
 from cxr_edge.node.state import Instance, Outgoing, State, write_durably
 from cxr_edge.record.dicom import NotRecordable, Producer, heatmap_capture, source_header, structured_report
 from cxr_edge.record.fhir import ImageRecord, transaction
 from cxr_edge.record.files import dataset_bytes, picture_of, read_header
-from cxr_edge.run.classify import Result
+from cxr_edge.run.result import Result
 
 OUTBOX = "outbox"
 
@@ -83,8 +82,8 @@ class Publisher:
         """The FHIR Bundle of a final study (its classified images), written and ready to queue."""
         if not self.send.fhir_url:
             return ()
-        images = [_image_record(row, study_instance_uid) for row in self.state.study_results(study_instance_uid)
-                  if row["label"]]
+        images = [_image_record(row, result, study_instance_uid)
+                  for row, result in self.state.study_results(study_instance_uid) if result.label]
         if not images:
             return ()
         bundle = transaction(images, self.producer)
@@ -99,9 +98,7 @@ class Publisher:
         return relative
 
 
-def _image_record(row: dict, study_instance_uid: str) -> ImageRecord:
-    result = Result(row["path"], row["label"], tuple(row[f"p_{label}"] for label in LABELS), bool(row["refer"]),
-                    row["reason"])
+def _image_record(row: dict, result: Result, study_instance_uid: str) -> ImageRecord:
     classified = datetime.datetime.fromtimestamp(row["classified"]).astimezone()
     return ImageRecord(result, row["sop_instance_uid"], classified, row["patient_id"], study_instance_uid,
                        row["study_date"])

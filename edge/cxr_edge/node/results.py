@@ -5,21 +5,16 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
-from cxr_edge.labels import LABELS, in_words
+from cxr_edge.run.result import Result
 
 NODE_KEYS = ("study_instance_uid", "sop_instance_uid", "received", "source")
 
 
 def result_row(record: dict) -> dict:
-    """A database row as `classify`'s row keys, after the node's own."""
-    row = {"study_instance_uid": record["study_instance_uid"], "sop_instance_uid": record["sop_instance_uid"],
-           "received": datetime.fromtimestamp(record["received"]).astimezone().isoformat(timespec="seconds"),
-           "source": record["source"], "path": record["path"], "label": record["label"]}
-    for label in LABELS:
-        row[f"p_{label}"] = record[f"p_{label}"]
-    row.update(refer=bool(record["refer"]), reason=record["reason"], error=record["error"],
-               ood_score=record["ood_score"], label_text=in_words(record["label"]))
-    return row
+    """A database row as `classify`'s row keys (the reasons in words and as codes), after the node's own."""
+    return {"study_instance_uid": record["study_instance_uid"], "sop_instance_uid": record["sop_instance_uid"],
+            "received": datetime.fromtimestamp(record["received"]).astimezone().isoformat(timespec="seconds"),
+            "source": record["source"], **Result.from_record(record["path"], record).as_row()}
 
 
 def since_time(text: str | None) -> float | None:

@@ -15,6 +15,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from cxr_edge.node.studies import lead_image
+from cxr_edge.reasons import from_text, to_json
+from cxr_edge.run.result import RECORD_COLUMNS, Result
+
 DATABASE = "node.sqlite3"
 # Each entry takes the schema from the version before it to its own number (1-based). Never edit one that has
 # shipped: add the next.
@@ -148,8 +152,58 @@ MIGRATIONS = (
     );
     CREATE INDEX reviews_study ON reviews (study_instance_uid, id);
     """,
+    # 5: reasons stored as codes (cxr_edge.reasons; the words of version 4 converted below), studies keyed by an
+    # INTEGER PRIMARY KEY (their old rowid: a link made before still leads to the same study, and VACUUM can no
+    # longer renumber them), and the image that leads each study stored, decided once by the worker.
+    """
+    ALTER TABLE results ADD COLUMN reasons TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE stick_results ADD COLUMN reasons TEXT NOT NULL DEFAULT '[]';
+    CREATE TABLE studies_5 (
+        id INTEGER PRIMARY KEY,
+        study_instance_uid TEXT NOT NULL UNIQUE,
+        patient_id TEXT NOT NULL DEFAULT '',
+        patient_name TEXT NOT NULL DEFAULT '',
+        accession_number TEXT NOT NULL DEFAULT '',
+        study_date TEXT NOT NULL DEFAULT '',
+        study_description TEXT NOT NULL DEFAULT '',
+        first_received REAL NOT NULL,
+        last_received REAL NOT NULL,
+        label TEXT NOT NULL DEFAULT '',
+        refer INTEGER NOT NULL DEFAULT 0,
+        final INTEGER NOT NULL DEFAULT 0,
+        p_abnormal REAL,
+        lead_sop_instance_uid TEXT REFERENCES instances (sop_instance_uid)
+    );
+    INSERT INTO studies_5 (id, study_instance_uid, patient_id, patient_name, accession_number, study_date,
+        study_description, first_received, last_received, label, refer, final, p_abnormal)
+        SELECT rowid, study_instance_uid, patient_id, patient_name, accession_number, study_date, study_description,
+        first_received, last_received, label, refer, final, p_abnormal FROM studies;
+    DROP TABLE studies;
+    ALTER TABLE studies_5 RENAME TO studies;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _reasons_as_codes(db: sqlite3.Connection) -> None:
+    """Version 5's data step: each stored reason text as codes (a sentence no code matches is kept as `other`
+    with its words), each study's leading image, then the text columns dropped."""
+    for table, key in (("results", "sop_instance_uid"), ("stick_results", "rowid")):
+        rows = db.execute(f"SELECT {key}, reason FROM {table}").fetchall()
+        db.executemany(f"UPDATE {table} SET reasons = ? WHERE {key} = ?",
+                       [(to_json(from_text(reason)), row_key) for row_key, reason in rows])
+        db.execute(f"ALTER TABLE {table} DROP COLUMN reason")
+    for (study,) in db.execute("SELECT study_instance_uid FROM studies").fetchall():
+        images = _study_images(db, study)
+        if images:
+            db.execute("UPDATE studies SET lead_sop_instance_uid = ? WHERE study_instance_uid = ?",
+                       (lead_image(images)[0], study))
+
+
+# Python steps of a migration, by the version they complete (run in its transaction, after its SQL).
+MIGRATION_STEPS = {5: _reasons_as_codes}
+
+
 
 
 @dataclass(frozen=True)
@@ -207,10 +261,13 @@ class State:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         if fresh:
             os.chmod(path, 0o600)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: a query inside a transaction runs in it, never deadlocks
+        self._depth = 0  # transactions open on this connection: nested ones are savepoints
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._migrate()
+        # after migrating (a table rebuild must not cascade); SQLite leaves it off on every new connection
+        self._db.execute("PRAGMA foreign_keys = ON")
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -218,11 +275,15 @@ class State:
             raise RuntimeError(f"{self.data / DATABASE}: schema version {version} is newer than this cxr-edge's "
                                f"({SCHEMA_VERSION}); upgrade cxr-edge")
         for number in range(version + 1, SCHEMA_VERSION + 1):  # each migration and its version in one transaction
-            with self._lock:
-                self._db.executescript(f"BEGIN; {MIGRATIONS[number - 1]}; PRAGMA user_version = {number}; COMMIT;")
+            with self._transaction() as db:
+                for statement in _statements(MIGRATIONS[number - 1]):  # executescript would COMMIT first
+                    db.execute(statement)
+                if number in MIGRATION_STEPS:
+                    MIGRATION_STEPS[number](db)
+                db.execute(f"PRAGMA user_version = {number}")
 
     def _transaction(self):
-        return _Transaction(self._db, self._lock)
+        return _Transaction(self)
 
     def transaction(self):
         """`with state.transaction() as db:` one write transaction, for the node's other parts (the web screen)."""
@@ -272,48 +333,45 @@ class State:
                 "received FROM instances WHERE state = 'received' ORDER BY id LIMIT ?", (limit,)).fetchall()
         return [Instance(*row) for row in rows]
 
-    def record_result(self, sop_instance_uid: str, row: dict, outgoing: tuple[Outgoing, ...] = ()) -> None:
-        """A classified instance's row (classify's `Result.as_row()`), the objects to send about it, and the
-        instance marked classified, in one transaction: a crash leaves all or none, so a restart classifies it
-        again or not at all, and never classifies it without queueing its results."""
+    def record_result(self, sop_instance_uid: str, result: Result, outgoing: tuple[Outgoing, ...] = ()) -> None:
+        """A classified instance's result, the objects to send about it, and the instance marked classified, in
+        one transaction: a crash leaves all or none, so a restart classifies it again or not at all, and never
+        classifies it without queueing its results."""
         with self._transaction() as db:
             _enqueue(db, outgoing)
-            db.execute(
-                "INSERT OR REPLACE INTO results (sop_instance_uid, classified, label, p_normal, p_lung_opacity, "
-                "p_viral_pneumonia, p_covid19, refer, reason, error, ood_score) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (sop_instance_uid, time.time(), row["label"], row["p_normal"], row["p_lung_opacity"],
-                 row["p_viral_pneumonia"], row["p_covid19"], int(row["refer"]), row["reason"], row["error"],
-                 row["ood_score"]))
+            _insert(db, "INSERT OR REPLACE INTO results", {"sop_instance_uid": sop_instance_uid,
+                                                           "classified": time.time(), **result.as_record()})
             db.execute("UPDATE instances SET state = 'classified' WHERE sop_instance_uid = ?", (sop_instance_uid,))
 
-    def study_rows(self, study_instance_uid: str) -> list[dict]:
+    def study_images(self, study_instance_uid: str) -> list[tuple[str, Result]]:
+        """(SOP Instance UID, result) of each classified image of the study, in the order received."""
         with self._lock:
-            return self._rows(f"{_RESULTS_QUERY} WHERE i.study_instance_uid = ?", (study_instance_uid,))
+            return _study_images(self._db, study_instance_uid)
 
-    def set_study(self, study_instance_uid: str, label: str, refer: bool, final: bool, last_received: float,
-                  outgoing: tuple[Outgoing, ...] = (), p_abnormal: float | None = None) -> bool:
-        """The study's result, as of its image received at `last_received`, and the objects to send about it:
-        False (nothing written, nothing queued) when another image has arrived since, so that a late image is
-        never sealed out of a final study."""
+    def set_study(self, study_instance_uid: str, lead: str | None, label: str, refer: bool, final: bool,
+                  last_received: float, outgoing: tuple[Outgoing, ...] = (), p_abnormal: float | None = None) -> bool:
+        """The study's result (that of its leading image, `lead`), as of its image received at `last_received`, and
+        the objects to send about it: False (nothing written, nothing queued) when another image has arrived since,
+        so that a late image is never sealed out of a final study."""
         with self._transaction() as db:
-            changed = bool(db.execute("UPDATE studies SET label = ?, refer = ?, final = ?, p_abnormal = ? "
-                                      "WHERE study_instance_uid = ? AND last_received = ?",
-                                      (label, int(refer), int(final), p_abnormal, study_instance_uid,
+            changed = bool(db.execute("UPDATE studies SET lead_sop_instance_uid = ?, label = ?, refer = ?, final = ?, "
+                                      "p_abnormal = ? WHERE study_instance_uid = ? AND last_received = ?",
+                                      (lead, label, int(refer), int(final), p_abnormal, study_instance_uid,
                                        last_received)).rowcount)
             if changed:
                 _enqueue(db, outgoing)
             return changed
 
-    def study_results(self, study_instance_uid: str) -> list[dict]:
-        """The study's classified images with what FHIR needs: result, time classified, the study's header."""
+    def study_results(self, study_instance_uid: str) -> list[tuple[dict, Result]]:
+        """The study's classified images with what FHIR needs: (SOP Instance UID, time classified, the study's
+        header) and the result."""
         with self._lock:
-            return self._rows(
-                "SELECT i.sop_instance_uid, i.path, r.classified, r.label, r.p_normal, r.p_lung_opacity, "
-                "r.p_viral_pneumonia, r.p_covid19, r.refer, r.reason, r.error, r.ood_score, s.patient_id, "
-                "s.study_date FROM instances i JOIN results r ON r.sop_instance_uid = i.sop_instance_uid "
+            rows = self._rows(
+                f"SELECT i.sop_instance_uid, i.path, r.classified, {_RESULT_COLUMNS}, s.patient_id, s.study_date "
+                "FROM instances i JOIN results r ON r.sop_instance_uid = i.sop_instance_uid "
                 "JOIN studies s ON s.study_instance_uid = i.study_instance_uid WHERE i.study_instance_uid = ? "
                 "ORDER BY i.id", (study_instance_uid,))
+        return [(row, Result.from_record(row["path"], row)) for row in rows]
 
     # the sender's side
     def due(self, now: float, destinations: list[str], blocked: list[str] = (), limit: int = 64) -> list[Queued]:
@@ -389,21 +447,16 @@ class State:
                        (label, mount, report, time.time()))
             return db.execute("SELECT id FROM stick_runs WHERE report = ?", (report,)).fetchone()[0]
 
-    def finish_stick_run(self, run_id: int, state: str, rows: list[dict] = (), referred: int = 0,
+    def finish_stick_run(self, run_id: int, state: str, results: list[Result] = (), referred: int = 0,
                          errors: int = 0) -> None:
         """`state` finished (with every row) or interrupted (the journal beside the report keeps the rows)."""
         now = time.time()
         with self._transaction() as db:
             db.execute("UPDATE stick_runs SET state = ?, finished = ?, images = ?, referred = ?, errors = ? "
-                       "WHERE id = ?", (state, now, len(rows), referred, errors, run_id))
-            for row in rows:
-                db.execute(
-                    "INSERT OR REPLACE INTO stick_results (run_id, path, classified, label, p_normal, p_lung_opacity, "
-                    "p_viral_pneumonia, p_covid19, refer, reason, error, ood_score) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (run_id, row["path"], now, row["label"], row["p_normal"], row["p_lung_opacity"],
-                     row["p_viral_pneumonia"], row["p_covid19"], int(row["refer"]), row["reason"], row["error"],
-                     row["ood_score"]))
+                       "WHERE id = ?", (state, now, len(results), referred, errors, run_id))
+            for result in results:
+                _insert(db, "INSERT OR REPLACE INTO stick_results", {
+                    "run_id": run_id, "path": result.as_row()["path"], "classified": now, **result.as_record()})
 
     def stick_runs(self) -> list[dict]:
         with self._lock:
@@ -425,19 +478,43 @@ class State:
 
     def _rows(self, query: str, args: tuple) -> list[dict]:
         cursor = self._db.execute(query, args)
-        names = [c[0] for c in cursor.description]
+        names = [c[0] for c in cursor.description or ()]  # none for a statement that returns no rows
         return [dict(zip(names, row)) for row in cursor.fetchall()]
 
 
+# a stored result's columns (cxr_edge.run.result.RECORD_COLUMNS) as a query of `results r` names them
+_RESULT_COLUMNS = ", ".join(f"r.{column}" for column in RECORD_COLUMNS)
 _RESULTS_QUERY = (
-    "SELECT i.study_instance_uid, i.sop_instance_uid, i.received, i.source, i.path, r.label, r.p_normal, "
-    "r.p_lung_opacity, r.p_viral_pneumonia, r.p_covid19, r.refer, r.reason, r.error, r.ood_score "
+    f"SELECT i.study_instance_uid, i.sop_instance_uid, i.received, i.source, i.path, {_RESULT_COLUMNS} "
     "FROM instances i JOIN results r ON r.sop_instance_uid = i.sop_instance_uid")
 # a stick's images have no UIDs the node knows (classify reads no header value into a result)
 _STICK_QUERY = (
-    "SELECT NULL, NULL, r.classified, 'usb:' || s.label, r.path, r.label, r.p_normal, r.p_lung_opacity, "
-    "r.p_viral_pneumonia, r.p_covid19, r.refer, r.reason, r.error, r.ood_score "
+    f"SELECT NULL, NULL, r.classified, 'usb:' || s.label, r.path, {_RESULT_COLUMNS} "
     "FROM stick_results r JOIN stick_runs s ON s.id = r.run_id")
+
+
+def _study_images(db: sqlite3.Connection, study_instance_uid: str) -> list[tuple[str, Result]]:
+    rows = db.execute(f"SELECT i.sop_instance_uid, i.path, {_RESULT_COLUMNS} FROM instances i JOIN results r "
+                      "ON r.sop_instance_uid = i.sop_instance_uid WHERE i.study_instance_uid = ? ORDER BY i.id",
+                      (study_instance_uid,)).fetchall()
+    names = ("sop_instance_uid", "path", *RECORD_COLUMNS)
+    return [(row[0], Result.from_record(row[1], dict(zip(names, row)))) for row in rows]
+
+
+def _statements(script: str) -> list[str]:
+    """An SQL script's statements, one by one."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    return [s for s in statements if s.strip(" ;\n")]
+
+
+def _insert(db: sqlite3.Connection, verb: str, values: dict) -> None:
+    """`verb` (INSERT ..., INSERT OR REPLACE INTO table) with the values' keys as the columns."""
+    db.execute(f"{verb} ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})", tuple(values.values()))
 
 
 def _enqueue(db: sqlite3.Connection, outgoing) -> None:
@@ -450,32 +527,42 @@ def _enqueue(db: sqlite3.Connection, outgoing) -> None:
 
 
 class _Transaction:
-    """`with` block: the lock held, BEGIN IMMEDIATE ... COMMIT (ROLLBACK on an exception)."""
+    """`with` block: the lock held, BEGIN IMMEDIATE ... COMMIT (ROLLBACK on an exception). Inside another
+    transaction of the same thread it is a savepoint: its work is undone alone on an exception, and kept only if
+    the outer transaction commits."""
 
-    def __init__(self, db: sqlite3.Connection, lock: threading.Lock):
-        self.db, self.lock = db, lock
+    def __init__(self, state: State):
+        self.state, self.db = state, state._db
 
     def __enter__(self) -> sqlite3.Connection:
-        self.lock.acquire()
+        self.state._lock.acquire()
         try:
-            self.db.execute("BEGIN IMMEDIATE")
+            self.savepoint = f"nested_{self.state._depth}" if self.state._depth else None
+            self.db.execute(f"SAVEPOINT {self.savepoint}" if self.savepoint else "BEGIN IMMEDIATE")
         except BaseException:
-            self.lock.release()
+            self.state._lock.release()
             raise
+        self.state._depth += 1
         return self.db
 
     def __exit__(self, kind, *_) -> None:
+        self.state._depth -= 1
         try:
-            if kind is None:
+            if self.savepoint:
+                if kind is not None:
+                    self.db.execute(f"ROLLBACK TO {self.savepoint}")
+                self.db.execute(f"RELEASE {self.savepoint}")
+            elif kind is None:
                 try:
                     self.db.execute("COMMIT")
                     return
                 except sqlite3.Error:
                     self.db.execute("ROLLBACK")  # never leave a transaction open for the next writer
                     raise
-            self.db.execute("ROLLBACK")
+            else:
+                self.db.execute("ROLLBACK")
         finally:
-            self.lock.release()
+            self.state._lock.release()
 
 
 def write_durably(path: Path, data: bytes) -> None:

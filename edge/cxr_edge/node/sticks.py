@@ -107,8 +107,8 @@ class StickWatcher(threading.Thread):
             return True
         finally:
             journal.close()  # kept, with the pictures: the same stick again today takes every result from it
-        rows = [r.as_row() for r in results if not r.skipped]
-        self.state.finish_stick_run(run_id, "finished", rows, summary.referred, summary.errors)
+        self.state.finish_stick_run(run_id, "finished", [r for r in results if not r.skipped], summary.referred,
+                                    summary.errors)
         if summary.resumed:
             self.log(f"stick {label}: resumed, {summary.resumed} image(s) taken from the run's journal")
         if summary.images == 0:

@@ -4,9 +4,9 @@ result and the study's. Fed from the database, not from the receiver, so receivi
 restart picks up whatever was stored but not yet classified: each instance is classified exactly once, because
 its result and its "classified" mark are one transaction.
 
-A study's result is its most urgent image's (the worklist's order: referred, then abnormal by probability, then
-normal, then unreadable), final once no image has arrived for `study_stable_seconds` and every image is
-classified.
+A study's result is its leading image's (cxr_edge.node.studies: the most urgent of those the AI could judge),
+stored with the study so that nothing decides it again; final once no image has arrived for `study_stable_seconds`
+and every image is classified.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import threading
 import time
 from typing import Callable
 
-from cxr_edge.labels import LABELS
 from cxr_edge.node.state import State
-from cxr_edge.reports.worklist import urgency
-from cxr_edge.run.classify import Classifier, Result, decode
+from cxr_edge.node.studies import lead_image
+from cxr_edge.run.classify import Classifier, decode
+from cxr_edge.run.result import Result
 
 
 class Worker(threading.Thread):
@@ -65,7 +65,7 @@ class Worker(threading.Thread):
                 self._classify(instance)
             except Exception as exc:  # noqa: BLE001 - one image's fault must not stop the node
                 self.state.record_result(instance.sop_instance_uid, Result(
-                    instance.path, error=f"could not be classified ({type(exc).__name__}: {exc})").as_row())
+                    instance.path, error=f"could not be classified ({type(exc).__name__}: {exc})"))
                 self.log(f"could not classify {instance.sop_instance_uid}: {type(exc).__name__}: {exc}")
         self._settle_studies()
         return batch
@@ -79,7 +79,7 @@ class Worker(threading.Thread):
         else:
             result = Result(instance.path, error=error or f"{skipped}: not an image")
         outgoing = self._publish(instance, result, display, pixels)
-        self.state.record_result(instance.sop_instance_uid, result.as_row(), outgoing)
+        self.state.record_result(instance.sop_instance_uid, result, outgoing)
         self.classified += 1
         if outgoing:
             self.publisher.discard_unqueued(outgoing)  # e.g. objects sent before a crash, written again
@@ -102,14 +102,16 @@ class Worker(threading.Thread):
     def _settle_studies(self) -> None:
         now = time.time()
         for study, last_received, unclassified in self.state.unsettled_studies():
-            rows = self.state.study_rows(study)
-            if not rows:
+            images = self.state.study_images(study)
+            if not images:
                 continue
-            label, refer = _study_result(rows)
+            lead, first = lead_image(images)
             final = unclassified == 0 and now - last_received >= self.stable_seconds
             outgoing = self._study_objects(study) if final else ()
-            p_abnormal = max((1 - r["p_normal"] for r in rows if r["label"]), default=None)
-            settled = self.state.set_study(study, label, refer, final, last_received, outgoing, p_abnormal)
+            p_abnormal = max((1 - r.probs[0] for _, r in images if r.label), default=None)
+            settled = self.state.set_study(study, lead, first.label, first.refer, final, last_received, outgoing,
+                                           p_abnormal)
+            label, refer = first.label, first.refer
             if outgoing:
                 self.publisher.discard_unqueued(outgoing)  # a late image came: its Bundle is made again later
             if settled and final:
@@ -134,13 +136,3 @@ def _lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
     except (AttributeError, OSError):  # not Linux, or not allowed: the same work, at the same priority
         pass
-
-
-def _study_result(rows: list[dict]) -> tuple[str, bool]:
-    """The most urgent image's label and referral."""
-    def as_result(row):
-        probs = tuple(row[f"p_{label}"] for label in LABELS) if row["label"] else ()
-        return Result(row["path"], row["label"], probs, bool(row["refer"]), row["reason"], row["error"])
-
-    first = min((as_result(r) for r in rows), key=urgency)
-    return first.label, first.refer

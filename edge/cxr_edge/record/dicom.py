@@ -143,7 +143,7 @@ def structured_report(source: Dataset, result, producer: Producer) -> Dataset:
     )
     texts = [(NOTICE, f"{DISCLAIMER} Label: {in_words(result.label)} (probability "
                       f"{result.probs[index]:.3f})" + (", refer to a clinician." if result.refer else "."))]
-    texts += [(REFERRAL_REASON, reason.strip()) for reason in result.reason.split(";") if reason.strip()]
+    texts += [(REFERRAL_REASON, reason.words()) for reason in result.reasons]
     for name, value in texts:
         group[0].ContentSequence.append(hd.sr.TextContentItem(name=name, value=value[:1024],
                                            relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))

@@ -122,9 +122,8 @@ def _observations(image: ImageRecord, producer, device_urn: str) -> list[dict]:
                                                 "system": UCUM, "code": "1"}))
     referral = observation("referral", {"coding": [coding(REFERRAL)], "text": REFERRAL.meaning},
                            valueBoolean=bool(result.refer))
-    reasons = [reason.strip() for reason in result.reason.split(";") if reason.strip()]
-    if reasons:
-        referral["note"] = [{"text": reason} for reason in reasons]
+    if result.reasons:
+        referral["note"] = [{"text": reason.words()} for reason in result.reasons]
     return [*items, referral]
 
 

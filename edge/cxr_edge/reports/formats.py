@@ -18,7 +18,8 @@ from cxr_edge import DISCLAIMER
 from cxr_edge.atomic import write_atomic
 from cxr_edge.csv_cells import cell
 from cxr_edge.labels import in_words
-from cxr_edge.run.classify import COLUMNS, Classifier, Result, Summary, rows_of
+from cxr_edge.run.classify import Classifier, Summary, rows_of
+from cxr_edge.run.result import COLUMNS, Result
 
 SYNTHETIC_WARNING = ("WARNING: this bundle was trained on synthetic data: its results mean nothing for real "
                      "patients.")

@@ -13,8 +13,9 @@ import textwrap
 import unicodedata
 
 from cxr_edge.labels import LABELS, in_words
-from cxr_edge.run.classify import Result, printable, rows_of
-from cxr_edge.run.reasons import OTHER, REASON_CODES, reason_codes
+from cxr_edge.run.classify import rows_of
+from cxr_edge.run.result import Result, printable
+from cxr_edge.reasons import CATALOGUE, OTHER
 
 WIDTH = 100  # columns when stdout is no terminal and $COLUMNS is unset
 MIN_WIDTH = 80
@@ -63,9 +64,14 @@ def _pad(text: str, width: int) -> str:
     return text + " " * (width - display_width(text))
 
 
+def _short(code: str) -> str:
+    """A reason's name in the table's narrow column (the catalogue's `short`)."""
+    return CATALOGUE.get(code, CATALOGUE[OTHER]).short
+
+
 def _cells(r: Result) -> list[str]:
     probs = [f"{p:.2f}" for p in r.probs] if r.probs else ["-"] * len(LABELS)
-    codes = "error" if r.error else ",".join(reason_codes(r.reason))
+    codes = "error" if r.error else ",".join(_short(code) for code in r.reason_codes)
     return [in_words(r.label) or "ERROR", *probs, "yes" if r.refer else "", codes]
 
 
@@ -95,8 +101,8 @@ def to_table(results: list[Result], summary_line: str, notices: list[str], width
 
 
 def _legend(rows: list[Result], width: int) -> list[str]:
-    used = {code for r in rows for code in reason_codes(r.reason)}
-    meanings = [f"{code} = {meaning}" for _, code, meaning in (*REASON_CODES, ("", *OTHER)) if code in used]
+    used = {_short(code) for r in rows for code in r.reason_codes}
+    meanings = [f"{entry.short} = {entry.meaning}" for entry in CATALOGUE.values() if entry.short in used]
     probs = "p_: probability of " + ", ".join(f"{in_words(label)} ({SHORT[label]})" for label in LABELS)
     lines = textwrap.wrap(probs, width, subsequent_indent="  ")
     if meanings:

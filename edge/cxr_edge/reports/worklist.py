@@ -24,7 +24,9 @@ from cxr_edge.atomic import atomic_file
 from cxr_edge.labels import LABELS, in_words
 from cxr_edge.pictures.heatmap import heatmap_legend
 from cxr_edge.pictures.visuals import Visuals
-from cxr_edge.run.classify import Classifier, Result, Summary, distinct_decimals, printable, rows_of
+from cxr_edge.run.classify import Classifier, Summary, rows_of
+from cxr_edge.run.result import Result, printable
+from cxr_edge.reasons import distinct_decimals
 from cxr_edge.site.site_file import operating_point
 
 _CSS = """
@@ -114,7 +116,7 @@ def _entry(result: Result, classifier: Classifier, visuals: Visuals | None) -> s
         heat = _picture(visuals.get(result.path, "heat"), f"heatmap of {path}", "no heatmap")
         pics += f'<figure>{heat}<figcaption class="legend">{_e(heatmap_legend(result.label))}</figcaption></figure>'
     refer = '<span class="refer">REFER TO A CLINICIAN</span>' if result.refer else ""
-    reasons = "".join(f"<li>{_e(reason)}</li>" for reason in result.reason.split("; ") if reason)
+    reasons = "".join(f"<li>{_e(reason.words())}</li>" for reason in result.reasons)
     reasons = f'<ul class="reasons">{reasons}</ul>' if reasons else ""
     return (f'<div class="entry"><div class="pics">{pics}</div><div>'
             f'<div class="label">{_e(in_words(result.label))}{refer}</div>{_screening(result, classifier)}'

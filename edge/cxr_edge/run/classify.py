@@ -18,10 +18,12 @@ from PIL import Image
 from cxr_edge.bundle.load import Bundle
 from cxr_edge.bundle.selftest import trusted_models
 from cxr_edge.inputs.images import ImageError, NotAnImage, load_radiograph, to_model_input
-from cxr_edge.labels import LABELS, in_words
+from cxr_edge.labels import LABELS
 from cxr_edge.models.cascade import combine
 from cxr_edge.models.interpreter import pad_batch
 from cxr_edge.pictures.visuals import Visuals, display_image
+from cxr_edge.reasons import Reason
+from cxr_edge.run.result import Decoded, Result
 
 # Sanity checks for "is this plausibly a chest radiograph at all": failing one refers the image.
 MIN_SIDE = 128  # pixels; real radiographs are hundreds to thousands of pixels across
@@ -31,53 +33,18 @@ PREFETCH = 16  # images decoded ahead of inference: bounded, so memory does not 
 BATCH = 8  # images per invoke: large dense layers are read once per batch, not once per image
 
 
-def printable(name: str) -> str:
-    """A file name as reports show it: names that are not valid UTF-8 (a FAT stick written under another code
-    page) keep their odd bytes as \\xNN escapes, so every report form can carry them and they still find the file."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    """One row of the report. `label` is empty when `error` is set. A file that is not an image (`skipped`
-    names its kind: a DICOMDIR, a structured report) is counted in the summary, not given a row."""
-
-    path: str
-    label: str = ""
-    probs: tuple[float, ...] = ()  # in LABELS order
-    refer: bool = False
-    reason: str = ""
-    error: str = ""
-    ood_score: float | None = None  # None: the bundle has no out-of-distribution statistics, or an error row
-    skipped: str = ""
-
-    def as_row(self) -> dict:
-        row = {"path": printable(self.path), "label": self.label}
-        for i, label in enumerate(LABELS):
-            row[f"p_{label}"] = round(self.probs[i], 6) if self.probs else None
-        row.update(refer=self.refer, reason=self.reason, error=self.error,
-                   ood_score=None if self.ood_score is None else round(self.ood_score, 4),
-                   label_text=in_words(self.label))
-        return row
-
-
-# label_text (the label in words) comes last: it was added after the others, and scripts read them by place too
-COLUMNS = ("path", "label", *(f"p_{label}" for label in LABELS), "refer", "reason", "error", "ood_score",
-           "label_text")
-
-
-def sanity_problems(gray: np.ndarray) -> list[str]:
+def sanity_problems(gray: np.ndarray) -> list[Reason]:
     """Reasons this image does not look like a chest radiograph the models were trained for."""
     height, width = gray.shape
     problems = []
     if min(height, width) < MIN_SIDE:
-        problems.append(f"image too small ({width}x{height} px, at least {MIN_SIDE} px a side expected)")
+        problems.append(Reason("too_small", {"width": width, "height": height, "min_side": MIN_SIDE}))
     aspect = max(height, width) / max(1, min(height, width))
     if aspect > MAX_ASPECT:
-        problems.append(f"extreme aspect ratio ({aspect:.1f}:1, chest radiographs are near square)")
+        problems.append(Reason("aspect_ratio", {"aspect": round(aspect, 2)}))
     lo, hi = _percentiles(gray, 0.01, 0.99)
     if hi - lo < MIN_CONTRAST:
-        problems.append(f"near-constant pixels (1st-99th percentile spread {hi - lo:.0f} gray levels)")
+        problems.append(Reason("flat", {"spread": hi - lo}))
     return problems
 
 
@@ -125,68 +92,55 @@ class Classifier:
         parts = self.predict(pad_batch(pixels, batch_size), with_ood)
         return tuple(None if part is None else part[:len(pixels)] for part in parts)
 
-    def results(self, items: list[tuple[str, np.ndarray, list[str]]]) -> list[Result]:
+    def results(self, items: list[tuple[str, np.ndarray, list[Reason]]]) -> list[Result]:
         """Rows for decoded images, given as (relative path, model input, sanity problems)."""
         labels, probs, scores = self.predict_padded(np.stack([pixels for _, pixels, _ in items]), with_ood=True)
         scores = [None] * len(items) if scores is None else scores
         return [self._row(rel, int(index), p, problems, score)
                 for (rel, _, problems), index, p, score in zip(items, labels, probs, scores)]
 
-    def _row(self, rel_path: str, index: int, probs: np.ndarray, problems: list[str], ood_score=None) -> Result:
-        """A classified image's row. `reason` also explains a screen-positive label (below); `refer` is set by
+    def _row(self, rel_path: str, index: int, probs: np.ndarray, problems: list[Reason], ood_score=None) -> Result:
+        """A classified image's row. Its reasons also explain a screen-positive label (below); `refer` is set by
         the reasons to refer alone."""
         label, referral = LABELS[index], list(problems)
         if ood_score is not None and ood_score > self.ood.threshold:
-            referral.append(f"out-of-distribution: unlike the radiographs the model learned from (score "
-                            f"{ood_score:.2f}, limit {self.ood.threshold:.2f})")
+            referral.append(Reason("ood", {"score": round(float(ood_score), 4),
+                                           "limit": round(float(self.ood.threshold), 4)}))
         # The cascade's label is not always the most probable class (a low stage 1 threshold favours
         # abnormal), so the confidence is that of the label given: the top probability when they agree.
         confidence = float(probs[index])
         if confidence < self.min_confidence:
-            referral.append(f"low confidence: probability of {in_words(label)} {confidence:.3f}, below the "
-                            f"confidence floor {self.min_confidence:.3f}")
+            referral.append(Reason("low_confidence", {"label": label, "p": round(confidence, 6),
+                                                      "floor": float(self.min_confidence)}))
         if not self.bundle.deployable:  # used with --allow-unverified
-            referral.append("unverified model: not shown to give the results of the model it was validated as "
-                            "(the bundle did not pass its parity gate)")
-        reasons = [*self._screen_positive(label, probs), *referral]
-        return Result(rel_path, label, tuple(float(p) for p in probs), bool(referral), "; ".join(reasons),
+            referral.append(Reason("unverified"))
+        reasons = (*self._screen_positive(label, probs), *referral)
+        return Result(rel_path, label, tuple(float(p) for p in probs), bool(referral), reasons,
                       ood_score=None if ood_score is None else float(ood_score))
 
-    def _screen_positive(self, label: str, probs: np.ndarray) -> list[str]:
+    def _screen_positive(self, label: str, probs: np.ndarray) -> list[Reason]:
         """Why a disease label stands over a longer "normal" bar: stage 1's screening threshold sits low, for
         sensitivity, so a probability of an abnormal finding well under one half already makes the image
         abnormal. Said whenever "normal" is still the most probable single class."""
         if label == LABELS[0] or probs[0] < max(probs[1:]):
             return []
-        whose = "this site's" if self.site else "the bundle's"
-        abnormal, threshold = distinct_decimals(1.0 - float(probs[0]), self.threshold)
-        return [f"screen-positive: probability of an abnormal finding {abnormal}, above {whose} screening "
-                f"threshold {threshold}"]
+        return [Reason("screen_positive", {"p_abnormal": round(1.0 - float(probs[0]), 6),
+                                           "threshold": float(self.threshold), "site": self.site is not None})]
 
 
-def distinct_decimals(value: float, limit: float) -> tuple[str, str]:
-    """Two numbers to two decimals, or more where two would print them equal (0.1345 vs 0.1341)."""
-    for digits in (2, 3, 4):
-        a, b = f"{value:.{digits}f}", f"{limit:.{digits}f}"
-        if a != b:
-            return a, b
-    return f"{value:.6f}", f"{limit:.6f}"
-
-
-def decode(path: Path, size: int, keep_gray: bool = False):
-    """Everything but inference, so that it all overlaps inference: (model input, reasons to refer from the
-    header and the sanity checks, the display image (at most 1024 px a side) when asked for, error, kind of a
-    skipped non-image)."""
+def decode(path: Path, size: int, keep_gray: bool = False) -> Decoded:
+    """Everything but inference, so that it all overlaps inference (cxr_edge.run.result.Decoded); the display
+    image (at most 1024 px a side) only when asked for."""
     try:
         gray, header = load_radiograph(path, size)
         display = display_image(gray) if keep_gray else None
-        return to_model_input(gray, size), header + sanity_problems(gray), display, None, ""
+        return Decoded(to_model_input(gray, size), [*header, *sanity_problems(gray)], display, None, "")
     except NotAnImage as exc:
-        return None, None, None, None, exc.kind
+        return Decoded(None, None, None, None, exc.kind)
     except ImageError as exc:
-        return None, None, None, exc.problem, ""
+        return Decoded(None, None, None, exc.problem, "")
     except OSError as exc:  # e.g. the stick was pulled: an error row, and the run goes on
-        return None, None, None, f"cannot be read ({exc.strerror or exc})", ""
+        return Decoded(None, None, None, f"cannot be read ({exc.strerror or exc})", "")
 
 
 DECODE_WORKERS = 2  # at most; CXR_EDGE_DECODE_WORKERS overrides

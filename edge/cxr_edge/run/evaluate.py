@@ -8,7 +8,8 @@ import numpy as np
 
 from cxr_edge.inputs.discover import SYSTEM_FOLDERS, find_images
 from cxr_edge.labels import LABELS, UnknownLabelError, label_from_folder
-from cxr_edge.run.classify import Classifier, classify_paths, printable, rows_of
+from cxr_edge.run.classify import Classifier, classify_paths, rows_of
+from cxr_edge.run.result import printable
 
 
 class LabeledFolderError(ValueError):

@@ -13,8 +13,11 @@ import os
 import time
 from pathlib import Path
 
-from cxr_edge.run.classify import Result
+from cxr_edge.run.result import Result
 
+# The journal's own format: 2 stores a result as Result.as_record() (reasons as codes). A journal of another
+# format is set aside like another run's: its images are classified again.
+FORMAT = 2
 FSYNC_SECONDS = 1.0  # lines are flushed to the OS at once (a killed process loses none); fsync bounds power loss
 
 
@@ -43,14 +46,15 @@ class Journal:
         fresh = not self.path.exists()
         self._fh = open(self.path, "a", encoding="utf-8")
         if fresh:
-            self._write({"journal": 1, **identity, "started": self.started})
+            self._write({"journal": FORMAT, **identity, "started": self.started})
         self._last_sync = time.monotonic()
 
     def _load(self) -> None:
         lines = self.path.read_text(encoding="utf-8", errors="replace").splitlines()
         header = _parse(lines[0]) if lines else None
-        if header is None or {k: header.get(k) for k in self.identity} != self.identity:
-            # another bundle, folder or floor: these results do not belong to this run
+        if header is None or header.get("journal") != FORMAT or \
+                {k: header.get(k) for k in self.identity} != self.identity:
+            # another bundle, folder, floor or journal format: these results do not belong to this run
             os.replace(self.path, self.path.with_name(self.path.name + ".old"))
             self.set_aside = True
             return
@@ -60,17 +64,14 @@ class Journal:
             if entry is None or "key" not in entry:
                 continue  # the torn last line of a crashed run
             key = tuple(entry["key"])
-            self.done[key] = Result(entry["path"], entry["label"], tuple(entry["probs"]), entry["refer"],
-                                    entry["reason"], entry["error"], entry.get("ood_score"), entry.get("skipped", ""))
+            self.done[key] = Result.from_record(entry["path"], entry, entry.get("skipped", ""))
 
     def _write(self, entry: dict) -> None:
         self._fh.write(json.dumps(entry) + "\n")
         self._fh.flush()
 
     def append(self, key: tuple[str, int, int], result: Result) -> None:
-        self._write({"key": list(key), "path": result.path, "label": result.label, "probs": list(result.probs),
-                     "refer": result.refer, "reason": result.reason, "error": result.error,
-                     "ood_score": result.ood_score, "skipped": result.skipped})
+        self._write({"key": list(key), "path": result.path, **result.as_record(), "skipped": result.skipped})
         self.done[key] = result
         if time.monotonic() - self._last_sync >= FSYNC_SECONDS:
             os.fsync(self._fh.fileno())

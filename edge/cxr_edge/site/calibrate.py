@@ -19,8 +19,9 @@ from cxr_edge import DISCLAIMER
 from cxr_edge.inputs.discover import find_images
 from cxr_edge.labels import LABELS, UnknownLabelError, label_from_folder
 from cxr_edge.models.cascade import combine, sensitivity_threshold
-from cxr_edge.run.classify import Classifier, classify_paths, printable, rows_of
-from cxr_edge.run.reasons import THRESHOLD_FREE, reason_codes
+from cxr_edge.run.classify import Classifier, classify_paths, rows_of
+from cxr_edge.run.result import printable
+from cxr_edge.reasons import CATALOGUE, THRESHOLD_FREE
 from cxr_edge.site.site_file import SITE_FORMAT
 from cxr_edge.site.stats import auc_delong, images_for_margin, wilson
 
@@ -119,7 +120,7 @@ def figures_of(classifier: Classifier, results: list, truth_by_path: dict[str, s
     for r in results:
         if r.error:
             continue
-        codes = [c for c in reason_codes(r.reason) if c in THRESHOLD_FREE]
+        codes = [c for c in r.reason_codes if c in THRESHOLD_FREE]
         for code in codes:
             excluded[code] = excluded.get(code, 0) + 1
         if not codes:
@@ -176,7 +177,8 @@ def _rate(row: dict, key: str) -> str:
 def format_calibration(record: dict) -> str:
     f = record["figures"]
     auc, lo, hi = f["auc"]
-    excluded = ", ".join(f"{code} {n}" for code, n in f["excluded_referred"].items()) or "none"
+    excluded = ", ".join(f"{CATALOGUE[code].short if code in CATALOGUE else code} {n}"
+                         for code, n in f["excluded_referred"].items()) or "none"
     lines = [f"Calibration for {record['site']!r}: {f['images']} labelled images, {f['used']} used "
              f"({f['abnormal']} abnormal, {f['normal']} normal); left out as referred whatever the threshold: "
              f"{excluded}; unreadable: {len(f['unreadable'])}",

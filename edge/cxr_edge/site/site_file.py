@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cxr_edge.run.reasons import THRESHOLD_FREE, reason_codes
+from cxr_edge.reasons import THRESHOLD_FREE
 from cxr_edge.site.stats import binomial_p_value
 
 SITE_ENV = "CXR_EDGE_SITE"
@@ -106,10 +106,10 @@ def monitor(results, classifier) -> list[str]:
 
     expected, source = expected_shares(classifier)
     classified = [r for r in results if r.label and not r.error]
-    answered = [r for r in classified if not set(reason_codes(r.reason)) & set(THRESHOLD_FREE)]
+    answered = [r for r in classified if not set(r.reason_codes) & THRESHOLD_FREE]
     checks = (("flagged abnormal", "flagged_abnormal", sum(r.label != "normal" for r in answered), len(answered)),
               ("referred as out-of-distribution", "referred_ood",
-               sum("ood" in reason_codes(r.reason) for r in classified), len(classified)))
+               sum("ood" in r.reason_codes for r in classified), len(classified)))
     warnings = []
     for words, key, k, n in checks:
         p = expected.get(key)

@@ -25,6 +25,7 @@ from starlette.staticfiles import StaticFiles
 
 from cxr_edge import DISCLAIMER
 from cxr_edge.labels import LABELS, in_words
+from cxr_edge.reasons import from_json
 from cxr_edge.node.config import NodeConfig
 from cxr_edge.node.state import State
 from cxr_edge.web import accounts, pictures, reviews, worklist
@@ -61,7 +62,7 @@ class NeedLogin(Exception):
 
 def create_app(context: Context) -> Starlette:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
-    env.globals.update(notice=DISCLAIMER, in_words=in_words, labels=LABELS, when=_when,
+    env.globals.update(notice=DISCLAIMER, in_words=in_words, labels=LABELS, when=_when, reason_words=_reason_words,
                        finding_words=reviews.FINDING_WORDS, filters=worklist.FILTER_NAMES)
     secure = context.config.web.tls
 
@@ -214,16 +215,13 @@ def create_app(context: Context) -> Starlette:
         signed_in(request)
         await form_with_csrf(request)
         image = image_or_404(request)
-        study = context.state.query("SELECT rowid AS id FROM studies WHERE study_instance_uid = ?",
-                                    (image["study_instance_uid"],))
         message = ""
         if image["label"]:
             from starlette.concurrency import run_in_threadpool
 
             if not await run_in_threadpool(pictures.make_heatmap, context, image):
                 message = "?m=busy"  # another heatmap is being made: one at a time, and no thread waits for it
-        study_id = _found(study[0] if study else None, "study")["id"]
-        return RedirectResponse(f"/study/{study_id}{message}#image-{image['id']}", status_code=303)
+        return RedirectResponse(f"/study/{image['study_id']}{message}#image-{image['id']}", status_code=303)
 
     async def status_page(request: Request):
         signed_in(request)
@@ -336,6 +334,11 @@ def web_warnings(config: NodeConfig) -> list[str]:
 
 def _cookie(response: Response, name: str, value: str, secure: bool, max_age: int | None = None) -> None:
     response.set_cookie(name, value, max_age=max_age, httponly=True, samesite="strict", secure=secure, path="/")
+
+
+def _reason_words(stored: str | None) -> list[str]:
+    """A stored result's reasons (codes, cxr_edge.reasons) in words, one per list item."""
+    return [reason.words() for reason in from_json(stored)]
 
 
 def _when(seconds) -> str:

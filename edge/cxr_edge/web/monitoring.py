@@ -15,7 +15,7 @@ from datetime import datetime
 from markupsafe import Markup, escape
 
 from cxr_edge.node.state import State
-from cxr_edge.run.reasons import THRESHOLD_FREE, reason_codes
+from cxr_edge.reasons import THRESHOLD_FREE, from_json
 from cxr_edge.site.site_file import MONITOR_MIN_IMAGES, MONITOR_P_VALUE
 from cxr_edge.site.stats import binomial_p_value
 
@@ -46,13 +46,13 @@ def weekly(state: State, expected: dict, source: str) -> list[Week]:
         key = f"{year}-W{number:02d}"
         return weeks.setdefault(key, Week(key))
 
-    for row in state.query("SELECT i.received, r.label, r.reason, r.refer FROM instances i JOIN results r ON "
+    for row in state.query("SELECT i.received, r.label, r.reasons, r.refer FROM instances i JOIN results r ON "
                            "r.sop_instance_uid = i.sop_instance_uid WHERE r.label != ''"):
-        week, codes = week_of(row["received"]), set(reason_codes(row["reason"]))
+        week, codes = week_of(row["received"]), {reason.code for reason in from_json(row["reasons"])}
         week.images += 1
         week.referred += bool(row["refer"])
         week.ood += "ood" in codes
-        if not codes & set(THRESHOLD_FREE):
+        if not codes & THRESHOLD_FREE:
             week.answered += 1
             week.abnormal += row["label"] != "normal"
     for row in state.query("SELECT time, agree FROM reviews WHERE kind = 'review'"):

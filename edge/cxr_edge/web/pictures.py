@@ -8,10 +8,10 @@ import io
 from pathlib import Path
 
 from cxr_edge.atomic import write_atomic
-from cxr_edge.labels import LABELS
 from cxr_edge.node.state import State, private_folder
 from cxr_edge.pictures.visuals import jpeg_bytes
-from cxr_edge.run.classify import Result, decode
+from cxr_edge.run.classify import decode
+from cxr_edge.run.result import Result
 
 
 def _cache(state: State, kind: str, image_id: int, suffix: str) -> Path:
@@ -58,8 +58,7 @@ def _draw_heatmap(context, image: dict, path: Path) -> None:
     pixels, _, display, _, _ = decode(Path(context.state.data) / image["path"], classifier.size, keep_gray=True)
     if pixels is None:
         return
-    result = Result(image["path"], image["label"], tuple(image[f"p_{label}"] for label in LABELS),
-                    bool(image["refer"]), image["reason"] or "")
+    result = Result.from_record(image["path"], image)
     buffer = io.BytesIO()
     heat_overlay(result, display, label_heat(classifier, result, pixels)).save(buffer, "PNG")
     private_folder(path.parent)

@@ -8,7 +8,7 @@ import time
 
 from cxr_edge.labels import LABELS
 from cxr_edge.node.state import State
-from cxr_edge.run.classify import Result
+from cxr_edge.run.result import Result
 from cxr_edge.site.calibrate import ABNORMAL
 
 FINDINGS = (*LABELS, "other_abnormal", "not_assessable")
@@ -60,12 +60,12 @@ def reviewed_rows(state: State) -> list[dict]:
         ("confirmed", "v.time", "confirmation"))}
     columns = ", ".join(f"{sql} AS {name}" for name, sql in latest.items())
     return state.query(
-        f"SELECT s.rowid AS study_id, i.id AS image_id, i.received, i.path, i.sop_instance_uid, "
+        f"SELECT s.id AS study_id, i.id AS image_id, i.received, i.path, i.sop_instance_uid, "
         f"s.study_instance_uid, s.patient_id, s.patient_name, s.accession_number, r.label, r.p_normal, "
-        f"r.p_lung_opacity, r.p_viral_pneumonia, r.p_covid19, r.refer, r.reason, r.error, {columns} "
+        f"r.p_lung_opacity, r.p_viral_pneumonia, r.p_covid19, r.refer, r.reasons, r.error, r.ood_score, {columns} "
         f"FROM studies s JOIN instances i ON i.study_instance_uid = s.study_instance_uid JOIN results r ON "
         f"r.sop_instance_uid = i.sop_instance_uid WHERE EXISTS (SELECT 1 FROM reviews v WHERE "
-        f"v.study_instance_uid = s.study_instance_uid AND v.kind = 'review') ORDER BY s.rowid, i.id")
+        f"v.study_instance_uid = s.study_instance_uid AND v.kind = 'review') ORDER BY s.id, i.id")
 
 
 def truth_of(row: dict, confirmatory_findings: dict[str, str]) -> str:
@@ -82,7 +82,6 @@ def calibration_set(state: State, confirmatory_findings: dict[str, str]) -> tupl
         label = truth_of(row, confirmatory_findings)
         if not label:
             continue
-        probs = tuple(row[f"p_{lb}"] for lb in LABELS) if row["label"] else ()
-        results.append(Result(row["path"], row["label"], probs, bool(row["refer"]), row["reason"], row["error"]))
+        results.append(Result.from_record(row["path"], row))
         truth[row["path"]] = label
     return results, truth

@@ -28,17 +28,15 @@ def worklist(state: State, which: str, page: int) -> tuple[list[dict], int]:
     total = state.query(f"SELECT count(*) AS n FROM studies s WHERE {where}")[0]["n"]
     rows = state.query(
         "SELECT p.*, "
-        "(SELECT r.reason FROM instances i JOIN results r ON r.sop_instance_uid = i.sop_instance_uid WHERE "
-        " i.study_instance_uid = p.study_instance_uid ORDER BY r.refer DESC, coalesce(1 - r.p_normal, -1) DESC "
-        " LIMIT 1) AS reasons, "
-        "(SELECT i.id FROM instances i JOIN results r ON r.sop_instance_uid = i.sop_instance_uid WHERE "
-        " i.study_instance_uid = p.study_instance_uid ORDER BY coalesce(1 - r.p_normal, -1) DESC LIMIT 1) AS thumb, "
+        # the leading image, as the worker stored it: its thumbnail and its reasons, side by side
+        "(SELECT r.reasons FROM results r WHERE r.sop_instance_uid = p.lead_sop_instance_uid) AS reasons, "
+        "(SELECT i.id FROM instances i WHERE i.sop_instance_uid = p.lead_sop_instance_uid) AS thumb, "
         "(SELECT count(*) FROM instances i WHERE i.study_instance_uid = p.study_instance_uid) AS images, "
         "(SELECT count(*) FROM instances i WHERE i.study_instance_uid = p.study_instance_uid AND i.state = 'received') "
         " AS waiting, "
         "(SELECT v.finding || '|' || v.agree || '|' || v.user FROM reviews v WHERE v.study_instance_uid = "
         " p.study_instance_uid AND v.kind = 'review' ORDER BY v.id DESC LIMIT 1) AS review "
-        f"FROM (SELECT s.rowid AS id, s.* FROM studies s WHERE {where} ORDER BY {URGENCY} LIMIT ? OFFSET ?) p",
+        f"FROM (SELECT s.* FROM studies s WHERE {where} ORDER BY {URGENCY} LIMIT ? OFFSET ?) p",
         (PAGE, PAGE * page))
     return rows, total
 
@@ -52,7 +50,7 @@ def version(state: State) -> str:
 
 
 def study(state: State, study_id: int) -> dict | None:
-    rows = state.query("SELECT rowid AS id, * FROM studies WHERE rowid = ?", (study_id,))
+    rows = state.query("SELECT * FROM studies WHERE id = ?", (study_id,))
     if not rows:
         return None
     found = rows[0]
@@ -60,7 +58,7 @@ def study(state: State, study_id: int) -> dict | None:
                                    "'received'", (found["study_instance_uid"],))[0]["n"]
     found["images"] = state.query(
         "SELECT i.id, i.sop_instance_uid, i.path, i.received, r.label, r.p_normal, r.p_lung_opacity, "
-        "r.p_viral_pneumonia, r.p_covid19, r.refer, r.reason, r.error FROM instances i LEFT JOIN results r ON "
+        "r.p_viral_pneumonia, r.p_covid19, r.refer, r.reasons, r.error FROM instances i LEFT JOIN results r ON "
         "r.sop_instance_uid = i.sop_instance_uid WHERE i.study_instance_uid = ? ORDER BY i.id",
         (found["study_instance_uid"],))
     found["history"] = state.query("SELECT * FROM reviews WHERE study_instance_uid = ? ORDER BY id",
@@ -69,7 +67,8 @@ def study(state: State, study_id: int) -> dict | None:
 
 
 def instance(state: State, instance_id: int) -> dict | None:
-    rows = state.query("SELECT i.*, r.label, r.p_normal, r.p_lung_opacity, r.p_viral_pneumonia, r.p_covid19, "
-                       "r.refer, r.reason FROM instances i LEFT JOIN results r ON r.sop_instance_uid = "
+    rows = state.query("SELECT i.*, s.id AS study_id, r.label, r.p_normal, r.p_lung_opacity, r.p_viral_pneumonia, "
+                       "r.p_covid19, r.refer, r.reasons, r.error, r.ood_score FROM instances i JOIN studies s ON "
+                       "s.study_instance_uid = i.study_instance_uid LEFT JOIN results r ON r.sop_instance_uid = "
                        "i.sop_instance_uid WHERE i.id = ?", (instance_id,))
     return rows[0] if rows else None

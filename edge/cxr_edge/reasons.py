@@ -1,0 +1,153 @@
+"""Why an image is referred (or why a disease label stands over a longer "normal" bar), as codes with their
+parameters: what the box stores, counts and sends. Words are made from a code only where a person reads them,
+by this one catalogue, so rewording or translating a reason changes no stored data.
+
+`Reason("low_confidence", {"label": "covid19", "p": 0.443, "floor": 0.6})` reads "low confidence: probability of
+COVID-19 0.443, below the confidence floor 0.600".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from cxr_edge.labels import LABEL_WORDS, in_words
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    code: str
+    params: dict = field(default_factory=dict, compare=True, hash=False)
+
+    def words(self) -> str:
+        return CATALOGUE.get(self.code, CATALOGUE[OTHER]).words(self.params)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A code's words: `short` names it in the terminal table, `meaning` in its legend, `words` makes the
+    sentence from the parameters. `threshold_free`: it refers an image whatever the stage 1 threshold, so site
+    calibration and monitoring leave such images out. `refers`: False only for the screen-positive explanation."""
+
+    short: str
+    meaning: str
+    words: Callable[[dict], str]
+    threshold_free: bool = False
+    refers: bool = True
+
+
+def distinct_decimals(value: float, limit: float) -> tuple[str, str]:
+    """Two numbers to two decimals, or more where two would print them equal (0.1345 vs 0.1341)."""
+    for digits in (2, 3, 4):
+        a, b = f"{value:.{digits}f}", f"{limit:.{digits}f}"
+        if a != b:
+            return a, b
+    return f"{value:.6f}", f"{limit:.6f}"
+
+
+def _screen_positive(p: dict) -> str:
+    abnormal, threshold = distinct_decimals(p["p_abnormal"], p["threshold"])
+    whose = "this site's" if p.get("site") else "the bundle's"
+    return f"screen-positive: probability of an abnormal finding {abnormal}, above {whose} screening threshold " \
+           f"{threshold}"
+
+
+OTHER = "other"
+# In the order the terminal table's legend lists them.
+CATALOGUE: dict[str, Entry] = {
+    "too_small": Entry("small", "image too small to be a radiograph", lambda p: (
+        f"image too small ({p['width']}x{p['height']} px, at least {p['min_side']} px a side expected)"),
+        threshold_free=True),
+    "aspect_ratio": Entry("aspect", "extreme aspect ratio for a chest radiograph", lambda p: (
+        f"extreme aspect ratio ({p['aspect']:.1f}:1, chest radiographs are near square)"), threshold_free=True),
+    "flat": Entry("flat", "near-constant pixels", lambda p: (
+        f"near-constant pixels (1st-99th percentile spread {p['spread']:.0f} gray levels)"), threshold_free=True),
+    "not_frontal": Entry("lateral", "DICOM header: lateral or oblique view, not frontal PA/AP", lambda p: (
+        "not a frontal view (the DICOM header gives a lateral or oblique view position): the models read frontal "
+        "PA/AP chest radiographs"), threshold_free=True),
+    "body_part": Entry("body-part", "DICOM header: body part other than the chest", lambda p: (
+        "the DICOM header names a body part other than the chest"), threshold_free=True),
+    "modality": Entry("modality", "DICOM header: modality other than CR/DX", lambda p: (
+        "the DICOM header names a modality other than radiography (CR/DX)"), threshold_free=True),
+    "for_processing": Entry("raw", "DICOM header: 'for processing' (raw detector) image", lambda p: (
+        "a 'for processing' image (raw detector data, not meant for viewing)"), threshold_free=True),
+    "ood": Entry("ood", "unlike the radiographs the model learned from (out-of-distribution)", lambda p: (
+        f"out-of-distribution: unlike the radiographs the model learned from (score {p['score']:.2f}, limit "
+        f"{p['limit']:.2f})"), threshold_free=True),
+    "low_confidence": Entry("low-conf", "the label's probability is below the confidence floor", lambda p: (
+        f"low confidence: probability of {in_words(p['label'])} {p['p']:.3f}, below the confidence floor "
+        f"{p['floor']:.3f}")),
+    "unverified": Entry("unverified", "the bundle did not pass its parity gate (--allow-unverified)", lambda p: (
+        "unverified model: not shown to give the results of the model it was validated as (the bundle did not "
+        "pass its parity gate)")),
+    # not a reason to refer: why a disease label stands over a longer "normal" bar
+    "screen_positive": Entry("screen", "abnormal because the probability of an abnormal finding passed the "
+                                       "screening threshold, though normal is the most probable single class",
+                             _screen_positive, refers=False),
+    OTHER: Entry("other", "another reason: see the CSV or JSON report", lambda p: p.get("text", "")),
+}
+THRESHOLD_FREE = frozenset(code for code, entry in CATALOGUE.items() if entry.threshold_free)
+
+
+def reason_text(reasons: Iterable[Reason]) -> str:
+    """The reasons in words, as the reports' `reason` column has always held them: "; "-separated."""
+    return "; ".join(reason.words() for reason in reasons)
+
+
+def codes_text(reasons: Iterable[Reason]) -> str:
+    """The reports' `reason_codes` column: the codes, ";"-separated."""
+    return ";".join(reason.code for reason in reasons)
+
+
+def to_json(reasons: Iterable[Reason]) -> str:
+    """How the node's database and the run journal store reasons: [[code, {params}], ...]."""
+    return json.dumps([[reason.code, reason.params] for reason in reasons], separators=(",", ":"))
+
+
+def from_json(text: str | None) -> tuple[Reason, ...]:
+    return tuple(Reason(code, dict(params)) for code, params in json.loads(text or "[]"))
+
+
+# Reading the words this box wrote before reasons were stored as codes (databases of schema version 4 and run
+# journals of earlier versions): used by the migration only. A sentence that matches none stays as `other`.
+_NUMBER = r"(\d+(?:\.\d+)?)"
+_LABEL_BY_WORDS = {words: label for label, words in LABEL_WORDS.items()}
+_LEGACY: tuple[tuple[str, str, Callable[[re.Match], dict]], ...] = (
+    ("too_small", rf"image too small \((\d+)x(\d+) px, at least (\d+) px a side expected\)",
+     lambda m: {"width": int(m[1]), "height": int(m[2]), "min_side": int(m[3])}),
+    ("aspect_ratio", rf"extreme aspect ratio \({_NUMBER}:1, chest radiographs are near square\)",
+     lambda m: {"aspect": float(m[1])}),
+    ("flat", rf"near-constant pixels \(1st-99th percentile spread {_NUMBER} gray levels\)",
+     lambda m: {"spread": float(m[1])}),
+    ("not_frontal", r"not a frontal view\b.*", lambda m: {}),
+    ("body_part", r"the DICOM header names a body part\b.*", lambda m: {}),
+    ("modality", r"the DICOM header names a modality\b.*", lambda m: {}),
+    ("for_processing", r"a 'for processing' image\b.*", lambda m: {}),
+    ("ood", rf"out-of-distribution: .*\(score {_NUMBER}, limit {_NUMBER}\)",
+     lambda m: {"score": float(m[1]), "limit": float(m[2])}),
+    ("low_confidence", rf"low confidence: probability of (.+) {_NUMBER}, below the confidence floor {_NUMBER}",
+     lambda m: {"label": _LABEL_BY_WORDS[m[1]], "p": float(m[2]), "floor": float(m[3])}),
+    ("unverified", r"unverified model\b.*", lambda m: {}),
+    ("screen_positive", rf"screen-positive: probability of an abnormal finding {_NUMBER}, above (this site's|the "
+                        rf"bundle's) screening threshold {_NUMBER}",
+     lambda m: {"p_abnormal": float(m[1]), "threshold": float(m[3]), "site": m[2] == "this site's"}),
+)
+
+
+def from_text(text: str) -> tuple[Reason, ...]:
+    """Codes for reasons stored as words ("; "-separated) by earlier versions."""
+    reasons = []
+    for part in filter(None, (p.strip() for p in (text or "").split("; "))):
+        for code, pattern, params in _LEGACY:
+            match = re.fullmatch(pattern, part)
+            if match:
+                try:
+                    reasons.append(Reason(code, params(match)))
+                    break
+                except KeyError:  # a label in words this version does not know
+                    pass
+        else:
+            reasons.append(Reason(OTHER, {"text": part}))
+    return tuple(reasons)

@@ -1,0 +1,370 @@
+"""The clinic node (`cxr-edge serve`) against real DICOM peers on loopback: dcmtk's echoscu and storescu play the
+X-ray unit, on 127.0.0.1 and a port the test picks; every loop is bounded and stops by itself."""
+
+import json
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+from pydicom import uid as uids
+
+from cxr_edge.cli import main
+from cxr_edge.node.config import ConfigError, load_config
+from cxr_edge.node.state import DATABASE
+from cxr_edge.run.result import Result
+from cxr_train.synth_dicom import PATIENT, write_dicom
+
+from tests.bundle_edits import edited_copy
+from tests.node_harness import HOST, SYNTAXES, Node, _config, _free_port, _radiographs, _responses, _store
+from tests.peers import tool
+
+@pytest.fixture()
+def node(tmp_path, edge_bundle):
+    tool("storescu")
+    port = _free_port()
+    running = Node(_config(tmp_path, edge_bundle, port)).start()
+    running.port = port
+    yield running
+    if running.process.poll() is None:
+        running.stop(signal.SIGKILL)
+
+
+# the configuration
+
+def _write(tmp_path, text: str) -> Path:
+    path = tmp_path / "node.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("text,message", [
+    ('data = "/d"\n', "model: missing, and required"),
+    ('model = "/m"\ndata = "/d"\ncolour = "red"\n', "colour: unknown key (the keys at the top are: data, dicom, model, "
+                                                    "send, site, usb, web)"),
+    ('model = "/m"\ndata = "/d"\n[dicom]\nport = "104"\nallowed_callers = ["*"]\n',
+     "[dicom] port: a whole number expected, got '104'"),
+    ('model = "/m"\ndata = "/d"\n[dicom]\nport = true\nallowed_callers = ["*"]\n',
+     "[dicom] port: a whole number expected, got True"),
+    ('model = "/m"\ndata = "/d"\n[dicom]\nae_tittle = "X"\n', "[dicom] ae_tittle: unknown key (the keys [dicom] are: "
+                                                            "ae_title, allowed_callers, bind, enabled, min_free_mb, "
+                                                            "port, study_stable_seconds)"),
+    ('model = "/m"\ndata = "/d"\n[dicom]\nport = 104\n',
+     '[dicom] allowed_callers: missing, and required while [dicom] is enabled: the calling AE titles of your X-ray '
+     'units, e.g. ["XRAYROOM1"], or ["*"] to accept any'),
+    ('model = "/m"\ndata = "/d"\n[dicom]\nae_title = "A-NAME-LONGER-THAN-16"\nallowed_callers = ["*"]\n',
+     "[dicom] ae_title: 1 to 16 ASCII characters, no backslash, got 'A-NAME-LONGER-THAN-16'"),
+    ('model = "/m"\ndata = \n', "not valid TOML"),
+    ('model = "/m"\ndata = "/d"\n[dicom]\nallowed_callers = []\n',
+     '[dicom] allowed_callers: empty, so no X-ray unit could send: name their calling AE titles, e.g. ["XRAYROOM1"], '
+     'or ["*"] to accept any'),
+    ('model = "/m"\ndata = "/d"\n[dicom]\nallowed_callers = ["A\\\\B"]\n', "[dicom] allowed_callers: a list of AE titles"),
+    ('model = "/m"\ndata = "/d"\n[dicom]\nallowed_callers = ["*"]\nbind = "clinic.local"\n',
+     "[dicom] bind: an IP address of this box"),
+    ('model = "/m"\ndata = "/d"\n[dicom]\nallowed_callers = ["*"]\nstudy_stable_seconds = nan\n',
+     "[dicom] study_stable_seconds: a number of seconds, got nan"),
+])
+def test_a_configuration_error_names_the_key_and_the_file(tmp_path, text, message):
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value).startswith(f"{path}: ")
+    assert message in str(caught.value)
+    result = CliRunner().invoke(main, ["serve", "--config", str(path), "--check"])
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_defaults_are_safe_and_relative_paths_follow_the_file(tmp_path):
+    config = load_config(_write(tmp_path, 'model = "bundle"\ndata = "state"\n[dicom]\nallowed_callers = ["X1"]\n'))
+    assert config.model == tmp_path / "bundle" and config.data == tmp_path / "state"
+    assert config.dicom.bind == "127.0.0.1" and config.dicom.port == 11112 and config.dicom.ae_title == "CXREDGE"
+    assert config.dicom.allowed_callers == ("X1",) and not config.dicom.any_caller and not config.usb.enabled
+
+
+@pytest.mark.slow
+def test_check_prints_the_configuration_and_the_self_test(tmp_path, edge_bundle):
+    path = _config(tmp_path, edge_bundle, 11112, allowed_callers=["*"])
+    result = CliRunner().invoke(main, ["serve", "--config", str(path), "--check"])
+    assert result.exit_code == 0, result.output
+    assert f"model: {edge_bundle}" in result.output
+    assert 'dicom: CXREDGE on 127.0.0.1:11112; allowed callers: any (["*"]): every calling AE title is accepted' \
+        in result.output
+    assert "self-test: " in result.output and result.output.endswith("configuration usable\n")
+    assert not (tmp_path / "data").exists()  # --check writes nothing
+
+
+@pytest.mark.slow
+def test_a_bundle_failing_its_self_test_stops_the_node(tmp_path, edge_bundle):
+    from cxr_edge.bundle.files import SELFTEST_FILE
+    from cxr_edge.bundle.load import load_bundle
+    from cxr_edge.bundle.selftest import KnownAnswers
+
+    answers = load_bundle(edge_bundle).known_answers()
+    wrong = KnownAnswers(answers.inputs, {**answers.outputs, "stage2": [1.0 - answers.outputs["stage2"][0]]})
+    bad = edited_copy(edge_bundle, tmp_path / "bad", files={SELFTEST_FILE: wrong.to_bytes()})
+    path = _config(tmp_path, bad, _free_port())
+    for args in ([], ["--check"]):
+        result = CliRunner().invoke(main, ["serve", "--config", str(path), *args])
+        assert result.exit_code == 2 and "self-test failed on every kernel set" in result.output
+
+
+@pytest.mark.slow
+def test_files_others_can_write_are_refused(tmp_path, edge_bundle):
+    path = _config(tmp_path, edge_bundle, _free_port())
+    path.chmod(0o666)
+    result = CliRunner().invoke(main, ["serve", "--config", str(path), "--check"])
+    assert result.exit_code == 2
+    assert (f"configuration file {path} can be written by other users: whoever can change it decides what the box "
+            f"runs; fix it with `chmod go-w {path}`") in result.output
+
+
+# receiving
+
+@pytest.mark.slow
+def test_every_syntax_is_received_and_labelled_as_classify_labels_it(node, tmp_path, synth_small):
+    tool("echoscu")
+    echo = subprocess.run([tool("echoscu"), "-aet", "XRAYROOM1", "-aec", "CXREDGE", HOST, str(node.port)],
+                          capture_output=True, text=True, timeout=30)
+    assert echo.returncode == 0, echo.stderr
+    files = {}
+    for syntax, flags in SYNTAXES.items():
+        sent = _radiographs(tmp_path / "unit" / syntax.name.replace(" ", "_"), synth_small, 1, syntaxes=[syntax])
+        result = _store(node.port, sent, *flags)
+        assert result.returncode == 0, (syntax.name, result.stderr)
+        files.update({str(p): p for p in sent})
+    node.wait_classified(len(files))
+    # the same files through `classify`: the same labels (the node stored them as received)
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    for i, path in enumerate(files.values()):
+        shutil.copy(path, stick / f"{i:02d}.dcm")
+    classified = json.loads(CliRunner().invoke(main, ["classify", str(stick), "--model",
+                                                      str(load_config(node.config).model), "--format", "json"]).stdout)
+    import pydicom
+
+    by_uid = {pydicom.dcmread(stick / r["path"]).SOPInstanceUID: r for r in classified["results"]}
+    results = json.loads(CliRunner().invoke(main, ["results", "--config", str(node.config), "--format",
+                                                   "json"]).stdout)["results"]
+    assert len(results) == len(SYNTAXES) == len(by_uid)
+    for row in results:
+        assert set(row) >= {"study_instance_uid", "sop_instance_uid", "received", "source", "path", "label",
+                            "p_normal", "refer", "reason", "error"}
+        assert row["source"] == "dicom:XRAYROOM1" and not row["error"]
+        same = by_uid[row["sop_instance_uid"]]
+        assert (row["label"], row["refer"], row["p_normal"]) == (same["label"], same["refer"], same["p_normal"])
+    # the stored files are the service user's alone, and no patient name or ID reached the log
+    data = node.config.parent / "data"
+    assert (data.stat().st_mode & 0o777) == 0o700 and ((data / DATABASE).stat().st_mode & 0o777) == 0o600
+    assert node.stop() == 0
+    for value in (PATIENT["PatientName"], PATIENT["PatientID"], "Test"):
+        assert value not in node.text()
+    assert "stopped in" in node.text()
+
+
+@pytest.mark.slow
+def test_unknown_callers_corrupt_datasets_duplicates_and_non_images(node, tmp_path, synth_small):
+    good = _radiographs(tmp_path / "unit", synth_small, 2)
+    refused = _store(node.port, good[:1], caller="SOMEONE")
+    assert refused.returncode != 0 and "Calling AE Title Not Recognized" in refused.stderr
+    assert "association rejected: calling AE title SOMEONE is not in allowed_callers" in node.text()
+    # a dataset without its Study Instance UID, between two good ones in one association
+    broken = write_dicom(tmp_path / "unit" / "broken.dcm", np.zeros((64, 64), np.uint16),
+                         SeriesInstanceUID=uids.generate_uid())
+    result = _store(node.port, [good[0], broken, good[1]])
+    assert _responses(result) == ["Success", "Error: CannotUnderstand", "Success"], result.stderr
+    assert "the dataset cannot be parsed" in node.text()
+    node.wait_classified(2)
+    # the same instance again: stored and classified once
+    assert _responses(_store(node.port, good)) == ["Success", "Success"]
+    time.sleep(1)
+    assert len(node.rows()) == 2 and "duplicate" in node.text()
+    # an object that is not an image: refused with a status, not stored
+    from pydicom.data import get_testdata_file
+
+    report = _store(node.port, [get_testdata_file("rtplan.dcm")])
+    assert _responses(report) == ["Refused: SOPClassNotSupported"], report.stderr
+    assert len(node.rows()) == 2 and "is not an image the box reads" in node.text()
+    assert node.stop() == 0
+
+
+@pytest.mark.slow
+def test_below_the_free_space_watermark_images_are_refused_then_accepted(tmp_path, edge_bundle, synth_small,
+                                                                         monkeypatch):
+    """The node in this process, with the disk's free space under the test's control."""
+    import cxr_edge.node.receiver as receiver
+    from cxr_edge.node.serve import run
+
+    tool("storescu")
+    port = _free_port()
+    config = load_config(_config(tmp_path, edge_bundle, port, min_free_mb=100))
+    free = {"mb": 50}
+    real = shutil.disk_usage
+    monkeypatch.setattr(receiver.shutil, "disk_usage",
+                        lambda path: real(path)._replace(free=free["mb"] * 2**20))
+    lines = []
+    monkeypatch.setattr("cxr_edge.node.serve.log", lines.append)
+    stop = threading.Event()
+    serving = threading.Thread(target=run, args=(config, stop))
+    serving.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not any("listening as" in line for line in lines):
+            assert time.monotonic() < deadline and serving.is_alive(), lines
+            time.sleep(0.1)
+        files = _radiographs(tmp_path / "unit", synth_small, 2)
+        full = _store(port, files[:1])
+        assert _responses(full) == ["Refused: OutOfResources"], full.stderr
+        assert any("is below min_free_mb 100: new images are refused (out of resources)" in line for line in lines)
+        free["mb"] = 500
+        assert _responses(_store(port, files)) == ["Success", "Success"]
+        assert any("is back above min_free_mb 100: accepting images again" in line for line in lines)
+        assert sum(line.startswith("stored ") for line in lines) == 2
+    finally:
+        stop.set()
+        serving.join(timeout=20)
+    assert not serving.is_alive()
+
+
+@pytest.mark.slow
+def test_killed_mid_burst_every_acknowledged_image_is_classified_exactly_once(node, tmp_path, synth_small):
+    files = _radiographs(tmp_path / "unit", synth_small, 20)
+    sending = subprocess.Popen([tool("storescu"), "-aet", "XRAYROOM1", "-aec", "CXREDGE", HOST, str(node.port),
+                                *map(str, files)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(node.rows()) < 5:
+        assert time.monotonic() < deadline, node.text()
+        time.sleep(0.05)
+    node.stop(signal.SIGKILL)
+    _, stderr = sending.communicate(timeout=60)
+    # the unit sends again what it has no success status for; here it sends everything again
+    node.start()
+    assert _store(node.port, files).returncode == 0
+    node.wait_classified(len(files))
+    rows = node.rows()
+    assert len(rows) == len({uid for uid, _ in rows}) == len(files)  # none lost, none twice
+    results = json.loads(CliRunner().invoke(main, ["results", "--config", str(node.config), "--format",
+                                                   "json"]).stdout)["results"]
+    assert len(results) == len(files)
+    started = time.monotonic()
+    assert node.stop() == 0 and time.monotonic() - started < 10  # SIGTERM: a clean stop within 10 s
+
+
+@pytest.mark.slow
+def test_a_stick_appears_is_classified_goes_away_mid_run_and_comes_back(tmp_path, edge_bundle, synth_small):
+    """A folder below `watch` stands in for a mounted stick (mount_points_only = false)."""
+    port = _free_port()
+    media = tmp_path / "media"
+    media.mkdir()
+    config = _config(tmp_path, edge_bundle, port)
+    config.write_text(config.read_text() + f'[usb]\nenabled = true\nwatch = "{media}"\nmount_points_only = false\n')
+    node = Node(config).start()
+    try:
+        staging = tmp_path / "staging" / "CLINIC_DAY"
+        staging.mkdir(parents=True)
+        names = sorted(synth_small.glob("*/images/*.png"))
+        for i in range(120):  # enough that the run is still going when the stick is pulled
+            Image.open(names[i % len(names)]).resize((300, 300)).save(staging / f"img-{i:03d}.png")
+        (staging / "notes.txt").write_text("not an image")
+        before = {p.name: p.stat().st_mtime_ns for p in staging.iterdir()}
+        stick = media / "CLINIC_DAY"
+
+        def insert():  # whole at once, as a mount appears
+            shutil.copytree(staging, tmp_path / "copy")
+            (tmp_path / "copy").rename(stick)
+
+        insert()
+        journal = next((tmp_path / "data" / "reports").glob("CLINIC_DAY-*.html.journal"), None) \
+            if _wait(lambda: any((tmp_path / "data" / "reports").glob("CLINIC_DAY-*.html.journal"))) else None
+        assert journal is not None, node.text()
+        assert _wait(lambda: len(journal.read_text().splitlines()) > 5), node.text()
+        shutil.rmtree(stick)  # pulled mid-run
+        assert _wait(lambda: "stopped, the stick went away" in node.text()), node.text()
+        kept = len(journal.read_text().splitlines()) - 1
+        assert 0 < kept < 120
+        assert not any("cannot be read" in line for line in journal.read_text().splitlines()[1:])
+        insert()  # back again: the run resumes
+        assert _wait(lambda: "stick CLINIC_DAY: 120 images" in node.text(), 120), node.text()
+        assert f"stick CLINIC_DAY: resumed, {kept} image(s) taken from the run's journal" in node.text()
+        reports = sorted(p.name for p in (tmp_path / "data" / "reports").iterdir() if p.suffix in (".csv", ".html"))
+        assert [Path(name).suffix for name in reports] == [".csv", ".html"]
+        assert "skipped 1 file(s) not classified (not an image 1)" in node.text()
+        assert {p.name: p.stat().st_mtime_ns for p in stick.iterdir()} == before  # nothing written to the stick
+        rows = json.loads(CliRunner().invoke(main, ["results", "--config", str(config), "--format",
+                                                    "json"]).stdout)["results"]
+        assert len(rows) == 120 and {r["source"] for r in rows} == {"usb:CLINIC_DAY"}
+        assert all(r["sop_instance_uid"] is None and r["label"] for r in rows)
+    finally:
+        assert node.stop() == 0
+
+
+def _wait(condition, seconds: float = 60) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.mark.slow
+def test_a_trust_folder_others_can_write_is_refused_by_the_node_and_warned_about_by_classify(
+        tmp_path, edge_bundle, usb_stick, monkeypatch):
+    trust = tmp_path / "trusted-keys"
+    trust.mkdir()
+    trust.chmod(0o777)
+    monkeypatch.setenv("CXR_EDGE_TRUSTED_KEYS", str(trust))
+    path = _config(tmp_path, edge_bundle, _free_port())
+    result = CliRunner().invoke(main, ["serve", "--config", str(path), "--check"])
+    assert result.exit_code == 2 and f"trust folder {trust} can be written by other users" in result.output
+    classified = CliRunner().invoke(main, ["classify", str(usb_stick / "ward-2"), "--model", str(edge_bundle),
+                                           "--format", "json"])
+    assert classified.exit_code == 0, classified.output
+    warning = (f"WARNING: the trust folder {trust} can be written by other users: whoever can add a key there "
+               f"decides what this box runs; fix it with `chmod go-w {trust}`.")
+    assert warning in json.loads(classified.stdout)["warnings"]
+
+
+@pytest.mark.slow
+def test_sigterm_with_an_association_left_open_stops_within_10_seconds(node):
+    """A unit that opens an association and never releases it does not keep the node running past 10 s."""
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification
+
+    unit = AE(ae_title="XRAYROOM1")
+    unit.add_requested_context(Verification)
+    association = unit.associate(HOST, node.port, ae_title="CXREDGE")
+    assert association.is_established
+    started = time.monotonic()
+    try:
+        assert node.stop() == 0 and time.monotonic() - started < 10
+    finally:
+        association.abort()
+
+
+def test_results_csv_neutralises_formula_like_stick_file_names(tmp_path):
+    """A stick's file names are whoever made the stick's: `cxr-edge results --format csv` writes them as the
+    report CSVs do (a leading apostrophe), JSON as they are."""
+    from cxr_edge.node.state import State
+
+    config = _write(tmp_path, f'model = "bundle"\ndata = "{tmp_path / "data"}"\n[dicom]\nenabled = false\n')
+    state = State(tmp_path / "data")
+    run = state.start_stick_run("STICK", "/media/STICK", "reports/STICK.html")
+    name = '=HYPERLINK("example.invalid","click").png'
+    state.finish_stick_run(run, "finished", [Result(name, "normal", (0.9, 0.04, 0.03, 0.03))])
+    state.close()
+    import csv
+
+    csv_out = CliRunner().invoke(main, ["results", "--config", str(config), "--format", "csv"]).output
+    [row] = csv.DictReader(line for line in csv_out.splitlines() if not line.startswith("#"))
+    assert row["path"] == "'" + name and row["refer"] == "false" and row["sop_instance_uid"] == ""
+    rows = json.loads(CliRunner().invoke(main, ["results", "--config", str(config), "--format", "json"]).output)
+    assert rows["results"][0]["path"] == name and rows["results"][0]["source"] == "usb:STICK"

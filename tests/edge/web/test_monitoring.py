@@ -1,0 +1,89 @@
+"""Weekly monitoring of the clinic node (the status page's chart and `cxr-edge results --summary`): the drift
+rule of every classify run (exact binomial test, p < 0.001, at least 30 images) applied week by week; and the
+screen's login limit under parallel tries."""
+
+import json
+import time
+from datetime import datetime, timedelta
+
+from click.testing import CliRunner
+
+from cxr_edge.cli import main
+from cxr_edge.node.state import State
+from cxr_edge.web.monitoring import chart, weekly
+
+
+def _fill(state: State, monday: datetime, images: int, abnormal: int, reviews: int = 0, agreed: int = 0,
+          start: int = 0) -> None:
+    """`images` classified images received on `monday`, `abnormal` of them labelled covid19, and reviews."""
+    t = monday.timestamp() + 3600
+    with state.transaction() as db:
+        for i in range(start, start + images):
+            uid, study = f"1.2.3.{i}", f"1.2.9.{i}"
+            label = "covid19" if i - start < abnormal else "normal"
+            db.execute("INSERT INTO instances (sop_instance_uid, sop_class_uid, study_instance_uid, "
+                       "series_instance_uid, source, path, received, state) VALUES (?, '1.2', ?, ?, 'dicom:X', ?, ?, "
+                       "'classified')", (uid, study, study + ".1", f"images/{uid}.dcm", t))
+            db.execute("INSERT INTO studies (study_instance_uid, first_received, last_received, label, final) "
+                       "VALUES (?, ?, ?, ?, 1)", (study, t, t, label))
+            db.execute("INSERT INTO results (sop_instance_uid, classified, label, p_normal, p_lung_opacity, "
+                       "p_viral_pneumonia, p_covid19, refer, reasons, error) VALUES (?, ?, ?, ?, 0, 0, ?, 0, '[]', '')",
+                       (uid, t, label, 0.2 if label != "normal" else 0.9, 0.8 if label != "normal" else 0.1))
+            if i - start < reviews:
+                db.execute("INSERT INTO reviews (study_instance_uid, user, time, kind, agree, finding) VALUES "
+                           "(?, 'amina', ?, 'review', ?, ?)", (study, t + 60, int(i - start < agreed), label))
+
+
+def test_a_week_far_from_the_expected_share_is_warned_about_and_a_usual_one_is_not(tmp_path):
+    state = State(tmp_path / "data")
+    usual = datetime(2026, 11, 2)  # a Monday
+    _fill(state, usual, 40, 12, reviews=30, agreed=27)  # 30% abnormal, as expected
+    _fill(state, usual + timedelta(days=7), 40, 36, start=100, reviews=30, agreed=12)  # 90%: far outside
+    weeks = weekly(state, {"flagged_abnormal": 0.3}, "this site's calibration")
+    state.close()
+    assert [w.week for w in weeks] == ["2026-W45", "2026-W46"]
+    assert (weeks[0].images, weeks[0].abnormal, weeks[0].reviews, weeks[0].agreed) == (40, 12, 30, 27)
+    assert weeks[0].warnings == []
+    assert len(weeks[1].warnings) == 2  # flagged abnormal, and the readers agreeing far less than before
+    assert "the box flagged abnormal 36 of 40 (90%); this site's calibration expects 30%" in weeks[1].warnings[0]
+    assert "agreed with by its readers 12 of 30" in weeks[1].warnings[1]
+    svg = str(chart(weeks, {"flagged_abnormal": 0.3}))
+    assert svg.startswith("<svg") and svg.count("<polyline") == 2 and 'stroke-dasharray="6 4"' in svg
+
+
+def test_fewer_than_30_images_say_nothing(tmp_path):
+    state = State(tmp_path / "data")
+    _fill(state, datetime(2026, 11, 2), 20, 20)
+    assert weekly(state, {"flagged_abnormal": 0.3}, "x")[0].warnings == []
+    state.close()
+
+
+def test_results_summary_prints_the_weeks_and_their_warnings(tmp_path, edge_bundle):
+    config = tmp_path / "node.toml"
+    config.write_text(f'model = "{edge_bundle}"\ndata = "{tmp_path / "data"}"\n[dicom]\nenabled = false\n')
+    state = State(tmp_path / "data")
+    now = datetime.fromtimestamp(time.time())
+    _fill(state, now - timedelta(days=now.weekday()), 40, 4)  # the tiny bundle's test split flagged every image
+    state.close()
+    shown = CliRunner().invoke(main, ["results", "--config", str(config), "--summary"])
+    assert shown.exit_code == 0, shown.output
+    assert "flagged abnormal 4 of 40 (10%)" in shown.stdout and "expected (the bundle's test split" in shown.stdout
+    data = json.loads(CliRunner().invoke(main, ["results", "--config", str(config), "--summary", "--format",
+                                                "json"]).stdout)
+    assert data["weeks"][0]["images"] == 40 and data["weeks"][0]["warnings"]
+
+
+def test_parallel_logins_cannot_slip_past_the_limit(tmp_path):
+    """Twenty wrong passwords at once from one address: five are checked, fifteen refused unchecked (the count and
+    the try are one transaction, before the slow scrypt)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cxr_edge.web.accounts import add_user, log_in
+
+    state = State(tmp_path / "data")
+    add_user(state, "amina", "reviewer", "correct horse battery")
+    with ThreadPoolExecutor(20) as pool:
+        outcomes = list(pool.map(lambda _: log_in(state, "amina", "wrong password", "10.0.0.7"), range(20)))
+    assert sorted(outcomes) == ["refused"] * 15 + ["wrong"] * 5
+    assert log_in(state, "amina", "correct horse battery", "10.0.0.7") == "refused"
+    state.close()
