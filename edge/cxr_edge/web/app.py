@@ -87,30 +87,25 @@ def create_app(context: Context) -> Starlette:
         request.state.user, request.state.csrf = found
         return found[0]
 
-    async def form_with_csrf(request: Request) -> dict:
-        form = dict(await request.form(max_files=0, max_fields=10))
+    def check_csrf(request: Request, form: dict) -> None:
+        """After signed_in: the form carries the session's CSRF token."""
         if not secrets.compare_digest(str(form.get("csrf", "")), getattr(request.state, "csrf", "") or "\0"):
             raise HTTPException(403, "the form has expired or did not come from this box: reload the page and "
                                      "try again")
-        return form
 
-    async def login_page(request: Request):
+    def login_page(request: Request):
         token = secrets.token_urlsafe(24)
         response = page(request, "login.html", login_csrf=token, message=request.query_params.get("m", ""))
         _cookie(response, LOGIN_COOKIE, token, secure, max_age=3600)
         return response
 
-    async def login(request: Request):
-        form = dict(await request.form(max_files=0, max_fields=10))
+    def login(request: Request, form: dict):
         expected = request.cookies.get(LOGIN_COOKIE, "")
         if not expected or not secrets.compare_digest(str(form.get("csrf", "")), expected):
             raise HTTPException(403, "the login form has expired: reload the page and try again")
         name, address = str(form.get("name", ""))[:64], request.client.host if request.client else "?"
-        from starlette.concurrency import run_in_threadpool
-
-        # scrypt takes tens of milliseconds: off the event loop, so other pages are not held up
-        outcome = await run_in_threadpool(accounts.log_in, context.state, name, str(form.get("password", "")),
-                                          address)
+        # scrypt takes tens of milliseconds: off the event loop (as every handler here), so other pages go on
+        outcome = accounts.log_in(context.state, name, str(form.get("password", "")), address)
         # a name that is no user may be anything typed in the wrong field (a patient ID): never logged
         who = f"user {name!r}" if accounts.is_user(context.state, name) else "an unknown user name"
         if outcome == "refused":
@@ -126,9 +121,9 @@ def create_app(context: Context) -> Starlette:
         response.delete_cookie(LOGIN_COOKIE)
         return response
 
-    async def logout(request: Request):
+    def logout(request: Request, form: dict):
         signed_in(request)
-        await form_with_csrf(request)
+        check_csrf(request, form)
         accounts.log_out(context.state, request.cookies.get(SESSION_COOKIE, ""))
         response = RedirectResponse("/login?m=out", status_code=303)
         response.delete_cookie(SESSION_COOKIE)
@@ -144,27 +139,27 @@ def create_app(context: Context) -> Starlette:
             number = 0
         return which, number
 
-    async def worklist_page(request: Request):
+    def worklist_page(request: Request):
         signed_in(request)
         which, number = which_filter(request)
         rows, total = worklist.worklist(context.state, which, number)
         return page(request, "worklist.html", rows=rows, total=total, which=which, page_number=number,
                     pages=max(1, -(-total // worklist.PAGE)), version=worklist.version(context.state))
 
-    async def worklist_rows(request: Request):
+    def worklist_rows(request: Request):
         signed_in(request)
         which, number = which_filter(request)
         rows, total = worklist.worklist(context.state, which, number)
         return page(request, "rows.html", rows=rows, total=total)
 
-    async def worklist_version(request: Request):
+    def worklist_version(request: Request):
         signed_in(request)
         return JSONResponse({"version": worklist.version(context.state)})
 
     def study_or_404(request: Request) -> dict:
         return _found(worklist.study(context.state, request.path_params["study_id"]), "study")
 
-    async def study_page(request: Request):
+    def study_page(request: Request):
         signed_in(request)
         found = study_or_404(request)
         for image in found["images"]:
@@ -172,9 +167,9 @@ def create_app(context: Context) -> Starlette:
         return page(request, "study.html", study=found, codes=context.config.web.confirmatory_codes,
                     findings=reviews.FINDINGS, message=request.query_params.get("m", ""), status=context.status())
 
-    async def review(request: Request):
+    def review(request: Request, form: dict):
         user = signed_in(request)
-        form = await form_with_csrf(request)
+        check_csrf(request, form)
         found = study_or_404(request)
         try:
             if form.get("kind") == "confirmation":
@@ -196,34 +191,30 @@ def create_app(context: Context) -> Starlette:
     def image_or_404(request: Request) -> dict:
         return _found(worklist.instance(context.state, request.path_params["image_id"]), "image")
 
-    async def thumbnail(request: Request):
+    def thumbnail(request: Request):
         signed_in(request)
-        from starlette.concurrency import run_in_threadpool
-
-        # a first thumbnail decodes the full image: seconds on a Pi, never on the event loop
-        data = await run_in_threadpool(pictures.thumbnail, context.state, image_or_404(request), context.config)
+        # a first thumbnail decodes the full image: seconds on a Pi, never on the event loop (no handler runs there)
+        data = pictures.thumbnail(context.state, image_or_404(request), context.config)
         return Response(data, media_type="image/jpeg")  # no-store (HEADERS): no patient image left in a tablet
 
-    async def heatmap(request: Request):
+    def heatmap(request: Request):
         signed_in(request)
         path = pictures.heatmap_path(context.state, image_or_404(request)["id"])
         if not path.exists():
             raise HTTPException(404, "no heatmap yet: ask for one on the study page")
         return Response(path.read_bytes(), media_type="image/png")
 
-    async def make_heatmap(request: Request):
+    def make_heatmap(request: Request, form: dict):
         signed_in(request)
-        await form_with_csrf(request)
+        check_csrf(request, form)
         image = image_or_404(request)
         message = ""
         if image["label"]:
-            from starlette.concurrency import run_in_threadpool
-
-            if not await run_in_threadpool(pictures.make_heatmap, context, image):
+            if not pictures.make_heatmap(context, image):
                 message = "?m=busy"  # another heatmap is being made: one at a time, and no thread waits for it
         return RedirectResponse(f"/study/{image['study_id']}{message}#image-{image['id']}", status_code=303)
 
-    async def status_page(request: Request):
+    def status_page(request: Request):
         signed_in(request)
         from cxr_edge.web.monitoring import chart, weekly
 
@@ -232,7 +223,7 @@ def create_app(context: Context) -> Starlette:
         return page(request, "status.html", status=status, weeks=weeks[-8:], chart=chart(weeks, status["expected"]),
                     alerts=[w for week in weeks[-8:] for w in week.warnings])
 
-    async def api_results(request: Request):
+    def api_results(request: Request):
         signed_in(request, api=True)
         from cxr_edge.node.results import result_row, since_time  # shared with `cxr-edge results`
 
@@ -242,14 +233,14 @@ def create_app(context: Context) -> Starlette:
             raise HTTPException(400, str(exc)) from None
         return JSONResponse({"notice": DISCLAIMER, "results": [result_row(r) for r in context.state.results(since)]})
 
-    async def healthz(request: Request):
+    def healthz(request: Request):
         status = context.status()
         healthy = status["threads_alive"]  # the self-test passed, or the node would not have started
         dicom = {k: status["dicom"][k] for k in ("enabled", "listening", "ae_title", "port")}
         return JSONResponse({"status": "ok" if healthy else "degraded", "selftest": status["selftest"],
                              "dicom": dicom})
 
-    async def root(request: Request):
+    def root(request: Request):
         return RedirectResponse("/worklist", status_code=303)
 
     async def need_login(request: Request, exc: NeedLogin):
@@ -265,15 +256,17 @@ def create_app(context: Context) -> Starlette:
         return page(request, "error.html", 500, status_code=500,
                     detail="something went wrong on the box; the node's log says what")
 
+    # Every handler is a plain function, which Starlette runs on its thread pool: none blocks the event loop on
+    # SQLite, scrypt or a decode. A form's handler gets the form read first (posted).
     routes = [
         Route("/", root), Route("/healthz", healthz),
-        Route("/login", login_page, methods=["GET"]), Route("/login", login, methods=["POST"]),
-        Route("/logout", logout, methods=["POST"]),
+        Route("/login", login_page, methods=["GET"]), Route("/login", posted(login), methods=["POST"]),
+        Route("/logout", posted(logout), methods=["POST"]),
         Route("/worklist", worklist_page), Route("/worklist/rows", worklist_rows),
         Route("/worklist/version", worklist_version),
-        Route("/study/{study_id:int}", study_page), Route("/study/{study_id:int}/review", review, methods=["POST"]),
+        Route("/study/{study_id:int}", study_page), Route("/study/{study_id:int}/review", posted(review), methods=["POST"]),
         Route("/image/{image_id:int}/thumbnail.jpg", thumbnail), Route("/image/{image_id:int}/heatmap.png", heatmap),
-        Route("/image/{image_id:int}/heatmap", make_heatmap, methods=["POST"]),
+        Route("/image/{image_id:int}/heatmap", posted(make_heatmap), methods=["POST"]),
         Route("/status", status_page), Route("/api/results", api_results),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
@@ -315,6 +308,18 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def posted(handler: Callable[[Request, dict], Response]):
+    """An endpoint that reads the request's form (small: no files, ten fields) on the event loop, then runs
+    `handler(request, form)` on the thread pool."""
+    from starlette.concurrency import run_in_threadpool
+
+    async def endpoint(request: Request) -> Response:
+        form = dict(await request.form(max_files=0, max_fields=10))
+        return await run_in_threadpool(handler, request, form)
+
+    return endpoint
 
 
 def _found(row: dict | None, what: str) -> dict:
