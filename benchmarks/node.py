@@ -17,7 +17,6 @@ import os
 import platform
 import shutil
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -97,11 +96,13 @@ class Node:
     def classified(self) -> dict[str, float]:
         if not (self.data / "node.sqlite3").exists():
             return {}
-        db = sqlite3.connect(self.data / "node.sqlite3")
+        from cxr_edge.node.state import State
+
+        state = State(self.data)
         try:
-            return dict(db.execute("SELECT sop_instance_uid, classified FROM results").fetchall())
+            return {r["sop_instance_uid"]: r["classified"] for r in state.instance_results() if r["label"] is not None}
         finally:
-            db.close()
+            state.close()
 
     def wait_classified(self, count: int, timeout: float = 900) -> None:
         deadline = time.monotonic() + timeout

@@ -39,32 +39,27 @@ def _port() -> int:
 
 def fill(data: Path, studies: int) -> None:
     """`studies` classified one-image studies over the last 20 weeks, a tenth reviewed."""
-    from cxr_edge.node.state import State
+    from cxr_edge.node.state import Instance, State, StudyHeader
+    from cxr_edge.reasons import Reason
+    from cxr_edge.run.result import Result
 
     state = State(data)
     now, labels = time.time(), ("normal", "lung_opacity", "viral_pneumonia", "covid19")
-    with state.transaction() as db:
+    with state.transaction():  # one commit: each study's own transactions are savepoints in it
         for i in range(studies):
             t = now - (studies - i) * (20 * 7 * 86400 / studies)
             uid, study, label = f"1.2.826.0.1.3680043.8.498.9.{i}", f"1.2.826.0.1.3680043.8.498.8.{i}", labels[i % 4]
             p_normal = 0.8 if label == "normal" else 0.3
-            refer = int(i % 7 == 0)
-            db.execute("INSERT INTO instances (sop_instance_uid, sop_class_uid, study_instance_uid, series_instance_uid, "
-                       "source, path, received, state) VALUES (?, '1.2.840.10008.5.1.4.1.1.1.1', ?, ?, 'dicom:BENCH', "
-                       "?, ?, 'classified')", (uid, study, study + ".1", f"images/{study}/{uid}.dcm", t))
-            db.execute("INSERT INTO studies (study_instance_uid, patient_id, patient_name, accession_number, "
-                       "first_received, last_received, label, refer, final, p_abnormal) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
-                       (study, f"P{i:06d}", f"Patient^{i}", f"A{i}", t, t, label, refer, 1 - p_normal))
+            refer = i % 7 == 0
+            path = f"images/{study}/{uid}.dcm"
+            state.add_instance(Instance(uid, "1.2.840.10008.5.1.4.1.1.1.1", study, study + ".1", "dicom:BENCH", path,
+                                        t), StudyHeader(f"P{i:06d}", f"Patient^{i}", f"A{i}"))
             rest = (1 - p_normal) / 3
-            db.execute("INSERT INTO results (sop_instance_uid, classified, label, p_normal, p_lung_opacity, "
-                       "p_viral_pneumonia, p_covid19, refer, reason, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '')",
-                       (uid, t, label, p_normal, rest, rest, rest, refer,
-                        "low confidence: probability of COVID-19 0.233, below the confidence floor 0.600" if refer
-                        else ""))
+            reasons = (Reason("low_confidence", {"label": "covid19", "p": 0.233, "floor": 0.6}),) if refer else ()
+            state.record_result(uid, Result(path, label, (p_normal, rest, rest, rest), refer, reasons))
+            state.set_study(study, uid, label, refer, True, t, p_abnormal=1 - p_normal)
             if i % 10 == 0:
-                db.execute("INSERT INTO reviews (study_instance_uid, user, time, kind, agree, finding) VALUES "
-                           "(?, 'bench', ?, 'review', 1, ?)", (study, t + 600, label))
+                state.append_review(study, "bench", "review", True, label, "", "", at=t + 600)
     state.close()
 
 

@@ -4,7 +4,6 @@ the test picks, DX files of the synthetic radiographs, and dcmtk's storescu as t
 import json
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ import numpy as np
 from PIL import Image
 from pydicom import uid as uids
 
-from cxr_edge.node.state import DATABASE
+from cxr_edge.node.state import State
 from cxr_train.synth_dicom import write_dicom
 
 from tests.peers import tool
@@ -90,12 +89,11 @@ class Node:
         return self.process.wait(timeout=20)
 
     def rows(self) -> list[tuple]:
-        db = sqlite3.connect(self.config.parent / "data" / DATABASE)
+        state = State(self.config.parent / "data")
         try:
-            return db.execute("SELECT i.sop_instance_uid, r.label FROM instances i LEFT JOIN results r "
-                              "ON r.sop_instance_uid = i.sop_instance_uid").fetchall()
+            return [(row["sop_instance_uid"], row["label"]) for row in state.instance_results()]
         finally:
-            db.close()
+            state.close()
 
     def wait_classified(self, count: int, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout

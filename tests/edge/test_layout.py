@@ -3,6 +3,7 @@ module may import from its own subpackage, from those before it, and from the pa
 `labels`, `reasons`, `atomic`, `csv_cells`), never from one after it. Lazy imports inside functions count too."""
 
 import ast
+import re
 from pathlib import Path
 
 import cxr_edge
@@ -54,3 +55,22 @@ def test_the_public_api_resolves_lazily():
             "assert set(cxr_edge.__all__) <= set(dir(cxr_edge))\n"
             "for name in cxr_edge.__all__: getattr(cxr_edge, name)\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+SQL = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE FROM|CREATE TABLE|ALTER TABLE|PRAGMA)\b\s+\S")
+STATE = PACKAGE / "node" / "state"
+
+
+def _sql_strings(path: Path) -> list[str]:
+    return [node.value for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Constant)
+            and isinstance(node.value, str) and SQL.search(node.value)]
+
+
+def test_sql_lives_in_the_state_package_only():
+    """The node's state layer (cxr_edge.node.state) is the one place with SQL: the web, the CLI, the worker and the
+    benchmarks call its functions."""
+    outside = [*(p for p in PACKAGE.rglob("*.py") if STATE not in p.parents),
+               *(PACKAGE.parents[1] / "benchmarks").glob("*.py")]
+    found = {str(p.relative_to(PACKAGE.parents[1])): strings for p in outside if (strings := _sql_strings(p))}
+    assert not found, found
+    assert _sql_strings(STATE / "reviews.py")  # the check finds SQL where there is some

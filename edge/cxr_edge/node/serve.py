@@ -144,7 +144,7 @@ def node_status(config: NodeConfig, state, classifier, receiver, threads) -> dic
     origin = classifier.bundle.origin
     expected, source = expected_shares(classifier)
     last = receiver.last_association if receiver else None
-    queue = state.query("SELECT count(*) AS n FROM instances WHERE state = 'received'")[0]["n"]
+    queue = state.queue_length()
     import platform
 
     from cxr_edge.models.interpreter import backend

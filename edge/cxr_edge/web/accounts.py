@@ -53,7 +53,7 @@ def _dummy_hash() -> str:
 
 
 def is_user(state: State, name: str) -> bool:
-    return bool(state.query("SELECT 1 FROM users WHERE name = ?", (name,)))
+    return state.user_exists(name)
 
 
 def _sha256(text: str) -> str:
@@ -73,86 +73,55 @@ def add_user(state: State, name: str, role: str, password: str) -> None:
         raise AccountError(f"role {role!r}: one of {', '.join(ROLES)}")
     if len(password) < 10:
         raise AccountError("the password must have at least 10 characters")
-    with state.transaction() as db:
-        if db.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
-            raise AccountError(f"user {name} exists already: `cxr-edge user remove {name}` first to replace it")
-        db.execute("INSERT INTO users (name, role, password_hash, created) VALUES (?, ?, ?, ?)",
-                   (name, role, hash_password(password), time.time()))
+    if not state.add_user_row(name, role, hash_password(password), time.time()):
+        raise AccountError(f"user {name} exists already: `cxr-edge user remove {name}` first to replace it")
 
 
 def remove_user(state: State, name: str) -> None:
-    with state.transaction() as db:
-        # the schema's ON DELETE CASCADE takes their tokens and sessions: logged out at once, everywhere
-        if not db.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount:
-            raise AccountError(f"no user {name}")
+    """The user, and with them (the schema's cascade) their tokens and sessions: logged out at once, everywhere."""
+    if not state.remove_user_row(name):
+        raise AccountError(f"no user {name}")
 
 
 def new_token(state: State, name: str) -> str:
     """A bearer token for the API, shown once: only its hash is kept."""
     token = secrets.token_urlsafe(32)
-    with state.transaction() as db:
-        if not db.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
-            raise AccountError(f"no user {name}: `cxr-edge user add {name} --role reviewer` first")
-        db.execute("INSERT INTO tokens (hash, user, created) VALUES (?, ?, ?)", (_sha256(token), name, time.time()))
+    if not state.add_token(name, _sha256(token), time.time()):
+        raise AccountError(f"no user {name}: `cxr-edge user add {name} --role reviewer` first")
     return token
 
 
 def user_for_token(state: State, token: str) -> User | None:
-    rows = state.query("SELECT u.name, u.role FROM tokens t JOIN users u ON u.name = t.user WHERE t.hash = ?",
-                       (_sha256(token),))
-    return User(rows[0]["name"], rows[0]["role"]) if rows else None
-
-
-def _attempt(state: State, name: str, address: str) -> int | None:
-    """Count the minute's failures and, in the same transaction, record this try as one until it succeeds: parallel
-    tries cannot all pass the count before any is recorded. None when the limit is reached. Names are kept hashed:
-    what someone typed (a patient ID in the wrong field) is not kept."""
-    now, who = time.time(), _sha256(name)
-    with state.transaction() as db:
-        by_user, by_address = db.execute(
-            "SELECT coalesce(sum(user = ?), 0), coalesce(sum(address = ?), 0) FROM login_failures WHERE time >= ?",
-            (who, address, now - FAILURE_WINDOW)).fetchone()
-        if by_user >= MAX_FAILURES or by_address >= MAX_FAILURES:
-            return None
-        db.execute("DELETE FROM login_failures WHERE time < ?", (now - 24 * 3600,))
-        return db.execute("INSERT INTO login_failures (time, user, address) VALUES (?, ?, ?)",
-                          (now, who, address)).lastrowid
+    row = state.token_user(_sha256(token))
+    return User(row["name"], row["role"]) if row else None
 
 
 def log_in(state: State, name: str, password: str, address: str) -> tuple[str, str] | str:
     """(session token, CSRF token) on success; otherwise why not, in words: "refused" (too many failures, the
-    password not even checked) or "wrong" (unknown user or wrong password, never saying which)."""
-    attempt = _attempt(state, name, address)
+    password not even checked) or "wrong" (unknown user or wrong password, never saying which). Names are kept
+    hashed: what someone typed (a patient ID in the wrong field) is not kept."""
+    attempt = state.record_login_try(_sha256(name), address, time.time(), FAILURE_WINDOW, MAX_FAILURES)
     if attempt is None:
         return "refused"
-    rows = state.query("SELECT password_hash FROM users WHERE name = ?", (name,))
+    stored = state.password_hash(name)
     # an unknown name costs the same scrypt as a known one: the time taken never tells which names exist
-    stored = rows[0]["password_hash"] if rows else _dummy_hash()
-    if not password_matches(password, stored) or not rows:
+    if not password_matches(password, stored or _dummy_hash()) or stored is None:
         return "wrong"  # the attempt stays recorded as a failure
     session, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-    now = time.time()
-    with state.transaction() as db:
-        db.execute("DELETE FROM login_failures WHERE id = ?", (attempt,))
-        db.execute("INSERT INTO sessions (hash, user, csrf, created, last_seen) VALUES (?, ?, ?, ?, ?)",
-                   (_sha256(session), name, csrf, now, now))
-        db.execute("DELETE FROM sessions WHERE last_seen < ?", (now - SESSION_IDLE_SECONDS,))
+    state.open_session(attempt, _sha256(session), name, csrf, time.time(), SESSION_IDLE_SECONDS)
     return session, csrf
 
 
 def session_user(state: State, session: str) -> tuple[User, str] | None:
     """The session's user and CSRF token, while it is not idle for longer than SESSION_IDLE_SECONDS."""
     now = time.time()
-    rows = state.query("SELECT u.name, u.role, s.csrf, s.last_seen FROM sessions s JOIN users u ON u.name = s.user "
-                       "WHERE s.hash = ?", (_sha256(session),))
-    if not rows or now - rows[0]["last_seen"] > SESSION_IDLE_SECONDS:
+    row = state.session(_sha256(session))
+    if row is None or now - row["last_seen"] > SESSION_IDLE_SECONDS:
         return None
-    if now - rows[0]["last_seen"] > 60:  # one write a minute per session at most
-        with state.transaction() as db:
-            db.execute("UPDATE sessions SET last_seen = ? WHERE hash = ?", (now, _sha256(session)))
-    return User(rows[0]["name"], rows[0]["role"]), rows[0]["csrf"]
+    if now - row["last_seen"] > 60:  # one write a minute per session at most
+        state.touch_session(_sha256(session), now)
+    return User(row["name"], row["role"]), row["csrf"]
 
 
 def log_out(state: State, session: str) -> None:
-    with state.transaction() as db:
-        db.execute("DELETE FROM sessions WHERE hash = ?", (_sha256(session),))
+    state.close_session(_sha256(session))

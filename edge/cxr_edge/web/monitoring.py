@@ -46,8 +46,8 @@ def weekly(state: State, expected: dict, source: str) -> list[Week]:
         key = f"{year}-W{number:02d}"
         return weeks.setdefault(key, Week(key))
 
-    for row in state.query("SELECT i.received, r.label, r.reasons, r.refer FROM instances i JOIN results r ON "
-                           "r.sop_instance_uid = i.sop_instance_uid WHERE r.label != ''"):
+    images, reviews = state.monitored()
+    for row in images:
         week, codes = week_of(row["received"]), {reason.code for reason in from_json(row["reasons"])}
         week.images += 1
         week.referred += bool(row["refer"])
@@ -55,7 +55,7 @@ def weekly(state: State, expected: dict, source: str) -> list[Week]:
         if not codes & THRESHOLD_FREE:
             week.answered += 1
             week.abnormal += row["label"] != "normal"
-    for row in state.query("SELECT time, agree FROM reviews WHERE kind = 'review'"):
+    for row in reviews:
         week = week_of(row["time"])
         week.reviews += 1
         week.agreed += bool(row["agree"])

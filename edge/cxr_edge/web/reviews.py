@@ -4,8 +4,6 @@ shows them all."""
 
 from __future__ import annotations
 
-import time
-
 from cxr_edge.labels import LABELS
 from cxr_edge.node.state import State
 from cxr_edge.run.result import Result
@@ -37,35 +35,16 @@ def add_confirmation(state: State, study_uid: str, user: str, code: str, allowed
 
 def _append(state: State, study_uid: str, user: str, kind: str, agree, finding: str, confirmation: str,
             note: str) -> None:
-    with state.transaction() as db:
-        db.execute("INSERT INTO reviews (study_instance_uid, user, time, kind, agree, finding, confirmation, note) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                   (study_uid, user, time.time(), kind, None if agree is None else int(agree), finding, confirmation,
-                    note.strip()[:2000]))
+    state.append_review(study_uid, user, kind, agree, finding, confirmation, note.strip()[:2000])
 
 
 # the reader's finding as the label calibration takes: a disease named, "abnormal" (stage 1 only), or none
 FINDING_LABELS = {**{label: label for label in LABELS}, "other_abnormal": ABNORMAL, "not_assessable": ""}
 
-_LATEST = ("(SELECT {column} FROM reviews v WHERE v.study_instance_uid = s.study_instance_uid AND v.kind = '{kind}' "
-           "ORDER BY v.id DESC LIMIT 1)")
-
-
 def reviewed_rows(state: State) -> list[dict]:
     """One row per image of every reviewed study, with the study's latest review and latest confirmatory result
     (entries are never changed: the latest is the clinic's current word)."""
-    latest = {name: _LATEST.format(column=column, kind=kind) for name, column, kind in (
-        ("finding", "v.finding", "review"), ("agree", "v.agree", "review"), ("reviewer", "v.user", "review"),
-        ("reviewed", "v.time", "review"), ("confirmation", "v.confirmation", "confirmation"),
-        ("confirmed", "v.time", "confirmation"))}
-    columns = ", ".join(f"{sql} AS {name}" for name, sql in latest.items())
-    return state.query(
-        f"SELECT s.id AS study_id, i.id AS image_id, i.received, i.path, i.sop_instance_uid, "
-        f"s.study_instance_uid, s.patient_id, s.patient_name, s.accession_number, r.label, r.p_normal, "
-        f"r.p_lung_opacity, r.p_viral_pneumonia, r.p_covid19, r.refer, r.reasons, r.error, r.ood_score, {columns} "
-        f"FROM studies s JOIN instances i ON i.study_instance_uid = s.study_instance_uid JOIN results r ON "
-        f"r.sop_instance_uid = i.sop_instance_uid WHERE EXISTS (SELECT 1 FROM reviews v WHERE "
-        f"v.study_instance_uid = s.study_instance_uid AND v.kind = 'review') ORDER BY s.id, i.id")
+    return state.reviewed_rows()
 
 
 def truth_of(row: dict, confirmatory_findings: dict[str, str]) -> str:

@@ -11,8 +11,8 @@ import threading
 import pytest
 
 from cxr_edge.bundle.load import load_bundle
-from cxr_edge.node import state as state_module
-from cxr_edge.node.state import DATABASE, MIGRATIONS, Instance, State, StudyHeader
+
+from cxr_edge.node.state import DATABASE, MIGRATIONS, SCHEMA_VERSION, Instance, State, StudyHeader
 from cxr_edge.node.worker import Worker
 from cxr_edge.reasons import CATALOGUE, Entry, Reason, from_json, from_text
 from cxr_edge.reports.formats import to_csv, to_json
@@ -125,7 +125,7 @@ def _version_4_database(data):
 def test_a_version_4_database_migrates_with_its_studies_results_reviews_and_links(tmp_path):
     links = _version_4_database(tmp_path / "data")
     state = State(tmp_path / "data")
-    assert state.query("PRAGMA user_version")[0]["user_version"] == state_module.SCHEMA_VERSION
+    assert state.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION
     for uid, link in links.items():  # a link made before leads to the same study
         assert worklist.study(state, link)["study_instance_uid"] == uid
     assert worklist.study(state, max(links.values()) + 1) is None  # and no number leads elsewhere

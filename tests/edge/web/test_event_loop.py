@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from cxr_edge.bundle.load import load_bundle
-from cxr_edge.node import state as state_module
+from cxr_edge.node.state import connection as state_module
 from cxr_edge.node.config import load_config
 from cxr_edge.node.serve import node_status
 from cxr_edge.node.state import Instance, State, StudyHeader

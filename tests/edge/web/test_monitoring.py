@@ -9,7 +9,8 @@ from datetime import datetime, timedelta
 from click.testing import CliRunner
 
 from cxr_edge.cli import main
-from cxr_edge.node.state import State
+from cxr_edge.node.state import Instance, State, StudyHeader
+from cxr_edge.run.result import Result
 from cxr_edge.web.monitoring import chart, weekly
 
 
@@ -17,21 +18,15 @@ def _fill(state: State, monday: datetime, images: int, abnormal: int, reviews: i
           start: int = 0) -> None:
     """`images` classified images received on `monday`, `abnormal` of them labelled covid19, and reviews."""
     t = monday.timestamp() + 3600
-    with state.transaction() as db:
-        for i in range(start, start + images):
-            uid, study = f"1.2.3.{i}", f"1.2.9.{i}"
-            label = "covid19" if i - start < abnormal else "normal"
-            db.execute("INSERT INTO instances (sop_instance_uid, sop_class_uid, study_instance_uid, "
-                       "series_instance_uid, source, path, received, state) VALUES (?, '1.2', ?, ?, 'dicom:X', ?, ?, "
-                       "'classified')", (uid, study, study + ".1", f"images/{uid}.dcm", t))
-            db.execute("INSERT INTO studies (study_instance_uid, first_received, last_received, label, final) "
-                       "VALUES (?, ?, ?, ?, 1)", (study, t, t, label))
-            db.execute("INSERT INTO results (sop_instance_uid, classified, label, p_normal, p_lung_opacity, "
-                       "p_viral_pneumonia, p_covid19, refer, reasons, error) VALUES (?, ?, ?, ?, 0, 0, ?, 0, '[]', '')",
-                       (uid, t, label, 0.2 if label != "normal" else 0.9, 0.8 if label != "normal" else 0.1))
-            if i - start < reviews:
-                db.execute("INSERT INTO reviews (study_instance_uid, user, time, kind, agree, finding) VALUES "
-                           "(?, 'amina', ?, 'review', ?, ?)", (study, t + 60, int(i - start < agreed), label))
+    for i in range(start, start + images):
+        uid, study = f"1.2.3.{i}", f"1.2.9.{i}"
+        label = "covid19" if i - start < abnormal else "normal"
+        state.add_instance(Instance(uid, "1.2", study, study + ".1", "dicom:X", f"images/{uid}.dcm", t), StudyHeader())
+        probs = (0.2, 0.0, 0.0, 0.8) if label != "normal" else (0.9, 0.0, 0.0, 0.1)
+        state.record_result(uid, Result(f"images/{uid}.dcm", label, probs))
+        state.set_study(study, uid, label, False, True, t)
+        if i - start < reviews:
+            state.append_review(study, "amina", "review", i - start < agreed, label, "", "", at=t + 60)
 
 
 def test_a_week_far_from_the_expected_share_is_warned_about_and_a_usual_one_is_not(tmp_path):

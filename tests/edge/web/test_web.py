@@ -241,26 +241,26 @@ def test_calibrate_from_reviews_matches_calibrate_on_the_same_images_as_a_folder
 
     state = State(load_config_data(config))
     try:
-        rows = state.query("SELECT rowid AS id, study_instance_uid FROM studies")
+        links = state.study_links()
     finally:
         state.close()
     truth = {study: label for _, label, study in sent}
     reviewed = 0
-    for row in rows:
-        if row["study_instance_uid"] not in truth:
+    for study, link in links.items():
+        if study not in truth:
             continue
-        token = client.csrf(f"/study/{row['id']}")
-        status, _, _ = client.request(f"/study/{row['id']}/review", {
-            "csrf": token, "kind": "review", "agree": "agree", "finding": truth[row["study_instance_uid"]]})
+        token = client.csrf(f"/study/{link}")
+        status, _, _ = client.request(f"/study/{link}/review", {
+            "csrf": token, "kind": "review", "agree": "agree", "finding": truth[study]})
         assert status == 303
         reviewed += 1
     assert reviewed == len(sent)
     # a confirmatory result names a label: it wins over the reader's finding
-    first_normal = next(r for r in rows if truth.get(r["study_instance_uid"]) == "normal")
-    token = client.csrf(f"/study/{first_normal['id']}")
-    assert client.request(f"/study/{first_normal['id']}/review", {"csrf": token, "kind": "confirmation",
-                                                                  "code": "pcr_positive"})[0] == 303
-    moved = next(p for p, label, study in sent if study == first_normal["study_instance_uid"])
+    first_normal = next(study for study in links if truth.get(study) == "normal")
+    token = client.csrf(f"/study/{links[first_normal]}")
+    assert client.request(f"/study/{links[first_normal]}/review", {"csrf": token, "kind": "confirmation",
+                                                                   "code": "pcr_positive"})[0] == 303
+    moved = next(p for p, label, study in sent if study == first_normal)
     (folder / "covid19").mkdir(exist_ok=True)
     moved.rename(folder / "covid19" / f"confirmed-{moved.name}")
 

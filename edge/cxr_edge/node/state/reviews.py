@@ -1,0 +1,101 @@
+"""What the clinician's screen reads (the worklist, a study, an image, the weeks of monitoring) and the reviews it
+appends: entries are never changed or deleted, the latest is the clinic's current word."""
+
+from __future__ import annotations
+
+import time
+
+# The worklist's filters and order. The order follows the stored studies (cxr_edge.reports.worklist.urgency as the
+# worker applied it to each study's leading image): referred, then abnormal by probability, then normal, then
+# unreadable; newest first within each.
+_REVIEWED = "EXISTS (SELECT 1 FROM reviews v WHERE v.study_instance_uid = s.study_instance_uid AND v.kind = 'review')"
+WORKLIST_FILTERS = {"to_review": f"NOT {_REVIEWED}", "referred": "s.refer = 1", "reviewed": _REVIEWED, "all": "1"}
+_URGENCY = ("CASE WHEN s.label = '' THEN 3 WHEN s.refer THEN 0 WHEN s.label != 'normal' THEN 1 ELSE 2 END, "
+            "coalesce(s.p_abnormal, 0) DESC, s.first_received DESC")
+_LATEST = ("(SELECT {column} FROM reviews v WHERE v.study_instance_uid = s.study_instance_uid AND v.kind = '{kind}' "
+           "ORDER BY v.id DESC LIMIT 1)")
+
+
+class Reviews:
+    def append_review(self, study_uid: str, user: str, kind: str, agree: bool | None, finding: str,
+                      confirmation: str, note: str, at: float | None = None) -> None:
+        """A review or confirmatory result, recorded now (or `at`, for a benchmark's history)."""
+        with self._transaction() as db:
+            db.execute("INSERT INTO reviews (study_instance_uid, user, time, kind, agree, finding, confirmation, "
+                       "note) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (study_uid, user, time.time() if at is None else at, kind, None if agree is None else
+                        int(agree), finding, confirmation, note))
+
+    def reviewed_rows(self) -> list[dict]:
+        """One row per image of every reviewed study, with its stored result, the study's latest review and latest
+        confirmatory result."""
+        latest = {name: _LATEST.format(column=column, kind=kind) for name, column, kind in (
+            ("finding", "v.finding", "review"), ("agree", "v.agree", "review"), ("reviewer", "v.user", "review"),
+            ("reviewed", "v.time", "review"), ("confirmation", "v.confirmation", "confirmation"),
+            ("confirmed", "v.time", "confirmation"))}
+        columns = ", ".join(f"{sql} AS {name}" for name, sql in latest.items())
+        return self.query(
+            f"SELECT s.id AS study_id, i.id AS image_id, i.received, i.path, i.sop_instance_uid, "
+            f"s.study_instance_uid, s.patient_id, s.patient_name, s.accession_number, r.label, r.p_normal, "
+            f"r.p_lung_opacity, r.p_viral_pneumonia, r.p_covid19, r.refer, r.reasons, r.error, r.ood_score, "
+            f"{columns} FROM studies s JOIN instances i ON i.study_instance_uid = s.study_instance_uid JOIN results r "
+            f"ON r.sop_instance_uid = i.sop_instance_uid WHERE {_REVIEWED} ORDER BY s.id, i.id")
+
+    def worklist(self, which: str, page: int, size: int) -> tuple[list[dict], int]:
+        """One page of studies under a filter (WORKLIST_FILTERS), most urgent first, and how many it holds."""
+        where = WORKLIST_FILTERS[which]
+        total = self.query(f"SELECT count(*) AS n FROM studies s WHERE {where}")[0]["n"]
+        rows = self.query(
+            "SELECT p.*, "
+            # the leading image, as the worker stored it: its thumbnail and its reasons, side by side
+            "(SELECT r.reasons FROM results r WHERE r.sop_instance_uid = p.lead_sop_instance_uid) AS reasons, "
+            "(SELECT i.id FROM instances i WHERE i.sop_instance_uid = p.lead_sop_instance_uid) AS thumb, "
+            "(SELECT count(*) FROM instances i WHERE i.study_instance_uid = p.study_instance_uid) AS images, "
+            "(SELECT count(*) FROM instances i WHERE i.study_instance_uid = p.study_instance_uid AND "
+            " i.state = 'received') AS waiting, "
+            "(SELECT v.finding || '|' || v.agree || '|' || v.user FROM reviews v WHERE v.study_instance_uid = "
+            " p.study_instance_uid AND v.kind = 'review' ORDER BY v.id DESC LIMIT 1) AS review "
+            f"FROM (SELECT s.* FROM studies s WHERE {where} ORDER BY {_URGENCY} LIMIT ? OFFSET ?) p",
+            (size, size * page))
+        return rows, total
+
+    def worklist_version(self) -> str:
+        """Changes whenever a study arrives, is classified or settles, or a review is recorded."""
+        row = self.query("SELECT (SELECT count(*) FROM studies) AS s, (SELECT coalesce(max(last_received), 0) FROM "
+                         "studies) AS r, (SELECT count(*) FROM results) AS c, (SELECT coalesce(max(id), 0) FROM "
+                         "reviews) AS v, (SELECT count(*) FROM studies WHERE final = 1) AS f")[0]
+        return f"{row['s']}.{row['r']:.3f}.{row['c']}.{row['v']}.{row['f']}"
+
+    def study_page(self, study_id: int) -> dict | None:
+        """A study by its number, with its images (and their results), the images still waiting, and every review."""
+        rows = self.query("SELECT * FROM studies WHERE id = ?", (study_id,))
+        if not rows:
+            return None
+        found, uid = rows[0], (rows[0]["study_instance_uid"],)
+        found["waiting"] = self.query("SELECT count(*) AS n FROM instances WHERE study_instance_uid = ? AND "
+                                      "state = 'received'", uid)[0]["n"]
+        found["images"] = self.query(
+            "SELECT i.id, i.sop_instance_uid, i.path, i.received, r.label, r.p_normal, r.p_lung_opacity, "
+            "r.p_viral_pneumonia, r.p_covid19, r.refer, r.reasons, r.error FROM instances i LEFT JOIN results r ON "
+            "r.sop_instance_uid = i.sop_instance_uid WHERE i.study_instance_uid = ? ORDER BY i.id", uid)
+        found["history"] = self.query("SELECT * FROM reviews WHERE study_instance_uid = ? ORDER BY id", uid)
+        return found
+
+    def image(self, instance_id: int) -> dict | None:
+        """An image by its number, with its study's number and its result."""
+        rows = self.query("SELECT i.*, s.id AS study_id, r.label, r.p_normal, r.p_lung_opacity, r.p_viral_pneumonia, "
+                          "r.p_covid19, r.refer, r.reasons, r.error, r.ood_score FROM instances i JOIN studies s ON "
+                          "s.study_instance_uid = i.study_instance_uid LEFT JOIN results r ON r.sop_instance_uid = "
+                          "i.sop_instance_uid WHERE i.id = ?", (instance_id,))
+        return rows[0] if rows else None
+
+    def study_links(self) -> dict[str, int]:
+        """Each study's number (its links), by Study Instance UID."""
+        return {row["study_instance_uid"]: row["id"] for row in self.query("SELECT id, study_instance_uid FROM studies")}
+
+    def monitored(self) -> tuple[list[dict], list[dict]]:
+        """What weekly monitoring counts: each classified image (received, label, reasons, refer), each review
+        (time, agree)."""
+        images = self.query("SELECT i.received, r.label, r.reasons, r.refer FROM instances i JOIN results r ON "
+                            "r.sop_instance_uid = i.sop_instance_uid WHERE r.label != ''")
+        return images, self.query("SELECT time, agree FROM reviews WHERE kind = 'review'")
