@@ -53,6 +53,7 @@ class NoPixelData(ValueError):
 class DicomImage:
     pixels: np.ndarray  # 2-D uint8, the image contract's
     refer: list[Reason]  # reasons from the header to refer the image to a clinician
+    header: object = None  # the pydicom Dataset without its pixel data: what the SR is made from, parsed once
 
 
 # What the models were trained on: frontal chest radiographs. Empty means the header does not say.
@@ -157,7 +158,18 @@ def read_dicom(path: os.PathLike | str, size: int | None = None) -> DicomImage:
     if gray is None:  # float pixel data, or integers spanning more than 16 bits
         # the LUT functions return new arrays, or `pixels` itself, which is ours: overwriting it is safe
         gray = to_uint8(windowed(pixels), inverse, overwrite=True, tails=tails)
-    return DicomImage(gray, header_reasons(ds))
+    return DicomImage(gray, header_reasons(ds), without_pixels(ds))
+
+
+def without_pixels(ds):
+    """The dataset as `dcmread(..., stop_before_pixels=True)` gives it, from one read whole: the pixel data and
+    anything after it dropped (the decoded pixels are held elsewhere; the compressed bytes need not be)."""
+    for tag in [tag for tag in ds.keys() if tag >= PIXEL_TAGS_FROM]:
+        del ds[tag]
+    return ds
+
+
+PIXEL_TAGS_FROM = 0x7FE00008  # Float Pixel Data, Double Float Pixel Data, Pixel Data, and what follows them
 
 
 # With no window in the header, the range is the 0.5th..99.5th percentile of the values when outliers make it less

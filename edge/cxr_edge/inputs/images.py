@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -56,7 +57,21 @@ def load_image(path: os.PathLike | str, size: int | None = None) -> np.ndarray:
 
 
 def load_radiograph(path: os.PathLike | str, size: int | None = None) -> tuple[np.ndarray, list]:
-    """Decode an image file to a 2-D uint8 grayscale array, with the reasons its DICOM header gives to refer it.
+    """Decode an image file to a 2-D uint8 grayscale array, with the reasons its DICOM header gives to refer it
+    (read_radiograph, without the header)."""
+    image = read_radiograph(path, size)
+    return image.gray, image.reasons
+
+
+class Radiograph(NamedTuple):
+    gray: np.ndarray  # 2-D uint8
+    reasons: list  # cxr_edge.reasons.Reason: what the DICOM header gives to refer the image
+    header: object = None  # a DICOM file's header (pydicom Dataset, no pixel data); None for other formats
+
+
+def read_radiograph(path: os.PathLike | str, size: int | None = None) -> Radiograph:
+    """Decode an image file to a 2-D uint8 grayscale array, with the reasons its DICOM header gives to refer it
+    and, for DICOM, the header itself (the file is read once: nothing after needs to parse it again).
     With `size` (the model's input size), a JPEG or JPEG 2000 DICOM may be decoded at a reduced scale, never
     below twice `size`: only the work the model input needs.
 
@@ -71,7 +86,7 @@ def load_radiograph(path: os.PathLike | str, size: int | None = None) -> tuple[n
     if looks_like_dicom(path):
         try:
             image = read_dicom(path, size)
-            return image.pixels, image.refer
+            return Radiograph(image.pixels, image.refer, image.header)
         except NoPixelData as exc:
             raise NotAnImage(path, exc.kind) from None
         except ValueError as exc:
@@ -99,7 +114,7 @@ def load_radiograph(path: os.PathLike | str, size: int | None = None) -> tuple[n
         raise ImageError(path, f"truncated or corrupt image data ({type(exc).__name__}: {exc})") from None
     if gray.ndim != 2 or gray.size == 0:
         raise ImageError(path, f"decoded to an unusable array of shape {gray.shape}")
-    return gray, []
+    return Radiograph(gray, [])
 
 
 def to_model_input(gray: np.ndarray, size: int) -> np.ndarray:

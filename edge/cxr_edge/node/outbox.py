@@ -12,9 +12,9 @@ from pathlib import Path
 
 from cxr_edge.node.config import SendConfig
 from cxr_edge.node.state import Instance, Outgoing, State, write_durably
-from cxr_edge.record.dicom import NotRecordable, Producer, heatmap_capture, source_header, structured_report
+from cxr_edge.record.dicom import NotRecordable, Producer
 from cxr_edge.record.fhir import ImageRecord, transaction
-from cxr_edge.record.files import dataset_bytes, picture_of, read_header
+from cxr_edge.record.files import dataset_bytes, dicom_objects
 from cxr_edge.run.result import Result
 
 OUTBOX = "outbox"
@@ -49,28 +49,23 @@ class Publisher:
                 (Path(self.state.data) / path).unlink(missing_ok=True)
 
     @property
-    def wants_pictures(self) -> bool:
-        """The worker keeps the display image for the heatmap capture."""
+    def wants_heatmap(self) -> bool:
+        """The worker computes each classified image's heatmap, for the capture (and keeps it for the screen)."""
         return bool(self.send.dicom) and self.send.heatmap_capture
 
-    def image(self, instance: Instance, result: Result, display, pixels) -> tuple[Outgoing, ...]:
-        """The SR and heatmap of a classified image, written and ready to queue; none for an error row."""
-        if not self.send.dicom or not result.label:
-            return ()
-        header = read_header(self.state.data / instance.path)
-        if header is None:
+    def image(self, instance: Instance, result: Result, header, picture) -> tuple[Outgoing, ...]:
+        """The SR and heatmap capture of a classified image (cxr_edge.record.files.dicom_objects), written and
+        ready to queue; none for an error row. `header`: the image's DICOM header as the worker's decode read it;
+        `picture`: the heatmap with its banner as RGB pixels, or None."""
+        if not self.send.dicom or not result.label or header is None:
             return ()
         try:
-            source, _ = source_header(header)
+            objects, notes = dicom_objects(header, result, picture if self.send.heatmap_capture else None,
+                                           self.producer)
         except NotRecordable:  # the receiver refuses such datasets; a file put there by hand
             return ()
-        objects = [("sr", structured_report(source, result, self.producer))]
-        if self.send.heatmap_capture and display is not None:
-            from cxr_edge.pictures.heatmap import label_heat
-
-            heat = label_heat(self.classifier, result, pixels)
-            objects.append(("capture", heatmap_capture(source, result, picture_of(result, display, heat),
-                                                       self.producer)))
+        for note in notes:  # fixed words, no header value
+            self.log(f"{instance.sop_instance_uid}: {note}")
         outgoing = []
         for kind, ds in objects:
             path = self._write(f"{ds.SOPInstanceUID}.dcm", dataset_bytes(ds))

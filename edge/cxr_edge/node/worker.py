@@ -16,6 +16,9 @@ import threading
 import time
 from typing import Callable
 
+import numpy as np
+
+from cxr_edge.node.pictures import keep_heatmap, keep_thumbnail
 from cxr_edge.node.state import State
 from cxr_edge.node.studies import lead_image
 from cxr_edge.run.classify import Classifier, decode
@@ -71,14 +74,14 @@ class Worker(threading.Thread):
         return batch
 
     def _classify(self, instance) -> None:
-        path = self.state.data / instance.path
-        pictures = self.publisher is not None and self.publisher.wants_pictures
-        pixels, problems, display, error, skipped = decode(path, self.classifier.size, keep_gray=pictures)
-        if pixels is not None:
-            result = self.classifier.results([(instance.path, pixels, problems)])[0]
+        # read once, whole: the model input, the display image (thumbnail, heatmap) and the header (SR) come from it
+        decoded = decode(self.state.data / instance.path, self.classifier.size, keep_gray=True)
+        if decoded.pixels is not None:
+            result = self.classifier.results([(instance.path, decoded.pixels, decoded.reasons)])[0]
         else:
-            result = Result(instance.path, error=error or f"{skipped}: not an image")
-        outgoing = self._publish(instance, result, display, pixels)
+            result = Result(instance.path, error=decoded.error or f"{decoded.skipped}: not an image")
+        picture = self._pictures(instance, result, decoded)
+        outgoing = self._publish(instance, result, decoded.header, picture)
         self.state.record_result(instance.sop_instance_uid, result, outgoing)
         self.classified += 1
         if outgoing:
@@ -88,12 +91,31 @@ class Worker(threading.Thread):
         self.log(f"classified {instance.sop_instance_uid}: {result.label or 'error'}"
                  + (" (referred)" if result.refer else ""))
 
-    def _publish(self, instance, result: Result, display, pixels) -> tuple:
+    def _pictures(self, instance, result: Result, decoded):
+        """The screen's thumbnail and, where a heatmap capture is sent, the heatmap (kept for the screen too, so
+        nothing computes it again); returns the heatmap as RGB pixels for the capture, or None. A failure to keep
+        them is logged and never loses the result."""
+        if decoded.display is None:
+            return None
+        try:
+            keep_thumbnail(self.state.data, instance.id, decoded.display)
+            if not (result.label and self.publisher is not None and self.publisher.wants_heatmap):
+                return None
+            from cxr_edge.pictures.heatmap import heat_overlay, label_heat
+
+            overlay = heat_overlay(result, decoded.display, label_heat(self.classifier, result, decoded.pixels))
+            keep_heatmap(self.state.data, instance.id, overlay)
+            return np.asarray(overlay.convert("RGB"))
+        except OSError as exc:
+            self.log(f"no thumbnail or heatmap kept for {instance.sop_instance_uid}: {type(exc).__name__}")
+            return None
+
+    def _publish(self, instance, result: Result, header, picture) -> tuple:
         """The SR and heatmap to send; a failure to make them is logged and never loses the result."""
         if self.publisher is None:
             return ()
         try:
-            return self.publisher.image(instance, result, display, pixels)
+            return self.publisher.image(instance, result, header, picture)
         except Exception as exc:  # noqa: BLE001 - the result is recorded all the same
             # the type only: a message could quote a header value
             self.log(f"no SR or heatmap for {instance.sop_instance_uid}: {type(exc).__name__}")

@@ -25,26 +25,23 @@ def dataset_bytes(ds) -> bytes:
     return buffer.getvalue()
 
 
-def read_header(path: Path):
-    """The source's header, no pixel data; None when it is not DICOM."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    from cxr_edge.inputs.dicom import looks_like_dicom
-
-    if not looks_like_dicom(path):
-        return None
-    try:
-        return pydicom.dcmread(path, stop_before_pixels=True)
-    except (InvalidDicomError, OSError, ValueError, EOFError):
-        return None
-
-
 def picture_of(result, display: np.ndarray, heat: np.ndarray) -> np.ndarray:
     """The heatmap over the image with the banner burned in (label, probability, referral, the notice)."""
     from cxr_edge.pictures.heatmap import heat_overlay
 
     return np.asarray(heat_overlay(result, display, heat, caption=True).convert("RGB"))
+
+
+def dicom_objects(header, result, picture: np.ndarray | None, producer: Producer) -> tuple[list, list[str]]:
+    """The DICOM objects of one classified image, made from its source's header: [("sr", SR), ("capture", the
+    heatmap secondary capture)] (the capture only with a `picture`, picture_of's), and the notes about the header
+    (what was missing and made up: no header value in them). The one place they are assembled, for `classify --sr`
+    and for the node's outbox. NotRecordable for a header no result can go with."""
+    source, notes = source_header(header)
+    objects = [("sr", structured_report(source, result, producer))]
+    if picture is not None:
+        objects.append(("capture", heatmap_capture(source, result, picture, producer)))
+    return objects, notes
 
 
 def image_record(result, header, identity: str, classified_at: datetime.datetime) -> ImageRecord:
@@ -81,11 +78,11 @@ class Recorder:
 
         return self.sr_dir is not None and looks_like_dicom(self.folder / rel_path)
 
-    def add(self, result, display: np.ndarray | None, heat: np.ndarray | None) -> None:
+    def add(self, result, display: np.ndarray | None, heat: np.ndarray | None, header=None) -> None:
+        """`header`: the image's DICOM header as its decode read it (None: not DICOM)."""
         if not result.label:
             return
         path = self.folder / result.path
-        header = read_header(path)
         name = flat_name(result.path)
         now = datetime.datetime.now().astimezone()
         try:
@@ -105,11 +102,9 @@ class Recorder:
                                  "may be damaged: send it again from the X-ray unit")
 
     def _dicom(self, name: str, header, result, display, heat) -> None:
-        source, notes = source_header(header)
+        picture = picture_of(result, display, heat) if display is not None and heat is not None else None
+        objects, notes = dicom_objects(header, result, picture, self.producer)
         self.problems += [f"{result.path}: {note}" for note in notes]
-        write_atomic(self.sr_dir / f"{name}.sr.dcm", dataset_bytes(structured_report(source, result, self.producer)))
-        self.written += 1
-        if display is not None and heat is not None:
-            capture = heatmap_capture(source, result, picture_of(result, display, heat), self.producer)
-            write_atomic(self.sr_dir / f"{name}.heatmap.dcm", dataset_bytes(capture))
+        for kind, ds in objects:
+            write_atomic(self.sr_dir / f"{name}.{'sr' if kind == 'sr' else 'heatmap'}.dcm", dataset_bytes(ds))
             self.written += 1

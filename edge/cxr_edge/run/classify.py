@@ -17,7 +17,7 @@ from PIL import Image
 
 from cxr_edge.bundle.load import Bundle
 from cxr_edge.bundle.selftest import trusted_models
-from cxr_edge.inputs.images import ImageError, NotAnImage, load_radiograph, to_model_input
+from cxr_edge.inputs.images import ImageError, NotAnImage, read_radiograph, to_model_input
 from cxr_edge.labels import LABELS
 from cxr_edge.models.cascade import combine
 from cxr_edge.models.interpreter import pad_batch
@@ -132,9 +132,9 @@ def decode(path: Path, size: int, keep_gray: bool = False) -> Decoded:
     """Everything but inference, so that it all overlaps inference (cxr_edge.run.result.Decoded); the display
     image (at most 1024 px a side) only when asked for."""
     try:
-        gray, header = load_radiograph(path, size)
+        gray, reasons, header = read_radiograph(path, size)
         display = display_image(gray) if keep_gray else None
-        return Decoded(to_model_input(gray, size), [*header, *sanity_problems(gray)], display, None, "")
+        return Decoded(to_model_input(gray, size), [*reasons, *sanity_problems(gray)], display, None, "", header)
     except NotAnImage as exc:
         return Decoded(None, None, None, None, exc.kind)
     except ImageError as exc:
@@ -185,38 +185,38 @@ def classify_paths(classifier: Classifier, folder: Path, names: list[str],
     error row and the run goes on. With `heatmaps`, an occlusion heatmap per classified image goes there; with
     `visuals`, the HTML report's thumbnail (and heatmap, when it asks for them) of each classified image; with
     `records` (cxr_edge.record.files.Recorder), its DICOM and FHIR results."""
-    pending: list[tuple[str, np.ndarray, list[str]]] = []
-    displays: list = []
+    pending: list[tuple[str, np.ndarray, list[Reason]]] = []
+    drawn: list[tuple] = []  # (display image, DICOM header) of each pending image
     pictures = heatmaps is not None or visuals is not None or records is not None
 
     def emit(results: list[Result]) -> Iterator[Result]:
         for i, result in enumerate(results):
             if result.label and pictures:
-                _draw(classifier, result, displays[i], pending[i][1], heatmaps, visuals, records)
+                _draw(classifier, result, *drawn[i], pending[i][1], heatmaps, visuals, records)
             if on_result:
                 on_result(result)
             yield result
 
-    for rel, pixels, problems, display, error, skipped in prefetched(
+    for rel, pixels, problems, display, error, skipped, header in prefetched(
             Path(folder), names, classifier.size, keep_gray=pictures):
         if pixels is not None:
             pending.append((rel, pixels, problems))
-            displays.append(display)
+            drawn.append((display, header))
             if len(pending) < batch_size:
                 continue
         if pending:  # a full batch, or an error or skipped row that must keep its place in the order
             yield from emit(classifier.results(pending))
-            pending, displays = [], []
+            pending, drawn = [], []
         if pixels is None:
             yield from emit([Result(rel, error=error or "", skipped=skipped)])
     if pending:
         yield from emit(classifier.results(pending))
 
 
-def _draw(classifier, result: Result, display: np.ndarray, pixels: np.ndarray, heatmaps: Path | None,
+def _draw(classifier, result: Result, display: np.ndarray, header, pixels: np.ndarray, heatmaps: Path | None,
           visuals: Visuals | None, records=None) -> None:
     """The heatmap file, the report's pictures and the record objects of one classified image; the occlusion map
-    is computed once."""
+    is computed once, and the record objects are made from the header the decode read."""
     from cxr_edge.pictures.heatmap import heat_overlay, label_heat, write_heatmap
 
     heat = None
@@ -224,7 +224,7 @@ def _draw(classifier, result: Result, display: np.ndarray, pixels: np.ndarray, h
             (records is not None and records.wants_heat(result.path)):
         heat = label_heat(classifier, result, pixels)
     if records is not None:
-        records.add(result, display, heat)
+        records.add(result, display, heat, header)
     if heatmaps is not None:
         write_heatmap(heatmaps, result, display, heat)
     if visuals is not None:

@@ -90,10 +90,11 @@ def refers(reasons) -> bool:
 class Decoded(NamedTuple):
     """Everything about one file but inference: the model input, the reasons to refer it from its header and the
     sanity checks, its display image (when asked for), the error of an unreadable file, the kind of a skipped
-    non-image."""
+    non-image, and a DICOM file's header (so that no later step reads the file again)."""
 
     pixels: np.ndarray | None
     reasons: list[Reason] | None
     display: np.ndarray | None
     error: str | None
     skipped: str
+    header: object = None  # a DICOM file's header, no pixel data (cxr_edge.inputs.images.Radiograph)

@@ -163,7 +163,7 @@ def create_app(context: Context) -> Starlette:
         signed_in(request)
         found = study_or_404(request)
         for image in found["images"]:
-            image["has_heatmap"] = pictures.heatmap_path(context.state, image["id"]).exists()
+            image["has_heatmap"] = pictures.heatmap_path(context.state.data, image["id"]).exists()
         return page(request, "study.html", study=found, codes=context.config.web.confirmatory_codes,
                     findings=reviews.FINDINGS, message=request.query_params.get("m", ""), status=context.status())
 
@@ -199,7 +199,7 @@ def create_app(context: Context) -> Starlette:
 
     def heatmap(request: Request):
         signed_in(request)
-        path = pictures.heatmap_path(context.state, image_or_404(request)["id"])
+        path = pictures.heatmap_path(context.state.data, image_or_404(request)["id"])
         if not path.exists():
             raise HTTPException(404, "no heatmap yet: ask for one on the study page")
         return Response(path.read_bytes(), media_type="image/png")

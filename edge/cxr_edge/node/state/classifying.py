@@ -26,7 +26,7 @@ class Classifying:
         with self._lock:
             rows = self._db.execute(
                 "SELECT sop_instance_uid, sop_class_uid, study_instance_uid, series_instance_uid, source, path, "
-                "received FROM instances WHERE state = 'received' ORDER BY id LIMIT ?", (limit,)).fetchall()
+                "received, id FROM instances WHERE state = 'received' ORDER BY id LIMIT ?", (limit,)).fetchall()
         return [Instance(*row) for row in rows]
 
     def record_result(self, sop_instance_uid: str, result: Result, outgoing: tuple[Outgoing, ...] = ()) -> None:

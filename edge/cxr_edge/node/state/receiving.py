@@ -15,6 +15,7 @@ class Instance:
     source: str
     path: str  # relative to the data folder
     received: float
+    id: int = 0  # the database's number for it (the screen's image links, its pictures' file names)
 
 
 @dataclass(frozen=True)

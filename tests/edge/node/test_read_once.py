@@ -1,0 +1,76 @@
+"""How often a received image is parsed and decoded on its way through the node, counted: the receiver's C-STORE
+handler (its header), the classifying thread (the whole file: the model input, the display image, the header the SR
+is made from), the outbox (SR and heatmap capture), the screen's thumbnail and its heatmap."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom import uid as uids
+
+from cxr_edge.bundle.load import load_bundle
+from cxr_edge.inputs import images as images_module
+from cxr_edge.node.config import DicomConfig, Peer, SendConfig
+from cxr_edge.node.outbox import Publisher
+from cxr_edge.node.receiver import Receiver
+from cxr_edge.node.state import State
+from cxr_edge.node.worker import Worker
+from cxr_edge.pictures import heatmap as heatmap_module
+from cxr_edge.run.classify import Classifier
+from cxr_edge.web import pictures
+from cxr_edge.web.app import Context
+from cxr_train.synth_dicom import write_dicom
+
+
+@pytest.fixture()
+def counted(monkeypatch):
+    counts = {"parsed": 0, "decoded": 0, "heatmaps": 0}
+
+    def counting(module, name, key):
+        original = getattr(module, name)
+
+        def wrapper(*args, **kwargs):
+            counts[key] += 1
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapper)
+
+    counting(pydicom, "dcmread", "parsed")
+    counting(images_module, "read_dicom", "decoded")
+    counting(heatmap_module, "label_heat", "heatmaps")
+    return counts
+
+
+def _store_event(path):
+    ds = pydicom.dcmread(path)
+    return SimpleNamespace(assoc=SimpleNamespace(requestor=SimpleNamespace(ae_title="UNIT", address="127.0.0.1")),
+                           request=SimpleNamespace(AffectedSOPClassUID=ds.SOPClassUID,
+                                                   AffectedSOPInstanceUID=ds.SOPInstanceUID),
+                           encoded_dataset=lambda: path.read_bytes())
+
+
+def test_a_received_image_is_parsed_twice_and_decoded_once(tmp_path, edge_bundle, counted):
+    source = write_dicom(tmp_path / "unit.dcm", (np.indices((512, 512)).sum(axis=0) % 4096).astype(np.uint16),
+                         bits=12, syntax=uids.ExplicitVRLittleEndian, ViewPosition="PA", BodyPartExamined="CHEST",
+                         StudyInstanceUID=uids.generate_uid(), SeriesInstanceUID=uids.generate_uid())
+    event = _store_event(source)
+    counted.update(parsed=0)
+    state = State(tmp_path / "data")
+    classifier = Classifier(load_bundle(edge_bundle))
+    log = []
+    receiver = Receiver(DicomConfig(allowed_callers=("UNIT",), min_free_mb=1), state, log.append)
+    assert receiver.handle_store(event) == 0, log
+    send = SendConfig(dicom=(Peer("PACS", "127.0.0.1", 4242),), heatmap_capture=True)
+    worker = Worker(classifier, state, 0, log.append, Publisher(send, classifier, state, log.append))
+    worker._pass()
+    assert [item["kind"] for item in state.outbox_items()] == ["sr", "capture"]
+    image = state.image(1)
+    context = Context(None, state, log.append, dict, lambda: classifier)
+    thumbnail = pictures.thumbnail(state, image, None)
+    assert pictures.make_heatmap(context, image) and pictures.heatmap_path(state.data, 1).stat().st_size > 0
+    state.close()
+    print(f"parsed {counted['parsed']}, decoded {counted['decoded']}, heatmaps {counted['heatmaps']}")
+    # the header on receipt, the whole file once when classified; its pixels decoded and its heatmap computed once
+    assert counted == {"parsed": 2, "decoded": 1, "heatmaps": 1}
+    assert thumbnail[:2] == b"\xff\xd8"
