@@ -2,6 +2,7 @@
 header in plain words with the engineering detail at its end, and a legend on every heatmap."""
 
 import csv
+import html
 import json
 import re
 import subprocess
@@ -93,7 +94,7 @@ def test_the_screen_positive_reason_in_every_form(normal_stick, edge_bundle, low
     assert "screen = abnormal because the probability of an abnormal finding passed the screening" in \
         table.replace("\n  ", " ")
     # HTML: the reason in words, and p(abnormal) beside the threshold
-    page = reports[".html"].read_text().replace("&#x27;", "'")
+    page = html.unescape(reports[".html"].read_text())  # entities as the escaper writes them: the words
     for row in screened:
         assert f"<li>{row['reason']}</li>" in page
     assert len(re.findall(r"above this site's screening threshold 0\.01, so abnormal", page)) >= len(screened)
@@ -111,7 +112,7 @@ def test_the_worklist_header_speaks_plainly_and_details_close_it(usb_stick, edge
     assert DISCLAIMER in header
     assert "This model learned from made-up (synthetic) images" in header
     assert "Where this model came from is not verified" in header
-    assert "Not yet set for this clinic&#x27;s patients" in header
+    assert "Not yet set for this clinic's patients" in html.unescape(header)
     assert "Screening threshold" in header and "Images" in header
     for engineering in ("parity gate", "--allow-unverified", "self-test", "fingerprint", "XNNPACK", "stage 1",
                         "lung_opacity", "viral_pneumonia", "covid19"):
@@ -140,7 +141,8 @@ def test_the_worklist_in_chromium_at_a4_width(normal_stick, edge_bundle, low_thr
     dom = subprocess.run([*base, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120,
                          check=True).stdout
     assert int(re.search(r"<title>W(\d+)</title>", dom).group(1)) <= 794  # nothing sticks out to the right
-    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", re.sub(r'src="data:[^"]*"', "", dom))).replace("&#x27;", "'")
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", re.sub(r'src="data:[^"]*"', "", dom)))
+    text = html.unescape(text)
     assert "screen-positive: probability of an abnormal finding" in text
     assert "above this site's screening threshold 0.01, so abnormal" in text
     assert "It shows where the model looked, not the outline of a lesion." in text
