@@ -88,12 +88,15 @@ def _from_reviews(config_path: Path, threads, out: Path, site_name: str, target_
     target = target_sensitivity or float(classifier.bundle.manifest.get("target_sensitivity") or 0.95)
     state = State(config.data)
     try:
-        results, truth = calibration_set(state, config.web.confirmatory_findings)
+        results, truth, left_out = calibration_set(state, config.web.confirmatory_findings)
     finally:
         state.close()
     if not results:
         raise Failure("no reviewed study yet: review studies on the node's screen (a finding for each), then run "
                       "this again")
+    if left_out:
+        click.echo(f"left out {left_out} reviewed image(s) the reader found not assessable (no finding to learn "
+                   "from)", err=True)
     with errors_as_failures(CalibrationError):
         figures = figures_of(classifier, results, truth, target)
     _report(classifier, figures, site_name, out, fmt, "reviewed images")

@@ -28,6 +28,7 @@ def command(config_path: Path, check: bool) -> None:
     from cxr_edge.node.config import ConfigError, load_config
     from cxr_edge.node.serve import (
         StartError,
+        bundle_warnings,
         check_permissions,
         describe,
         open_classifier,
@@ -45,6 +46,8 @@ def command(config_path: Path, check: bool) -> None:
                 click.echo(line)
             classifier = open_classifier(config)
             click.echo(classifier.selftest.summary())
+            for warning in bundle_warnings(classifier):
+                click.echo(f"WARNING: {warning}")
             click.echo("configuration usable")
             return
         from cxr_edge.web.server import start_web

@@ -172,4 +172,4 @@ class Receiver:
 def _header(ds) -> StudyHeader:
     text = lambda keyword: str(ds.get(keyword, "") or "")  # noqa: E731
     return StudyHeader(text("PatientID"), text("PatientName"), text("AccessionNumber"), text("StudyDate"),
-                       text("StudyDescription"))
+                       text("StudyDescription"), text("PatientSex"), text("PatientAge"), text("PatientBirthDate"))

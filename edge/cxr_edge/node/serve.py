@@ -59,6 +59,15 @@ def open_classifier(config: NodeConfig):
         raise StartError(str(exc)) from None
 
 
+def bundle_warnings(classifier) -> list[str]:
+    """What every page, `serve --check` and the log at start say about the bundle, one plain sentence each: trained
+    on synthetic images, not shown to match its validated model, the self-test's fallback, a trust folder others
+    can change, an origin not verified, not calibrated for this clinic (cxr_edge.reports.formats.warnings_of)."""
+    from cxr_edge.reports.formats import warnings_of
+
+    return [warning.plain for warning in warnings_of(classifier)]
+
+
 def run(config: NodeConfig, stop: threading.Event | None = None, start_web=None) -> None:
     """Serve until SIGTERM or SIGINT (or `stop` is set). `start_web` (cxr_edge.web.server.start_web, given by the
     command line: the screen sits below the node) starts the clinician's screen when [web] is enabled."""
@@ -76,6 +85,9 @@ def run(config: NodeConfig, stop: threading.Event | None = None, start_web=None)
     classifier = open_classifier(config)
     sticks_classifier = open_classifier(config) if config.usb.enabled else None  # interpreters are per thread
     log(f"bundle {config.model.name}: {classifier.selftest.summary()}")
+    warnings = bundle_warnings(classifier)
+    for warning in warnings:
+        log(f"WARNING: {warning}")
     token_present(config)
     for warning in send_warnings(config):
         log(f"WARNING: {warning}")
@@ -111,7 +123,7 @@ def run(config: NodeConfig, stop: threading.Event | None = None, start_web=None)
         if config.web.enabled and start_web is not None and not stop.is_set():
             threads = (worker, sticks, sender)
             web = start_web(config, state, lambda: node_status(config, state, classifier, receiver, threads),
-                            lambda: open_classifier(config), log)
+                            lambda: open_classifier(config), log, warnings)
         while not stop.wait(0.5):
             for thread in (worker, sticks, sender, web):
                 if thread is not None and not thread.is_alive():

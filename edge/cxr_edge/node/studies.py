@@ -5,15 +5,15 @@ stored with the study (cxr_edge.node.state); nothing else decides it again."""
 from __future__ import annotations
 
 from cxr_edge.reasons import THRESHOLD_FREE
-from cxr_edge.reports.worklist import urgency
+from cxr_edge.reports.triage import urgency
 from cxr_edge.run.result import Result
 
 
 def lead_image(images: list[tuple[str, Result]]) -> tuple[str, Result]:
-    """The (SOP Instance UID, result) that leads: among the images the AI could judge, the most urgent
-    (cxr_edge.reports.worklist.urgency: referred, then abnormal by probability, then normal); only when it could
-    judge none, an image it could not judge (a lateral view, a hand, one unlike any radiograph it learned from);
-    an unreadable image last. So a study's frontal film leads its lateral view, whatever the lateral says."""
+    """The (SOP Instance UID, result) that leads: among the images of the kind the AI reads, the most urgent
+    (cxr_edge.reports.triage.urgency: likely abnormal by probability, then too unsure to judge, then likely normal);
+    only when there is none, an image of another kind (a lateral view, a hand, one unlike any radiograph it learned
+    from); an unreadable image last. So a study's frontal film leads its lateral view, whatever the lateral says."""
     return min(images, key=lambda image: (_judged(image[1]), urgency(image[1])))
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from cxr_edge.node.pictures import keep_heatmap, keep_thumbnail
 from cxr_edge.node.state import State
 from cxr_edge.node.studies import lead_image
+from cxr_edge.reports.triage import band
 from cxr_edge.run.classify import Classifier, decode
 from cxr_edge.run.result import Result
 
@@ -132,7 +133,7 @@ class Worker(threading.Thread):
             outgoing = self._study_objects(study) if final else ()
             p_abnormal = max((1 - r.probs[0] for _, r in images if r.label), default=None)
             settled = self.state.set_study(study, lead, first.label, first.refer, final, last_received, outgoing,
-                                           p_abnormal)
+                                           p_abnormal, band(first))
             label, refer = first.label, first.refer
             if outgoing:
                 self.publisher.discard_unqueued(outgoing)  # a late image came: its Bundle is made again later

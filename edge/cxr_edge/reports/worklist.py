@@ -1,8 +1,8 @@
 """The clinician's worklist: one self-contained HTML file per run (`classify --output report.html`).
 
 Written for the clinician who reads it: the notice, warnings in plain words, the counts and whether the box is
-set for this clinic come first; then the images, most urgent first (referred, then abnormal by probability,
-then normal, then files that could not be read), each with its thumbnail and heatmap, the label in words, the
+set for this clinic come first; then the images, most urgent first (cxr_edge.reports.triage: likely abnormal by
+probability, then those the AI cannot judge, then likely normal, then files that could not be read), each with its thumbnail and heatmap, the label in words, the
 probability of an abnormal finding beside the screening threshold that decides it, the four probabilities as
 bars, and the reasons in words. The engineering detail (bundle, gate, self-test, signature, operating point)
 closes the file. Pictures are embedded as data: URIs, so the file opens offline anywhere, needs no script, and
@@ -27,17 +27,8 @@ from cxr_edge.pictures.visuals import Visuals
 from cxr_edge.reasons import distinct_decimals
 from cxr_edge.run.classify import Classifier, Summary, rows_of
 from cxr_edge.run.result import Result, printable
+from cxr_edge.reports.triage import urgency
 from cxr_edge.site.site_file import operating_point
-
-
-def urgency(result: Result) -> tuple:
-    """Sort key, most urgent first: referred, abnormal (by abnormal probability), normal, then error rows."""
-    if result.error:
-        return (3, 0.0)
-    abnormal = 1.0 - result.probs[0]
-    if result.refer:
-        return (0, -abnormal)
-    return (1 if result.label != LABELS[0] else 2, -abnormal)
 
 
 def _environment():

@@ -28,10 +28,12 @@ from cxr_edge.labels import LABELS, in_words
 from cxr_edge.reasons import from_json
 from cxr_edge.node.config import NodeConfig
 from cxr_edge.node.state import State
-from cxr_edge.web import accounts, pictures, reviews, worklist
+from cxr_edge.reports import triage
+from cxr_edge.web import accounts, pictures, reviews, words, worklist
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "cxr_session"
+MAX_FORM_FIELDS = 40  # a review has a finding per image: a study of a few dozen images at most
 LOGIN_COOKIE = "cxr_login"
 HEADERS = {"Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
            "X-Frame-Options": "DENY",
@@ -47,6 +49,7 @@ class Context:
     log: Callable[[str], None]
     status: Callable[[], dict]  # the node's live status (cxr_edge.node.serve)
     classifier_factory: Callable[[], object]  # a Classifier for heatmaps on request (its own interpreters)
+    bundle_warnings: list[str] = field(default_factory=list)  # cxr_edge.node.serve.bundle_warnings, on every page
     _classifier: object = None
     _heat_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -63,13 +66,18 @@ class NeedLogin(Exception):
 def create_app(context: Context) -> Starlette:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
     env.globals.update(notice=DISCLAIMER, in_words=in_words, labels=LABELS, when=_when, reason_words=_reason_words,
+                       person=words.person_name, age_sex=words.age_sex, result_of=words.result_of,
+                       study_headline=words.study_headline,
+                       headline=triage.headline, band_of=triage.band, band_words=triage.BAND_WORDS,
+                       band_advice=triage.BAND_ADVICE,
                        finding_words=reviews.FINDING_WORDS, filters=worklist.FILTER_NAMES)
     secure = context.config.web.tls
 
     def page(request: Request, name: str, code: int = 200, **values) -> HTMLResponse:
         user = getattr(request.state, "user", None)
         html = env.get_template(name).render(request=request, user=user, csrf=getattr(request.state, "csrf", ""),
-                                             warnings=web_warnings(context.config), **values)
+                                             warnings=[*context.bundle_warnings, *web_warnings(context.config)],
+                                             **values)
         return HTMLResponse(html, status_code=code)
 
     def signed_in(request: Request, api: bool = False) -> accounts.User:
@@ -177,8 +185,12 @@ def create_app(context: Context) -> Starlette:
                                          str(form.get("code", "")), context.config.web.confirmatory_codes,
                                          str(form.get("note", "")))
             else:
-                reviews.add_review(context.state, found["study_instance_uid"], user.name, str(form.get("agree", "")),
-                                   str(form.get("finding", "")), str(form.get("note", "")))
+                findings = {}
+                for key, value in form.items():
+                    number = key.removeprefix("finding-")
+                    if key.startswith("finding-") and number.isdigit():
+                        findings[int(number)] = str(value)
+                reviews.add_review(context.state, found, user.name, findings, str(form.get("note", "")))
         except reviews.ReviewError as exc:
             response = page(request, "study.html", study=study_or_404(request), error=str(exc),
                             codes=context.config.web.confirmatory_codes, findings=reviews.FINDINGS, message="",
@@ -316,7 +328,7 @@ def posted(handler: Callable[[Request, dict], Response]):
     from starlette.concurrency import run_in_threadpool
 
     async def endpoint(request: Request) -> Response:
-        form = dict(await request.form(max_files=0, max_fields=10))
+        form = dict(await request.form(max_files=0, max_fields=MAX_FORM_FIELDS))
         return await run_in_threadpool(handler, request, form)
 
     return endpoint

@@ -18,12 +18,32 @@ class ReviewError(ValueError):
     """A review form with a value it cannot hold: the message says which."""
 
 
-def add_review(state: State, study_uid: str, user: str, agree: str, finding: str, note: str = "") -> None:
-    if agree not in ("agree", "disagree"):
-        raise ReviewError("choose agree or disagree")
-    if finding not in FINDINGS:
-        raise ReviewError("choose the reader's finding")
-    _append(state, study_uid, user, "review", agree == "agree", finding, "", note)
+def agrees(finding: str, label: str) -> bool | None:
+    """Whether a reader's finding agrees with the AI's label: derived, never typed, so a review cannot say "I agree"
+    beside another finding. None when there is nothing to agree on (not assessable, or no AI label)."""
+    if finding == "not_assessable" or not label:
+        return None
+    return finding == label
+
+
+def add_review(state: State, study: dict, user: str, findings: dict[int, str], note: str = "") -> None:
+    """The reader's finding on each image of `study` (a study page's dict), by image number, in one go; an image
+    left without a finding is not reviewed. Agreement with the AI is derived per image."""
+    images = {image["id"]: image for image in study["images"]}
+    if not any(findings.values()):
+        raise ReviewError("choose a finding for at least one image")
+    entries = []
+    for image_id, finding in findings.items():
+        if image_id not in images:
+            raise ReviewError("a finding for an image that is not in this study: reload the page")
+        if not finding:
+            continue
+        if finding not in FINDINGS:
+            raise ReviewError("choose the reader's finding from the list")
+        image = images[image_id]
+        entries.append((image["sop_instance_uid"], "review", agrees(finding, image["label"] or ""), finding, "",
+                        note.strip()[:2000]))
+    state.append_reviews(study["study_instance_uid"], user, entries)
 
 
 def add_confirmation(state: State, study_uid: str, user: str, code: str, allowed: tuple[str, ...],
@@ -53,14 +73,16 @@ def truth_of(row: dict, confirmatory_findings: dict[str, str]) -> str:
     return FINDING_LABELS.get(confirmed or "", "") or FINDING_LABELS.get(row["finding"] or "", "")
 
 
-def calibration_set(state: State, confirmatory_findings: dict[str, str]) -> tuple[list[Result], dict[str, str]]:
-    """The reviewed images as `calibrate` takes them: their rows as classified, and the truth by path (images whose
-    reader found them not assessable are left out)."""
-    results, truth = [], {}
+def calibration_set(state: State, confirmatory_findings: dict[str, str]) -> tuple[list[Result], dict[str, str], int]:
+    """The reviewed images as `calibrate` takes them: their rows as classified, the truth by path, and how many
+    reviewed images were left out (the reader found them not assessable: no label to learn from). Only images the
+    reader judged count: a confirmatory result of the study labels them, never an image the reader did not judge."""
+    results, truth, left_out = [], {}, 0
     for row in reviewed_rows(state):
-        label = truth_of(row, confirmatory_findings)
+        label = truth_of(row, confirmatory_findings) if row["finding"] not in ("", None, "not_assessable") else ""
         if not label:
+            left_out += 1
             continue
         results.append(Result.from_record(row["path"], row))
         truth[row["path"]] = label
-    return results, truth
+    return results, truth, left_out

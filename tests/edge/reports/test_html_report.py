@@ -17,7 +17,7 @@ from cxr_edge import DISCLAIMER
 from cxr_edge.cli import main
 from cxr_edge.pictures.visuals import THUMB_SIDE, visuals_dir
 from cxr_edge.reports.table import MIN_WIDTH, WIDTH, display_width
-from cxr_edge.reports.worklist import urgency
+from cxr_edge.reports.triage import urgency
 from cxr_edge.run.result import Result
 from cxr_edge.reasons import CATALOGUE, from_text
 

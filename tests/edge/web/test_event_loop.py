@@ -75,7 +75,7 @@ def test_no_page_runs_sqlite_on_the_event_loop(tmp_path, edge_bundle, blocking_c
         pages = ["/worklist/rows", "/worklist/version", f"/study/{study}", "/status", "/healthz", "/api/results",
                  "/image/1/thumbnail.jpg", "/image/1/heatmap.png"]
         assert [client.request(page)[0] for page in pages] == [200, 200, 200, 200, 200, 200, 200, 404]
-        form = {"csrf": client.csrf(f"/study/{study}"), "agree": "agree", "finding": "normal", "note": ""}
+        form = {"csrf": client.csrf(f"/study/{study}"), "finding-1": "normal", "note": ""}
         assert client.request(f"/study/{study}/review", form)[0] == 303
         assert client.request("/logout", {"csrf": client.csrf("/worklist")})[0] == 303
     finally:

@@ -26,7 +26,7 @@ def _fill(state: State, monday: datetime, images: int, abnormal: int, reviews: i
         state.record_result(uid, Result(f"images/{uid}.dcm", label, probs))
         state.set_study(study, uid, label, False, True, t)
         if i - start < reviews:
-            state.append_review(study, "amina", "review", i - start < agreed, label, "", "", at=t + 60)
+            state.append_review(study, "amina", "review", i - start < agreed, label, "", "", at=t + 60, image=uid)
 
 
 def test_a_week_far_from_the_expected_share_is_warned_about_and_a_usual_one_is_not(tmp_path):

@@ -14,7 +14,9 @@ import urllib.request
 import pytest
 from click.testing import CliRunner
 
+from cxr_edge import DISCLAIMER
 from cxr_edge.cli import main
+from cxr_edge.labels import in_words
 
 from tests.node_harness import HOST, Node, _config, _free_port, _radiographs, _store
 
@@ -108,19 +110,23 @@ def test_login_cookie_csrf_limits_and_escaping(screen):
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict") and "cxr_session=" in cookie
     status, _, html = client.request("/worklist?filter=all")
     assert status == 200 and html.count('class="patient"') == 2
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;^Eve" in html and "<script>alert" not in html
-    assert "AI pre-diagnosis, not a diagnosis" in html
+    # the name as a clinician reads it (FAMILY, Given), shown as text, never run
+    assert "&lt;SCRIPT&gt;ALERT(1)&lt;/SCRIPT&gt;, Eve" in html and "<script>alert" not in html.lower()
+    assert html.count(DISCLAIMER) == 1 and "Pre-diagnosis aid, not a diagnosis" in html  # said once, not twice
     hrefs = re.findall(r'(?:href|src|action)="([^"]+)"', html)
     assert hrefs and not any("PID-0042" in h or "1.2.826" in h for h in hrefs)  # internal ids only in URLs
     study = re.search(r'href="/study/(\d+)"', html).group(1)
     # a POST without its CSRF token is refused, with it accepted and appended
-    assert client.request(f"/study/{study}/review", {"kind": "review", "agree": "agree", "finding": "normal"})[0] == 403
+    first = re.search(r'name="(finding-\d+)"', client.request(f"/study/{study}")[2]).group(1)
+    assert client.request(f"/study/{study}/review", {"kind": "review", first: "normal"})[0] == 403
     token = client.csrf(f"/study/{study}")
     status, headers, _ = client.request(f"/study/{study}/review", {"csrf": token, "kind": "review",
-                                                                   "agree": "disagree", "finding": "other_abnormal"})
+                                                                   first: "other_abnormal"})
     assert status == 303
     page = client.request(f"/study/{study}")[2]
-    assert "disagrees with the AI; finding Other abnormality" in page and "amina" in page
+    # no AI label is "other abnormality": the review disagrees, and says so without being told
+    assert "image 1: finding Other abnormality, disagrees with the AI" in page and "amina" in page
+    assert 'id="reviewed"' in page
     # the heatmap, on request, then kept; the thumbnail; the status page with its monitoring chart
     image = re.search(r'action="/image/(\d+)/heatmap"', page).group(1)
     assert client.request(f"/image/{image}/heatmap.png")[0] == 404
@@ -152,6 +158,17 @@ def test_login_cookie_csrf_limits_and_escaping(screen):
         assert secret not in node.text()
 
 
+def _ai_label(config, study_id: int) -> str:
+    """The AI's label of a study's first image, as stored."""
+    from cxr_edge.node.state import State
+
+    state = State(load_config_data(config))
+    try:
+        return state.study_page(study_id)["images"][0]["label"]
+    finally:
+        state.close()
+
+
 def test_a_clinician_logs_in_reviews_a_study_and_logs_out_in_chromium(screen, tmp_path):
     from tests.peers import tool
 
@@ -163,7 +180,7 @@ def test_a_clinician_logs_in_reviews_a_study_and_logs_out_in_chromium(screen, tm
 
     from tests.browser import chromium
 
-    node, base, _ = screen
+    node, base, config = screen
     command = chromium(tmp_path / "profile")
     options = webdriver.ChromeOptions()
     options.binary_location = command[0]
@@ -180,18 +197,19 @@ def test_a_clinician_logs_in_reviews_a_study_and_logs_out_in_chromium(screen, tm
         WebDriverWait(browser, 20).until(lambda b: b.current_url.endswith("/worklist"))
         browser.save_screenshot(str(tmp_path / "worklist.png"))
         patients = browser.find_elements(By.CSS_SELECTOR, "a.patient")
-        assert len(patients) == 2 and any(EVIL in p.text for p in patients)  # shown as text, not run
+        assert len(patients) == 2 and any("<SCRIPT>ALERT(1)</SCRIPT>, Eve" in p.text for p in patients)  # as text
         patients[0].click()
         WebDriverWait(browser, 20).until(lambda b: "/study/" in b.current_url)
-        browser.find_element(By.ID, "agree").click()
-        Select(browser.find_element(By.ID, "finding")).select_by_value("covid19")
+        label = _ai_label(config, int(browser.current_url.rsplit("/", 1)[1].split("?")[0]))
+        Select(browser.find_element(By.ID, "finding-1")).select_by_value(label)  # the AI's own label: agreement
         browser.find_element(By.ID, "save-review").click()
         WebDriverWait(browser, 20).until(lambda b: "m=saved" in b.current_url)
         history = browser.find_element(By.ID, "history").text
-        assert "amina" in history and "agrees with the AI; finding COVID-19" in history
+        assert "amina" in history and f"image 1: finding {in_words(label)}, agrees with the AI" in history
+        assert "(agrees with the AI)" in browser.find_element(By.ID, "reviewed").text  # the header shows it
         browser.save_screenshot(str(tmp_path / "study.png"))
         browser.get(base + "/worklist?filter=reviewed")
-        assert "Reviewed: COVID-19 (agrees), amina" in browser.find_element(By.ID, "rows").text
+        assert f"Reviewed: {in_words(label)} (agrees), amina" in browser.find_element(By.ID, "rows").text
         browser.find_element(By.ID, "logout").click()
         WebDriverWait(browser, 20).until(lambda b: "/login" in b.current_url)
         browser.get(base + "/worklist")
@@ -249,9 +267,10 @@ def test_calibrate_from_reviews_matches_calibrate_on_the_same_images_as_a_folder
     for study, link in links.items():
         if study not in truth:
             continue
-        token = client.csrf(f"/study/{link}")
-        status, _, _ = client.request(f"/study/{link}/review", {
-            "csrf": token, "kind": "review", "agree": "agree", "finding": truth[study]})
+        page = client.request(f"/study/{link}")[2]
+        token = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+        findings = {name: truth[study] for name in re.findall(r'name="(finding-\d+)"', page)}
+        status, _, _ = client.request(f"/study/{link}/review", {"csrf": token, "kind": "review", **findings})
         assert status == 303
         reviewed += 1
     assert reviewed == len(sent)

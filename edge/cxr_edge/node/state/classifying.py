@@ -45,14 +45,15 @@ class Classifying:
             return _study_images(self._db, study_instance_uid)
 
     def set_study(self, study_instance_uid: str, lead: str | None, label: str, refer: bool, final: bool,
-                  last_received: float, outgoing: tuple[Outgoing, ...] = (), p_abnormal: float | None = None) -> bool:
+                  last_received: float, outgoing: tuple[Outgoing, ...] = (), p_abnormal: float | None = None,
+                  band: str = "") -> bool:
         """The study's result (that of its leading image, `lead`), as of its image received at `last_received`, and
         the objects to send about it: False (nothing written, nothing queued) when another image has arrived since,
         so that a late image is never sealed out of a final study."""
         with self._transaction() as db:
             changed = bool(db.execute("UPDATE studies SET lead_sop_instance_uid = ?, label = ?, refer = ?, final = ?, "
-                                      "p_abnormal = ? WHERE study_instance_uid = ? AND last_received = ?",
-                                      (lead, label, int(refer), int(final), p_abnormal, study_instance_uid,
+                                      "p_abnormal = ?, band = ? WHERE study_instance_uid = ? AND last_received = ?",
+                                      (lead, label, int(refer), int(final), p_abnormal, band, study_instance_uid,
                                        last_received)).rowcount)
             if changed:
                 _enqueue(db, outgoing)

@@ -27,6 +27,9 @@ class StudyHeader:
     accession_number: str = ""
     study_date: str = ""
     study_description: str = ""
+    patient_sex: str = ""  # M, F, O or empty, as the header gives it
+    patient_age: str = ""  # the header's nnnD/W/M/Y
+    patient_birth_date: str = ""  # YYYYMMDD
 
 
 class Receiving:
@@ -46,11 +49,13 @@ class Receiving:
             if added:
                 db.execute(
                     "INSERT INTO studies (study_instance_uid, patient_id, patient_name, accession_number, study_date, "
-                    "study_description, first_received, last_received) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                    "study_description, patient_sex, patient_age, patient_birth_date, first_received, last_received) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (study_instance_uid) DO UPDATE SET last_received = excluded.last_received, "
                     "final = 0",
                     (instance.study_instance_uid, header.patient_id, header.patient_name, header.accession_number,
-                     header.study_date, header.study_description, instance.received, instance.received))
+                     header.study_date, header.study_description, header.patient_sex, header.patient_age,
+                     header.patient_birth_date, instance.received, instance.received))
             return bool(added)
 
     def event(self, kind: str, detail: str) -> None:

@@ -5,31 +5,41 @@ from __future__ import annotations
 
 import time
 
-# The worklist's filters and order. The order follows the stored studies (cxr_edge.reports.worklist.urgency as the
-# worker applied it to each study's leading image): referred, then abnormal by probability, then normal, then
-# unreadable; newest first within each.
+# The worklist's filters and order. The order follows each study's stored band (cxr_edge.reports.triage, that of its
+# leading image as the worker decided it): likely abnormal by probability, the AI cannot judge, likely normal,
+# could not be read; newest first within each.
 _REVIEWED = "EXISTS (SELECT 1 FROM reviews v WHERE v.study_instance_uid = s.study_instance_uid AND v.kind = 'review')"
 WORKLIST_FILTERS = {"to_review": f"NOT {_REVIEWED}", "referred": "s.refer = 1", "reviewed": _REVIEWED, "all": "1"}
-_URGENCY = ("CASE WHEN s.label = '' THEN 3 WHEN s.refer THEN 0 WHEN s.label != 'normal' THEN 1 ELSE 2 END, "
+_URGENCY = ("CASE s.band WHEN 'abnormal' THEN 0 WHEN 'cannot_judge' THEN 1 WHEN 'normal' THEN 2 ELSE 3 END, "
             "coalesce(s.p_abnormal, 0) DESC, s.first_received DESC")
 _LATEST = ("(SELECT {column} FROM reviews v WHERE v.study_instance_uid = s.study_instance_uid AND v.kind = '{kind}' "
            "ORDER BY v.id DESC LIMIT 1)")
+_LATEST_OF_IMAGE = ("(SELECT {column} FROM reviews v WHERE v.sop_instance_uid = i.sop_instance_uid AND "
+                    "v.kind = '{kind}' ORDER BY v.id DESC LIMIT 1)")
 
 
 class Reviews:
     def append_review(self, study_uid: str, user: str, kind: str, agree: bool | None, finding: str,
-                      confirmation: str, note: str, at: float | None = None) -> None:
-        """A review or confirmatory result, recorded now (or `at`, for a benchmark's history)."""
+                      confirmation: str, note: str, at: float | None = None, image: str | None = None) -> None:
+        """A review of one image (`image`, its SOP Instance UID) or a study's confirmatory result, recorded now (or
+        `at`, for a benchmark's history)."""
+        self.append_reviews(study_uid, user, [(image, kind, agree, finding, confirmation, note)], at)
+
+    def append_reviews(self, study_uid: str, user: str, entries: list[tuple], at: float | None = None) -> None:
+        """Several at once, in one transaction (a reader's findings on each image of a study): each entry
+        (image SOP Instance UID or None, kind, agree, finding, confirmation, note)."""
+        now = time.time() if at is None else at
         with self._transaction() as db:
-            db.execute("INSERT INTO reviews (study_instance_uid, user, time, kind, agree, finding, confirmation, "
-                       "note) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                       (study_uid, user, time.time() if at is None else at, kind, None if agree is None else
-                        int(agree), finding, confirmation, note))
+            db.executemany("INSERT INTO reviews (study_instance_uid, sop_instance_uid, user, time, kind, agree, "
+                           "finding, confirmation, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           [(study_uid, image, user, now, kind, None if agree is None else int(agree), finding,
+                             confirmation, note) for image, kind, agree, finding, confirmation, note in entries])
 
     def reviewed_rows(self) -> list[dict]:
-        """One row per image of every reviewed study, with its stored result, the study's latest review and latest
-        confirmatory result."""
-        latest = {name: _LATEST.format(column=column, kind=kind) for name, column, kind in (
+        """One row per reviewed image, with its stored result, its own latest review (the reader's finding on that
+        image) and its study's latest confirmatory result."""
+        latest = {name: (_LATEST_OF_IMAGE if kind == "review" else _LATEST).format(column=column, kind=kind)
+                  for name, column, kind in (
             ("finding", "v.finding", "review"), ("agree", "v.agree", "review"), ("reviewer", "v.user", "review"),
             ("reviewed", "v.time", "review"), ("confirmation", "v.confirmation", "confirmation"),
             ("confirmed", "v.time", "confirmation"))}
@@ -39,7 +49,8 @@ class Reviews:
             f"s.study_instance_uid, s.patient_id, s.patient_name, s.accession_number, r.label, r.p_normal, "
             f"r.p_lung_opacity, r.p_viral_pneumonia, r.p_covid19, r.refer, r.reasons, r.error, r.ood_score, "
             f"{columns} FROM studies s JOIN instances i ON i.study_instance_uid = s.study_instance_uid JOIN results r "
-            f"ON r.sop_instance_uid = i.sop_instance_uid WHERE {_REVIEWED} ORDER BY s.id, i.id")
+            f"ON r.sop_instance_uid = i.sop_instance_uid WHERE EXISTS (SELECT 1 FROM reviews v WHERE "
+            f"v.sop_instance_uid = i.sop_instance_uid AND v.kind = 'review') ORDER BY s.id, i.id")
 
     def worklist(self, which: str, page: int, size: int) -> tuple[list[dict], int]:
         """One page of studies under a filter (WORKLIST_FILTERS), most urgent first, and how many it holds."""
@@ -49,12 +60,13 @@ class Reviews:
             "SELECT p.*, "
             # the leading image, as the worker stored it: its thumbnail and its reasons, side by side
             "(SELECT r.reasons FROM results r WHERE r.sop_instance_uid = p.lead_sop_instance_uid) AS reasons, "
+            "(SELECT r.p_normal FROM results r WHERE r.sop_instance_uid = p.lead_sop_instance_uid) AS lead_p_normal, "
             "(SELECT i.id FROM instances i WHERE i.sop_instance_uid = p.lead_sop_instance_uid) AS thumb, "
             "(SELECT count(*) FROM instances i WHERE i.study_instance_uid = p.study_instance_uid) AS images, "
             "(SELECT count(*) FROM instances i WHERE i.study_instance_uid = p.study_instance_uid AND "
             " i.state = 'received') AS waiting, "
-            "(SELECT v.finding || '|' || v.agree || '|' || v.user FROM reviews v WHERE v.study_instance_uid = "
-            " p.study_instance_uid AND v.kind = 'review' ORDER BY v.id DESC LIMIT 1) AS review "
+            "(SELECT v.finding || '|' || coalesce(v.agree, '') || '|' || v.user FROM reviews v WHERE "
+            " v.sop_instance_uid = p.lead_sop_instance_uid AND v.kind = 'review' ORDER BY v.id DESC LIMIT 1) AS review "
             f"FROM (SELECT s.* FROM studies s WHERE {where} ORDER BY {_URGENCY} LIMIT ? OFFSET ?) p",
             (size, size * page))
         return rows, total
@@ -76,9 +88,19 @@ class Reviews:
                                       "state = 'received'", uid)[0]["n"]
         found["images"] = self.query(
             "SELECT i.id, i.sop_instance_uid, i.path, i.received, r.label, r.p_normal, r.p_lung_opacity, "
-            "r.p_viral_pneumonia, r.p_covid19, r.refer, r.reasons, r.error FROM instances i LEFT JOIN results r ON "
-            "r.sop_instance_uid = i.sop_instance_uid WHERE i.study_instance_uid = ? ORDER BY i.id", uid)
-        found["history"] = self.query("SELECT * FROM reviews WHERE study_instance_uid = ? ORDER BY id", uid)
+            "r.p_viral_pneumonia, r.p_covid19, r.refer, r.reasons, r.error, r.ood_score, "
+            "(SELECT v.finding FROM reviews v WHERE v.sop_instance_uid = i.sop_instance_uid AND v.kind = 'review' "
+            " ORDER BY v.id DESC LIMIT 1) AS finding, "
+            "(SELECT v.agree FROM reviews v WHERE v.sop_instance_uid = i.sop_instance_uid AND v.kind = 'review' "
+            " ORDER BY v.id DESC LIMIT 1) AS agree "
+            "FROM instances i LEFT JOIN results r ON r.sop_instance_uid = i.sop_instance_uid "
+            "WHERE i.study_instance_uid = ? ORDER BY i.id", uid)
+        lead = [image for image in found["images"] if image["sop_instance_uid"] == found["lead_sop_instance_uid"]]
+        found["lead_p_normal"] = lead[0]["p_normal"] if lead else None
+        found["history"] = self.query(
+            "SELECT v.*, (SELECT count(*) FROM instances j WHERE j.study_instance_uid = v.study_instance_uid AND "
+            "j.id <= i.id) AS image_number FROM reviews v LEFT JOIN instances i ON i.sop_instance_uid = "
+            "v.sop_instance_uid WHERE v.study_instance_uid = ? ORDER BY v.id", uid)
         return found
 
     def image(self, instance_id: int) -> dict | None:
@@ -98,4 +120,7 @@ class Reviews:
         (time, agree)."""
         images = self.query("SELECT i.received, r.label, r.reasons, r.refer FROM instances i JOIN results r ON "
                             "r.sop_instance_uid = i.sop_instance_uid WHERE r.label != ''")
-        return images, self.query("SELECT time, agree FROM reviews WHERE kind = 'review'")
+        # the readers' judgements: one per image reviewed, its latest (not assessable: no agreement either way)
+        return images, self.query(
+            "SELECT v.time, v.agree FROM reviews v WHERE v.kind = 'review' AND v.agree IS NOT NULL AND v.id = "
+            "(SELECT max(w.id) FROM reviews w WHERE w.sop_instance_uid = v.sop_instance_uid AND w.kind = 'review')")

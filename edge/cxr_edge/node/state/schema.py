@@ -168,6 +168,19 @@ MIGRATIONS = (
     DROP TABLE studies;
     ALTER TABLE studies_5 RENAME TO studies;
     """,
+    # 6: each study's triage band (cxr_edge.reports.triage: that of its leading image), the patient's sex, age and
+    # birth date as the header gives them, and reviews per image (a study's frontal and lateral views may differ);
+    # a review of version 5 or before, made of the study, is the leading image's (what the reader was shown).
+    """
+    ALTER TABLE studies ADD COLUMN band TEXT NOT NULL DEFAULT '';
+    ALTER TABLE studies ADD COLUMN patient_sex TEXT NOT NULL DEFAULT '';
+    ALTER TABLE studies ADD COLUMN patient_age TEXT NOT NULL DEFAULT '';
+    ALTER TABLE studies ADD COLUMN patient_birth_date TEXT NOT NULL DEFAULT '';
+    ALTER TABLE reviews ADD COLUMN sop_instance_uid TEXT REFERENCES instances (sop_instance_uid);
+    CREATE INDEX reviews_image ON reviews (sop_instance_uid, id);
+    UPDATE reviews SET sop_instance_uid = (SELECT s.lead_sop_instance_uid FROM studies s
+        WHERE s.study_instance_uid = reviews.study_instance_uid) WHERE kind = 'review';
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -189,5 +202,16 @@ def _reasons_as_codes(db: sqlite3.Connection) -> None:
                        (lead_image(images)[0], study))
 
 
+def _bands(db: sqlite3.Connection) -> None:
+    """Version 6's data step: each study's band, that of its stored leading image."""
+    from cxr_edge.node.state.classifying import _study_images
+    from cxr_edge.reports.triage import band
+
+    for study, lead in db.execute("SELECT study_instance_uid, lead_sop_instance_uid FROM studies").fetchall():
+        results = dict(_study_images(db, study))
+        if lead in results:
+            db.execute("UPDATE studies SET band = ? WHERE study_instance_uid = ?", (band(results[lead]), study))
+
+
 # Python steps of a migration, by the version they complete (run in its transaction, after its SQL).
-MIGRATION_STEPS = {5: _reasons_as_codes}
+MIGRATION_STEPS = {5: _reasons_as_codes, 6: _bands}
