@@ -68,6 +68,13 @@ def bundle_warnings(classifier) -> list[str]:
     return [warning.plain for warning in warnings_of(classifier)]
 
 
+def bundle_line(config: NodeConfig, classifier) -> str:
+    """The bundle and its operating point in a line, under each study on the screen."""
+    from cxr_edge.site.site_file import operating_point_line
+
+    return f"{config.model.name} ({operating_point_line(classifier).removeprefix('operating point: ')})"
+
+
 def run(config: NodeConfig, stop: threading.Event | None = None, start_web=None) -> None:
     """Serve until SIGTERM or SIGINT (or `stop` is set). `start_web` (cxr_edge.web.server.start_web, given by the
     command line: the screen sits below the node) starts the clinician's screen when [web] is enabled."""
@@ -123,7 +130,7 @@ def run(config: NodeConfig, stop: threading.Event | None = None, start_web=None)
         if config.web.enabled and start_web is not None and not stop.is_set():
             threads = (worker, sticks, sender)
             web = start_web(config, state, lambda: node_status(config, state, classifier, receiver, threads),
-                            lambda: open_classifier(config), log, warnings)
+                            lambda: open_classifier(config), log, warnings, bundle_line(config, classifier))
         while not stop.wait(0.5):
             for thread in (worker, sticks, sender, web):
                 if thread is not None and not thread.is_alive():

@@ -42,12 +42,13 @@ class WebServer(threading.Thread):
         self.server.should_exit = True
 
 
-def start_web(config, state, status, classifier_factory, log, warnings: list[str] = ()) -> WebServer:
+def start_web(config, state, status, classifier_factory, log, warnings: list[str] = (),
+              bundle_line: str = "") -> WebServer:
     """The clinician's screen, in the node's process; StartError when it cannot listen."""
     from cxr_edge.node.serve import StartError
     from cxr_edge.web.app import web_warnings
 
-    web = WebServer(Context(config, state, log, status, classifier_factory, list(warnings)))
+    web = WebServer(Context(config, state, log, status, classifier_factory, list(warnings), bundle_line))
     web.start()
     if not web.wait_started():
         raise StartError(f"the web screen cannot listen on {config.web.bind}:{config.web.port} "

@@ -11,9 +11,10 @@ FILTERS = tuple(WORKLIST_FILTERS)
 FILTER_NAMES = {"to_review": "To review", "referred": "Referred", "reviewed": "Reviewed", "all": "All"}
 
 
-def worklist(state: State, which: str, page: int) -> tuple[list[dict], int]:
-    """One page of studies and the number of studies the filter holds."""
-    return state.worklist(which, page, PAGE)
+def worklist(state: State, which: str, page: int, day_start: float | None = None,
+             search: str = "") -> tuple[list[dict], int]:
+    """One page of studies and the number of studies the filter (a day, a search) holds."""
+    return state.worklist(which, page, PAGE, day_start, search)
 
 
 def version(state: State) -> str:

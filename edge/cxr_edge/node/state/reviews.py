@@ -52,10 +52,19 @@ class Reviews:
             f"ON r.sop_instance_uid = i.sop_instance_uid WHERE EXISTS (SELECT 1 FROM reviews v WHERE "
             f"v.sop_instance_uid = i.sop_instance_uid AND v.kind = 'review') ORDER BY s.id, i.id")
 
-    def worklist(self, which: str, page: int, size: int) -> tuple[list[dict], int]:
-        """One page of studies under a filter (WORKLIST_FILTERS), most urgent first, and how many it holds."""
-        where = WORKLIST_FILTERS[which]
-        total = self.query(f"SELECT count(*) AS n FROM studies s WHERE {where}")[0]["n"]
+    def worklist(self, which: str, page: int, size: int, day_start: float | None = None,
+                 search: str = "") -> tuple[list[dict], int]:
+        """One page of studies under a filter (WORKLIST_FILTERS), most urgent first, and how many it holds; with
+        `day_start`, those first received that day; with `search`, those whose patient ID or name holds it."""
+        where, args = WORKLIST_FILTERS[which], []
+        if day_start is not None:
+            where += " AND s.first_received >= ? AND s.first_received < ?"
+            args += [day_start, day_start + 86400]
+        if search:
+            pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            where += " AND (s.patient_id LIKE ? ESCAPE '\\' OR s.patient_name LIKE ? ESCAPE '\\')"
+            args += [pattern, pattern]
+        total = self.query(f"SELECT count(*) AS n FROM studies s WHERE {where}", tuple(args))[0]["n"]
         rows = self.query(
             "SELECT p.*, "
             # the leading image, as the worker stored it: its thumbnail and its reasons, side by side
@@ -68,7 +77,7 @@ class Reviews:
             "(SELECT v.finding || '|' || coalesce(v.agree, '') || '|' || v.user FROM reviews v WHERE "
             " v.sop_instance_uid = p.lead_sop_instance_uid AND v.kind = 'review' ORDER BY v.id DESC LIMIT 1) AS review "
             f"FROM (SELECT s.* FROM studies s WHERE {where} ORDER BY {_URGENCY} LIMIT ? OFFSET ?) p",
-            (size, size * page))
+            (*args, size, size * page))
         return rows, total
 
     def worklist_version(self) -> str:
@@ -110,6 +119,32 @@ class Reviews:
                           "s.study_instance_uid = i.study_instance_uid LEFT JOIN results r ON r.sop_instance_uid = "
                           "i.sop_instance_uid WHERE i.id = ?", (instance_id,))
         return rows[0] if rows else None
+
+    def neighbours(self, study_id: int) -> tuple[int | None, int | None]:
+        """The studies before and after this one in the worklist's order (all studies): previous / next."""
+        ids = [row["id"] for row in self.query(f"SELECT s.id FROM studies s ORDER BY {_URGENCY}")]
+        if study_id not in ids:
+            return None, None
+        at = ids.index(study_id)
+        return (ids[at - 1] if at > 0 else None), (ids[at + 1] if at + 1 < len(ids) else None)
+
+    def audit(self, user: str, action: str, study_uid: str | None = None, detail: str = "") -> None:
+        """One line of the screen's audit trail: never changed, never deleted."""
+        with self._transaction() as db:
+            db.execute("INSERT INTO audit (time, user, action, study_instance_uid, detail) VALUES (?, ?, ?, ?, ?)",
+                       (time.time(), user, action, study_uid, detail[:200]))
+
+    def audit_trail(self, limit: int = 200) -> list[dict]:
+        """The latest lines, newest first, with each study's number (its link) rather than its UID."""
+        return self.query("SELECT a.time, a.user, a.action, s.id AS study_id, a.detail FROM audit a LEFT JOIN studies s "
+                          "ON s.study_instance_uid = a.study_instance_uid ORDER BY a.id DESC LIMIT ?", (limit,))
+
+    def user_activity(self) -> list[dict]:
+        """Each user: role, since when, last seen on the screen, reviews recorded."""
+        return self.query(
+            "SELECT u.name, u.role, u.created, (SELECT max(s.last_seen) FROM sessions s WHERE s.user = u.name) AS "
+            "last_seen, (SELECT count(*) FROM reviews v WHERE v.user = u.name AND v.kind = 'review') AS reviews "
+            "FROM users u ORDER BY u.name")
 
     def study_links(self) -> dict[str, int]:
         """Each study's number (its links), by Study Instance UID."""

@@ -170,7 +170,8 @@ MIGRATIONS = (
     """,
     # 6: each study's triage band (cxr_edge.reports.triage: that of its leading image), the patient's sex, age and
     # birth date as the header gives them, and reviews per image (a study's frontal and lateral views may differ);
-    # a review of version 5 or before, made of the study, is the leading image's (what the reader was shown).
+    # a review of version 5 or before, made of the study, is the leading image's (what the reader was shown); the
+    # screen's audit trail (who viewed, reviewed or printed which study, when: append-only).
     """
     ALTER TABLE studies ADD COLUMN band TEXT NOT NULL DEFAULT '';
     ALTER TABLE studies ADD COLUMN patient_sex TEXT NOT NULL DEFAULT '';
@@ -180,6 +181,14 @@ MIGRATIONS = (
     CREATE INDEX reviews_image ON reviews (sop_instance_uid, id);
     UPDATE reviews SET sop_instance_uid = (SELECT s.lead_sop_instance_uid FROM studies s
         WHERE s.study_instance_uid = reviews.study_instance_uid) WHERE kind = 'review';
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        time REAL NOT NULL,
+        user TEXT NOT NULL,
+        action TEXT NOT NULL,
+        study_instance_uid TEXT,
+        detail TEXT NOT NULL DEFAULT ''
+    );
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

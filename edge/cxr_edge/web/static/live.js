@@ -1,8 +1,9 @@
 // The worklist updates itself: every 10 s it asks whether anything changed, and if so fetches the rows again.
 (function () {
   var table = document.getElementById("worklist");
-  if (!table) return;
-  var query = "?filter=" + encodeURIComponent(table.dataset.filter) + "&page=" + encodeURIComponent(table.dataset.page);
+  if (!table || table.dataset.live !== "1") return;  // a search's results stay as they are
+  var query = "?filter=" + encodeURIComponent(table.dataset.filter) + "&page=" + encodeURIComponent(table.dataset.page) +
+    (table.dataset.date ? "&date=" + encodeURIComponent(table.dataset.date) : "");
   function check() {
     fetch("/worklist/version", {credentials: "same-origin"}).then(function (r) {
       if (r.redirected || !r.ok) return null;  // logged out: the next page load shows the login

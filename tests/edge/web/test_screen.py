@@ -1,0 +1,206 @@
+"""The clinician's screen in-process (Starlette's TestClient on the app itself, no server, no browser): permissions
+declared once and checked for every route of the route table, the JSON twins, the triage bands and their words,
+reviews that cannot contradict themselves, per-image findings in the export and in calibration, and the bundle's
+warnings. tests/edge/web/test_web.py keeps the real server, storescu and Chromium."""
+
+import json
+import re
+
+import pytest
+from click.testing import CliRunner
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from cxr_edge.bundle.load import load_bundle
+from cxr_edge.cli import main
+from cxr_edge.node.config import load_config
+from cxr_edge.node.serve import bundle_line, bundle_warnings, node_status
+from cxr_edge.node.state import Instance, State, StudyHeader
+from cxr_edge.node.worker import Worker
+from cxr_edge.reasons import Reason
+from cxr_edge.run.classify import Classifier
+from cxr_edge.run.result import Result
+from cxr_edge.web import accounts
+from cxr_edge.web.access import PUBLIC
+from cxr_edge.web.app import Context, create_app
+from cxr_edge.web.reviews import calibration_set
+from cxr_edge.web.words import age_sex, person_name
+
+PASSWORD = "a long enough password"
+FRONTAL_COVID = Result("images/f.dcm", "covid19", (0.05, 0.05, 0.05, 0.85))
+LATERAL = Result("images/l.dcm", "covid19", (0.01, 0.01, 0.01, 0.97), True, (Reason("not_frontal"),))
+NORMAL = Result("images/n.dcm", "normal", (0.93, 0.03, 0.02, 0.02))
+
+
+def _study(state, study, images, header=StudyHeader()):
+    for n, (uid, result) in enumerate(images):
+        state.add_instance(Instance(uid, "1.2.840.10008.5.1.4.1.1.1.1", study, study + ".1", "dicom:UNIT",
+                                    result.path, 1000.0 + n), header)
+        state.record_result(uid, result)
+
+
+@pytest.fixture()
+def screen(tmp_path, edge_bundle):
+    """The app on a node database with three studies: a confident COVID-19 (a frontal film and its referred lateral
+    view), a lateral view alone, a normal film; a reviewer and an admin."""
+    config_path = tmp_path / "node.toml"
+    config_path.write_text(f'model = "{edge_bundle}"\ndata = "{tmp_path / "data"}"\n[dicom]\nenabled = false\n'
+                           "[web]\nenabled = true\n")
+    config = load_config(config_path)
+    state = State(config.data)
+    _study(state, "2.1", [("1.1", FRONTAL_COVID), ("1.2", LATERAL)],
+           StudyHeader("PID-1", "Banda^Ruth", patient_sex="F", patient_age="045Y"))
+    _study(state, "2.2", [("1.3", LATERAL)])
+    _study(state, "2.3", [("1.4", NORMAL)])
+    Worker(None, state, 0, lambda m: None)._settle_studies()
+    accounts.add_user(state, "amina", "reviewer", PASSWORD)
+    accounts.add_user(state, "root", "admin", PASSWORD)
+    classifier = Classifier(load_bundle(edge_bundle))
+    context = Context(config, state, lambda m: None, lambda: node_status(config, state, classifier, None, []),
+                      lambda: classifier, bundle_warnings(classifier), bundle_line(config, classifier))
+    app = create_app(context)
+    yield app, state, config
+    state.close()
+
+
+def _client(app, user: str | None = None) -> TestClient:
+    client = TestClient(app, base_url="http://127.0.0.1", follow_redirects=False)
+    if user:
+        token = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text).group(1)
+        assert client.post("/login", data={"csrf": token, "name": user, "password": PASSWORD}).status_code == 303
+    return client
+
+
+def _csrf(client, path: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', client.get(path).text).group(1)
+
+
+def _routes(app):
+    return [route for route in app.app.app.routes if isinstance(route, Route)]
+
+
+def test_every_route_of_the_route_table_is_refused_without_a_login(screen):
+    app, _, _ = screen
+    client = _client(app)
+    checked = 0
+    for route in _routes(app):
+        page = route.endpoint.page
+        if page.need == PUBLIC:
+            continue
+        path = re.sub(r"\{\w+:int\}", "1", route.path)
+        for method in route.methods - {"HEAD"}:
+            response = client.request(method, path, data={"csrf": "x"} if method == "POST" else None)
+            scripted = path.endswith(".json") or page.api
+            assert response.status_code == (401 if scripted else 303), (method, path)
+            if not scripted:
+                assert response.headers["location"] == "/login", (method, path)
+            checked += 1
+    assert checked >= 17  # every page, form, picture, twin and the API
+    assert {route.path for route in _routes(app) if route.endpoint.page.need == PUBLIC} == {"/", "/healthz", "/login"}
+
+
+def test_a_reviewer_is_refused_the_admin_pages_and_an_admin_sees_the_audit_trail(screen):
+    app, _, _ = screen
+    reviewer, admin = _client(app, "amina"), _client(app, "root")
+    assert reviewer.get("/admin/activity").status_code == 403
+    assert reviewer.get("/admin/activity.json").status_code == 403
+    assert 'href="/admin/activity"' not in reviewer.get("/worklist").text
+    assert reviewer.get("/study/1").status_code == 200
+    trail = admin.get("/admin/activity.json").json()["trail"]
+    assert [(line["user"], line["action"], line["study_id"]) for line in trail] == [  # newest first
+        ("amina", "viewed", 1), ("root", "logged in", None), ("amina", "logged in", None)]
+    assert {user["name"]: user["role"] for user in admin.get("/admin/activity.json").json()["users"]} == {
+        "amina": "reviewer", "root": "admin"}
+
+
+def test_each_json_twin_holds_its_pages_data(screen):
+    app, _, _ = screen
+    client = _client(app, "amina")
+    twin = client.get("/worklist.json?filter=all").json()
+    page = client.get("/worklist?filter=all").text
+    assert twin["total"] == 3 and len(twin["rows"]) == 3 and twin["notice"].startswith("Pre-diagnosis aid")
+    for row in twin["rows"]:
+        assert f'href="/study/{row["id"]}"' in page
+    study = client.get("/study/1.json").json()["study"]
+    html = client.get("/study/1").text
+    assert [image["id"] for image in study["images"]] == [int(n) for n in re.findall(r'id="image-(\d+)"', html)]
+    assert study["patient_id"] in html and study["band"] == "abnormal"
+    assert client.get("/status.json").json()["status"]["bundle"] in client.get("/status").text
+
+
+def test_bands_put_a_confident_covid_above_a_referred_lateral_view_and_say_why(screen):
+    app, _, _ = screen
+    client = _client(app, "amina")
+    rows = client.get("/worklist.json?filter=all").json()["rows"]
+    assert [row["band"] for row in rows] == ["abnormal", "cannot_judge", "normal"]
+    html = client.get("/worklist?filter=all").text
+    first, second, third = re.findall(r'<tr class="band-(\w+)">(.*?)</tr>', html, flags=re.S)
+    assert first[0] == "abnormal" and "Likely abnormal" in first[1] and "Likely COVID-19 - high" in first[1]
+    assert "BANDA, Ruth" in first[1] and "45 years, female" in first[1]
+    assert second[0] == "cannot_judge" and "The AI cannot judge this: look yourself" in second[1]
+    assert "not a frontal view" in second[1]
+    assert third[0] == "normal" and "Likely normal - high" in third[1]
+
+
+def test_a_contradictory_review_cannot_be_saved(screen):
+    app, state, _ = screen
+    client = _client(app, "amina")
+    normal = client.get("/study/3.json").json()["study"]
+    image = normal["images"][0]["id"]
+    token = _csrf(client, "/study/3")
+    # "I agree" beside a finding the AI did not give: there is no such field; agreement follows from the finding
+    saved = client.post("/study/3/review", data={"csrf": token, "kind": "review", "agree": "agree",
+                                                 f"finding-{image}": "covid19"})
+    assert saved.status_code == 303
+    history = client.get("/study/3.json").json()["study"]["history"]
+    assert [(h["finding"], h["agree"]) for h in history] == [("covid19", 0)]
+    assert "disagrees with the AI" in client.get("/study/3").text
+    for bad in ({f"finding-{image}": "flu"}, {f"finding-{image}": ""}, {"finding-999": "normal"}):
+        assert client.post("/study/3/review", data={"csrf": token, "kind": "review", **bad}).status_code == 400
+    assert len(client.get("/study/3.json").json()["study"]["history"]) == 1
+
+
+def test_the_lateral_views_finding_is_its_own_in_the_export_and_in_calibration(screen):
+    app, state, config = screen
+    client = _client(app, "amina")
+    frontal, lateral = (image["id"] for image in client.get("/study/1.json").json()["study"]["images"])
+    token = _csrf(client, "/study/1")
+    assert client.post("/study/1/review", data={"csrf": token, "kind": "review", f"finding-{frontal}": "covid19",
+                                                f"finding-{lateral}": "not_assessable"}).status_code == 303
+    results, truth, left_out = calibration_set(state, {})
+    assert [r.path for r in results] == ["images/f.dcm"] and truth == {"images/f.dcm": "covid19"} and left_out == 1
+    exported = json.loads(CliRunner().invoke(main, ["reviews", "--config", str(config.path), "--format",
+                                                    "json"]).output)["reviews"]
+    assert [(row["image_id"], row["reader_finding"], row["reader_agrees"]) for row in exported] == [
+        (frontal, "covid19", True), (lateral, "not_assessable", None)]
+
+
+def test_the_bundles_warnings_show_on_every_page_and_in_serve_check(screen, tmp_path, edge_bundle):
+    app, _, config = screen
+    client = _client(app, "amina")
+    for path in ("/worklist", "/study/1", "/status"):
+        text = client.get(path).text
+        assert "This model learned from made-up (synthetic) images" in text, path
+        assert "Where this model came from is not verified" in text, path
+    checked = CliRunner().invoke(main, ["serve", "--config", str(config.path), "--check"])
+    assert checked.exit_code == 0, checked.output
+    assert "WARNING: This model learned from made-up (synthetic) images" in checked.output
+    assert "WARNING: Where this model came from is not verified" in checked.output
+    # signed, but by a key this box does not trust: said just the same
+    from cxr_convert.signing import keygen, load_private_key, sign_bundle
+    import shutil
+
+    signed = shutil.copytree(edge_bundle, tmp_path / "signed")
+    private, _, _ = keygen(tmp_path / "stranger")
+    sign_bundle(signed, load_private_key(private), "stranger")
+    assert any("not verified" in w for w in bundle_warnings(Classifier(load_bundle(signed))))
+
+
+def test_names_ages_and_sexes_as_a_clinician_reads_them():
+    assert person_name("Banda^Ruth") == "BANDA, Ruth"
+    assert person_name("Okafor^Chidi^N^Dr") == "OKAFOR, Dr Chidi N"
+    assert person_name("Mwangi") == "Mwangi" and person_name("") == ""
+    assert age_sex({"patient_age": "007M", "patient_sex": "M"}) == "7 months, male"
+    assert age_sex({"patient_birth_date": "19800615", "study_date": "20261206"}) == "46 years"
+    assert age_sex({"patient_birth_date": "19801215", "study_date": "20261206"}) == "45 years"
+    assert age_sex({}) == ""
