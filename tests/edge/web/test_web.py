@@ -219,6 +219,57 @@ def test_a_clinician_logs_in_reviews_a_study_and_logs_out_in_chromium(screen, tm
     assert (tmp_path / "worklist.png").stat().st_size > 1000 and (tmp_path / "study.png").stat().st_size > 1000
 
 
+def _browser(tmp_path, width: int, height: int):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    from tests.browser import chromium
+    from tests.peers import tool
+
+    driver_path = tool("chromedriver")
+    command = chromium(tmp_path / f"profile-{width}")
+    options = webdriver.ChromeOptions()
+    options.binary_location = command[0]
+    for flag in command[1:]:
+        options.add_argument(flag)
+    options.add_argument(f"--window-size={max(width, 500)},{height}")  # Chromium's windows are 500 px at least
+    browser = webdriver.Chrome(service=Service(driver_path), options=options)
+    # the screen of a phone, a tablet or a desktop, as its browser lays pages out
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": width, "height": height,
+                                                                    "deviceScaleFactor": 1, "mobile": width < 600})
+    return browser
+
+
+@pytest.mark.parametrize("width", [390, 768, 1280])
+def test_no_page_scrolls_sideways_on_a_phone_a_tablet_or_a_desktop(screen, tmp_path, width, monkeypatch):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    node, base, config = screen
+    monkeypatch.setenv("CXR_EDGE_PASSWORD", PASSWORD)
+    added = CliRunner().invoke(main, ["user", "add", "root", "--role", "admin", "--config", str(config)])
+    assert added.exit_code == 0, added.output
+    browser = _browser(tmp_path, width, 900)
+    try:
+        browser.get(base + "/login")
+        browser.find_element(By.ID, "name").send_keys("root")
+        browser.find_element(By.ID, "password").send_keys(PASSWORD)
+        browser.find_element(By.ID, "login").click()
+        WebDriverWait(browser, 20).until(lambda b: b.current_url.endswith("/worklist"))
+        study = re.search(r"/study/(\d+)", browser.find_element(By.CSS_SELECTOR, "a.patient").get_attribute("href"))
+        pages = ["/worklist?filter=all", f"/study/{study.group(1)}", f"/study/{study.group(1)}/slip", "/status",
+                 "/admin/activity", "/login"]
+        for page in pages:
+            browser.get(base + page)
+            wide, window = browser.execute_script(
+                "return [document.documentElement.scrollWidth, window.innerWidth]")
+            assert wide <= window, f"{page} is {wide} px wide in a {window} px window"
+        browser.get(base + "/worklist?filter=all")
+        browser.save_screenshot(str(tmp_path / f"worklist-{width}.png"))
+    finally:
+        browser.quit()
+
+
 def test_new_studies_appear_without_a_reload(screen, tmp_path, synth_small):
     node, base, _ = screen
     client = Client(base)
