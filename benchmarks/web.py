@@ -1,6 +1,9 @@
 """The clinician's screen with a big worklist: a node whose database holds 5,000 classified studies (a clinic's
 months), served by a real `cxr-edge serve` on 127.0.0.1; the first worklist page timed over many requests, then
-every page of the "all" filter read in turn, twice, with the node's resident memory before and after.
+every page of the "all" filter read in turn, twice, with the node's resident memory before and after. Then the
+viewer: 20 full-size radiographs (2560 x 3072, 12-bit DICOM) opened at full resolution, each timed cold (the first
+request decodes it and writes its copy) and cached, with the node's memory after all 20; and the size of the
+vendored viewer files.
 
     .venv/bin/python -m benchmarks.web [--studies 5000] [--requests 30] [--json web.json]
 
@@ -69,9 +72,13 @@ class Session:
         self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
 
     def get(self, path: str) -> tuple[float, str]:
+        ms, body = self.get_bytes(path)
+        return ms, body.decode()
+
+    def get_bytes(self, path: str) -> tuple[float, bytes]:
         start = time.perf_counter()
-        with self.opener.open(self.base + path, timeout=60) as response:
-            body = response.read().decode()
+        with self.opener.open(self.base + path, timeout=120) as response:
+            body = response.read()
         return (time.perf_counter() - start) * 1000, body
 
     def login(self, name: str) -> None:
@@ -80,6 +87,51 @@ class Session:
         data = urllib.parse.urlencode({"csrf": token, "name": name, "password": PASSWORD}).encode()
         with self.opener.open(self.base + "/login", data=data, timeout=60) as response:
             assert response.url.endswith("/worklist"), response.url
+
+
+VIEWER_IMAGES = 20
+FULL_SIZE = (3072, 2560)  # rows, columns: a 35 x 43 cm detector at about 0.14 mm
+
+
+def add_full_size_images(data: Path, count: int = VIEWER_IMAGES) -> list[str]:
+    """`count` full-size 12-bit DX files in the data folder, each a classified study of its own: their SOP UIDs."""
+    import numpy as np
+    from PIL import Image
+
+    from cxr_edge.node.state import Instance, State, StudyHeader
+    from cxr_edge.run.result import Result
+    from cxr_train.synth import image_rng, make_image
+    from cxr_train.synth_dicom import write_dicom
+
+    state = State(data)
+    uids = []
+    try:
+        for i in range(count):
+            small = make_image("covid19", 512, image_rng(7, "covid19", i)).pixels
+            big = np.asarray(Image.fromarray(small).resize(FULL_SIZE[::-1], Image.Resampling.BILINEAR), np.uint16) * 16
+            uid, study = f"1.2.826.0.1.3680043.8.498.7.{i}", f"1.2.826.0.1.3680043.8.498.6.{i}"
+            path = f"images/{study}/{uid}.dcm"
+            (data / path).parent.mkdir(parents=True, exist_ok=True)
+            write_dicom(data / path, big, bits=12, SOPInstanceUID=uid, StudyInstanceUID=study, ViewPosition="PA",
+                        WindowCenter=2048, WindowWidth=4096)
+            state.add_instance(Instance(uid, "1.2.840.10008.5.1.4.1.1.1.1", study, study + ".1", "dicom:BENCH", path,
+                                        time.time()), StudyHeader(f"V{i}", f"Viewer^{i}"))
+            state.record_result(uid, Result(path, "covid19", (0.1, 0.1, 0.1, 0.7)))
+            uids.append(uid)
+        return uids
+    finally:
+        state.close()
+
+
+def _image_ids(data: Path, uids: list[str]) -> list[int]:
+    from cxr_edge.node.state import State
+
+    state = State(data)
+    try:
+        ids = {row["sop_instance_uid"]: i for i, row in enumerate(state.instance_results(), start=1)}
+        return [ids[uid] for uid in uids]
+    finally:
+        state.close()
 
 
 def _rss_mb(pid: int) -> float:
@@ -104,6 +156,8 @@ def measure(studies: int = 5000, requests: int = 30, log=print) -> dict:
                           f"[web]\nenabled = true\nport = {port}\n")
         log(f"filling {studies} studies")
         fill(data, studies)
+        log(f"writing {VIEWER_IMAGES} full-size radiographs for the viewer")
+        viewer_images = _image_ids(data, add_full_size_images(data))
         cli = [sys.executable, "-c", "from cxr_edge.cli import main; main()"]
         subprocess.run([*cli, "user", "add", "bench", "--role", "reviewer", "--config", str(config)], env=env,
                        check=True, capture_output=True)
@@ -131,6 +185,18 @@ def measure(studies: int = 5000, requests: int = 30, log=print) -> dict:
                 log(f"paged through {pages} pages in {walks[-1]:.1f} s, node at {_rss_mb(node.pid):.0f} MB")
             after = _rss_mb(node.pid)
             last = sorted(session.get(f"/worklist?filter=all&page={pages - 1}")[0] for _ in range(requests // 3))
+            cold, cached, sizes = [], [], []
+            before_viewer = _rss_mb(node.pid)
+            for image in viewer_images:  # as the viewer asks: the description, then the values
+                ms_meta, _ = session.get_bytes(f"/image/{image}/full.json")
+                ms_raw, raw = session.get_bytes(f"/image/{image}/full.raw")
+                cold.append(ms_meta + ms_raw)
+                sizes.append(len(raw))
+            for image in viewer_images:
+                cached.append(sum(session.get_bytes(f"/image/{image}/full{kind}")[0] for kind in (".json", ".raw")))
+            after_viewer = _rss_mb(node.pid)
+            log(f"viewer: {len(cold)} images, cold p50 {statistics.median(cold):.0f} ms, cached p50 "
+                f"{statistics.median(cached):.0f} ms, node at {after_viewer:.0f} MB")
         finally:
             node.terminate()
             node.wait(timeout=30)
@@ -140,7 +206,18 @@ def measure(studies: int = 5000, requests: int = 30, log=print) -> dict:
             "last_page_ms_p50": round(statistics.median(last), 1), "target_first_page_ms": TARGET_FIRST_PAGE_MS,
             "pages": pages, "seconds_per_walk": [round(w, 1) for w in walks],
             "rss_mb_before_paging": round(before, 1), "rss_mb_after_paging_twice": round(after, 1),
-            "rss_growth_mb": round(after - before, 1)}
+            "rss_growth_mb": round(after - before, 1),
+            "viewer_images": len(cold), "viewer_image_pixels": f"{FULL_SIZE[1]}x{FULL_SIZE[0]}, 12-bit",
+            "viewer_megabytes_per_image": round(statistics.median(sizes) / 2**20, 1),
+            "viewer_cold_ms_p50": round(statistics.median(cold), 1), "viewer_cold_ms_max": round(max(cold), 1),
+            "viewer_cached_ms_p50": round(statistics.median(cached), 1),
+            "rss_mb_before_viewer": round(before_viewer, 1), "rss_mb_after_viewer": round(after_viewer, 1),
+            "vendored_viewer_kb": _vendored_kb()}
+
+
+def _vendored_kb() -> dict:
+    folder = Path(__file__).resolve().parents[1] / "edge" / "cxr_edge" / "web" / "static" / "vendor"
+    return {path.name: round(path.stat().st_size / 1024) for path in sorted(folder.glob("*"))}
 
 
 def main() -> None:
@@ -157,6 +234,10 @@ def main() -> None:
           f"{figures['first_page_ms_p95']} ms ({verdict} the {TARGET_FIRST_PAGE_MS} ms target); memory "
           f"{figures['rss_mb_before_paging']} -> {figures['rss_mb_after_paging_twice']} MB after paging through "
           f"{figures['pages']} pages twice")
+    print(f"viewer: {figures['viewer_images']} radiographs of {figures['viewer_image_pixels']} opened at full "
+          f"resolution: cold p50 {figures['viewer_cold_ms_p50']} ms (max {figures['viewer_cold_ms_max']}), cached p50 "
+          f"{figures['viewer_cached_ms_p50']} ms; memory {figures['rss_mb_before_viewer']} -> "
+          f"{figures['rss_mb_after_viewer']} MB; vendored files {figures['vendored_viewer_kb']} kB")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
 

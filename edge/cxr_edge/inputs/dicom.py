@@ -172,6 +172,65 @@ def without_pixels(ds):
 PIXEL_TAGS_FROM = 0x7FE00008  # Float Pixel Data, Double Float Pixel Data, Pixel Data, and what follows them
 
 
+MAX_FULL_PIXELS = 50_000_000  # the full-resolution view: above any chest radiograph (a 43x43 cm plate at 0.1 mm)
+
+
+@dataclass(frozen=True)
+class FullImage:
+    """A DICOM image at full resolution and bit depth, for the viewer: the first frame's values after the modality
+    LUT (what window/level applies to), the header's windows (centre, width), and whether low values are bright."""
+
+    values: np.ndarray  # 2-D, integer or float
+    windows: tuple[tuple[float, float], ...]
+    invert: bool
+
+
+def read_full(path: os.PathLike | str) -> FullImage:
+    """The first frame at full resolution with its windows; ValueError naming the problem for a file that is not a
+    single grayscale frame, or one too large (MAX_FULL_PIXELS, checked before decoding)."""
+    import pydicom
+    from pydicom.pixels import apply_modality_lut
+
+    try:
+        ds = pydicom.dcmread(path, force=True)
+    except Exception as exc:  # pydicom raises many types for a damaged file
+        raise ValueError(f"not a readable DICOM file ({type(exc).__name__})") from None
+    if "PixelData" not in ds:
+        raise ValueError("no pixel data")
+    rows, columns = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
+    if not 0 < rows * columns <= MAX_FULL_PIXELS or ds.get("SamplesPerPixel", 1) != 1:
+        raise ValueError(f"not shown at full resolution: {columns}x{rows} pixels, {ds.get('SamplesPerPixel', 1)} "
+                         f"sample(s) each (at most {MAX_FULL_PIXELS:,} grayscale pixels)")
+    try:
+        pixels = _libjpeg_turbo(ds)
+        if pixels is None:
+            pixels = _pixel_array(ds)
+    except Exception as exc:
+        raise ValueError(f"its pixel data cannot be decoded here ({type(exc).__name__})") from None
+    if pixels.ndim == 3:
+        pixels = pixels[0]  # multi-frame: the first frame
+    values = apply_modality_lut(pixels, ds)
+    inverse = ds.get("PhotometricInterpretation", "MONOCHROME2") == "MONOCHROME1" or \
+        str(ds.get("PresentationLUTShape", "")).upper() == "INVERSE"
+    return FullImage(values, _windows(ds), inverse)
+
+
+def _windows(ds) -> tuple[tuple[float, float], ...]:
+    """The header's windows (centre, width): one pair, or several (Window Center and Width may be multi-valued)."""
+    centres, widths = ds.get("WindowCenter"), ds.get("WindowWidth")
+    if centres is None or widths is None:
+        return ()
+    from pydicom.multival import MultiValue
+
+    def as_list(value) -> list:
+        return list(value) if isinstance(value, MultiValue) else [value]
+
+    try:
+        return tuple((float(c), float(w)) for c, w in zip(as_list(centres), as_list(widths)) if float(w) > 0)
+    except (TypeError, ValueError):
+        return ()
+
+
 # With no window in the header, the range is the 0.5th..99.5th percentile of the values when outliers make it less
 # than half the minimum..maximum (cxr_edge.inputs.levels): dead pixels or a burned-in marker no longer set it. Contract 4;
 # what it does to a bundle's outputs against contract 3's minimum..maximum: docs/benchmarks.md, "Image contract 4".

@@ -51,6 +51,17 @@ def overlay(gray: np.ndarray, heat: np.ndarray, caption: list[str] | None = None
     return _with_banner(image, caption) if caption else image
 
 
+def heat_layer(heat: np.ndarray, width: int, height: int) -> Image.Image:
+    """The heat alone, red to yellow, transparent where cold (RGBA at `width` x `height`): what the viewer lays
+    over the image at any zoom, with the opacity the clinician chooses."""
+    peak = float(heat.max())
+    norm = heat / peak if peak > 0 else heat
+    up = np.asarray(Image.fromarray((norm * 255).astype(np.uint8), "L").resize((width, height), Image.Resampling.BILINEAR),
+                    dtype=np.uint8)
+    rgba = np.stack([np.full_like(up, 255), up, np.zeros_like(up), up], axis=2)  # red, yellow where hottest
+    return Image.fromarray(rgba, "RGBA")
+
+
 def _with_banner(image: Image.Image, lines: list[str]) -> Image.Image:
     """`image` with `lines` in white on black beneath it. The font is the largest that fits the longest line in
     the width, at most a twentieth of it (12 px on a 256-px-wide picture, 51 px on a 1024-px one)."""

@@ -33,7 +33,9 @@ from cxr_edge.web.access import ADMIN, PUBLIC, SIGNED_IN, NeedLogin, authenticat
 
 HERE = Path(__file__).parent
 MAX_FORM_FIELDS = 40  # a review has a finding per image: a study of a few dozen images at most
-HEADERS = {"Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+# img-src blob: for the viewer's tool cursors, which Cornerstone3D makes from SVG in the page (same-origin blobs)
+HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' blob:; frame-ancestors 'none'; "
+                                      "form-action 'self'; base-uri 'none'",
            "X-Frame-Options": "DENY",
            "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 
@@ -90,6 +92,9 @@ ROUTES = (
     Page("/image/{image_id:int}/thumbnail.jpg", views.thumbnail, SIGNED_IN),
     Page("/image/{image_id:int}/heatmap.png", views.heatmap, SIGNED_IN),
     Page("/image/{image_id:int}/heatmap", views.make_heatmap, SIGNED_IN, ("POST",), form=True),
+    Page("/image/{image_id:int}/heat.png", views.heat_layer, SIGNED_IN),
+    Page("/image/{image_id:int}/full.json", views.full_description, SIGNED_IN, api=True),
+    Page("/image/{image_id:int}/full.raw", views.full_values, SIGNED_IN, api=True),
     Page("/status", views.status_page, SIGNED_IN, twin=True),
     Page("/admin/activity", views.activity, ADMIN, twin=True),
     Page("/api/results", views.api_results, SIGNED_IN, api=True),
@@ -184,12 +189,16 @@ class SecurityHeaders:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
 
+        static = scope.get("path", "").startswith("/static/")
+
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 for name, value in HEADERS.items():
                     if name not in headers:
                         headers[name] = value
+                if static:  # the box's own code and styles, no patient data: kept, and checked by ETag each time
+                    headers["Cache-Control"] = "no-cache"
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

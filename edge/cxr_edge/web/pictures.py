@@ -5,14 +5,41 @@ is sent (an occlusion map: seconds on a Pi, so only on request, one at a time, o
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
-from cxr_edge.node.pictures import heatmap_path, keep_heatmap, keep_thumbnail, thumbnail_path
+from cxr_edge.node.pictures import (
+    full_paths,
+    heat_layer_path,
+    heatmap_path,
+    keep_full,
+    keep_heat_layer,
+    keep_heatmap,
+    keep_thumbnail,
+    thumbnail_path,
+)
 from cxr_edge.node.state import State
 from cxr_edge.run.classify import decode
 from cxr_edge.run.result import Result
 
-__all__ = ["heatmap_path", "make_heatmap", "thumbnail"]
+__all__ = ["full_image", "heat_layer_path", "heatmap_path", "make_heatmap", "thumbnail"]
+_full_locks: dict[int, threading.Lock] = {}
+_full_guard = threading.Lock()
+
+
+def full_image(state: State, image: dict) -> tuple[Path, Path]:
+    """The viewer's full-resolution copy of a received image (cxr_edge.node.pictures.keep_full): made on the first
+    request, once (a second request for the same image waits for the first), then read from the data folder.
+    ValueError when the file cannot be shown at full resolution."""
+    from cxr_edge.inputs.dicom import read_full
+
+    raw, described = full_paths(state.data, image["id"])
+    with _full_guard:
+        lock = _full_locks.setdefault(int(image["id"]), threading.Lock())
+    with lock:
+        if not described.exists():
+            keep_full(state.data, image["id"], read_full(Path(state.data) / image["path"]))
+    return raw, described
 
 
 def thumbnail(state: State, image: dict, config) -> bytes:
@@ -49,5 +76,6 @@ def _draw_heatmap(context, image: dict) -> None:
     if decoded.pixels is None:
         return
     result = Result.from_record(image["path"], image)
-    overlay = heat_overlay(result, decoded.display, label_heat(classifier, result, decoded.pixels))
-    keep_heatmap(context.state.data, image["id"], overlay)
+    heat = label_heat(classifier, result, decoded.pixels)
+    keep_heat_layer(context.state.data, image["id"], heat, decoded.display)
+    keep_heatmap(context.state.data, image["id"], heat_overlay(result, decoded.display, heat))

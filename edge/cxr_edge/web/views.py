@@ -11,7 +11,7 @@ from datetime import datetime
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
 from cxr_edge import DISCLAIMER
 from cxr_edge.web import accounts, pictures, reviews, worklist
@@ -140,6 +140,7 @@ def _study(context, request: Request) -> dict:
     study = found(worklist.study(context.state, request.path_params["study_id"]), "study")
     for image in study["images"]:
         image["has_heatmap"] = pictures.heatmap_path(context.state.data, image["id"]).exists()
+        image["has_heat_layer"] = pictures.heat_layer_path(context.state.data, image["id"]).exists()
     study["previous"], study["next"] = context.state.neighbours(study["id"])
     return study
 
@@ -193,6 +194,31 @@ def heatmap(context, request: Request):
     if not path.exists():
         raise HTTPException(404, "no heatmap yet: ask for one on the study page")
     return Response(path.read_bytes(), media_type="image/png")
+
+
+def heat_layer(context, request: Request):
+    path = pictures.heat_layer_path(context.state.data, _image(context, request)["id"])
+    if not path.exists():
+        raise HTTPException(404, "no heatmap yet: ask for one on the study page")
+    return FileResponse(path, media_type="image/png")
+
+
+def _full(context, request: Request):
+    try:
+        return pictures.full_image(context.state, _image(context, request))
+    except ValueError as exc:
+        raise HTTPException(422, f"this image cannot be shown at full resolution: {exc}") from None
+
+
+def full_description(context, request: Request):
+    """The viewer's description of an image at full resolution (size, value type, the header's windows, invert,
+    range): made with its values on the first request."""
+    return FileResponse(_full(context, request)[1], media_type="application/json")
+
+
+def full_values(context, request: Request):
+    """The image's values at full resolution and bit depth, raw little-endian, for the viewer."""
+    return FileResponse(_full(context, request)[0], media_type="application/octet-stream")
 
 
 def make_heatmap(context, request: Request, form: dict):

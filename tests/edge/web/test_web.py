@@ -5,6 +5,7 @@ out. Every loop is bounded."""
 
 import http.cookiejar
 import json
+from pathlib import Path
 import re
 import time
 import urllib.error
@@ -219,7 +220,7 @@ def test_a_clinician_logs_in_reviews_a_study_and_logs_out_in_chromium(screen, tm
     assert (tmp_path / "worklist.png").stat().st_size > 1000 and (tmp_path / "study.png").stat().st_size > 1000
 
 
-def _browser(tmp_path, width: int, height: int):
+def _browser(tmp_path, width: int, height: int, *flags: str):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -231,6 +232,8 @@ def _browser(tmp_path, width: int, height: int):
     options = webdriver.ChromeOptions()
     options.binary_location = command[0]
     for flag in command[1:]:
+        options.add_argument(flag)
+    for flag in flags:
         options.add_argument(flag)
     options.add_argument(f"--window-size={max(width, 500)},{height}")  # Chromium's windows are 500 px at least
     browser = webdriver.Chrome(service=Service(driver_path), options=options)
@@ -266,6 +269,67 @@ def test_no_page_scrolls_sideways_on_a_phone_a_tablet_or_a_desktop(screen, tmp_p
             assert wide <= window, f"{page} is {wide} px wide in a {window} px window"
         browser.get(base + "/worklist?filter=all")
         browser.save_screenshot(str(tmp_path / f"worklist-{width}.png"))
+    finally:
+        browser.quit()
+
+
+def _canvas_pixels(browser) -> list[int]:
+    """The viewer canvas's pixels (gray levels of a 64 x 64 grid) as the browser shows them."""
+    return browser.execute_script("""
+        var c = document.querySelector('.viewer-image canvas'), d = document.createElement('canvas');
+        d.width = 64; d.height = 64; var g = d.getContext('2d'); g.drawImage(c, 0, 0, 64, 64);
+        var px = g.getImageData(0, 0, 64, 64).data, out = [];
+        for (var i = 0; i < px.length; i += 4) out.push(px[i]);
+        return out;""")
+
+
+def test_the_viewer_shows_the_image_at_full_resolution_with_window_level_and_the_heatmap(screen, tmp_path):
+    """In Chromium (WebGL by SwiftShader, as a tablet without a GPU driver would), with the screen's CSP."""
+    import pydicom
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    node, base, config = screen
+    client = Client(base)
+    client.login("amina", PASSWORD)
+    study = re.search(r'href="/study/(\d+)"', client.request("/worklist?filter=all")[2]).group(1)
+    page = client.request(f"/study/{study}")[2]
+    image = re.search(r'data-image="(\d+)"', page).group(1)
+    assert client.request(f"/image/{image}/heatmap", {"csrf": client.csrf(f"/study/{study}")})[0] == 303
+    # the values at full resolution and bit depth, as the DICOM file holds them
+    status, headers, _ = client.request(f"/image/{image}/full.json")
+    meta = json.loads(client.request(f"/image/{image}/full.json")[2])
+    source = pydicom.dcmread(next((Path(load_config_data(config)) / "images").rglob("*.dcm")))
+    assert (meta["rows"], meta["columns"], meta["type"]) == (source.Rows, source.Columns, "Uint16")
+    assert meta["max"] > 255  # 12-bit values, not an 8-bit rendition
+    assert headers["cache-control"] == "no-store"
+    browser = _browser(tmp_path, 1280, 1000, "--enable-unsafe-swiftshader", "--use-angle=swiftshader")
+    try:
+        browser.get(base + "/login")
+        browser.find_element(By.ID, "name").send_keys("amina")
+        browser.find_element(By.ID, "password").send_keys(PASSWORD)
+        browser.find_element(By.ID, "login").click()
+        WebDriverWait(browser, 20).until(lambda b: b.current_url.endswith("/worklist"))
+        browser.get(f"{base}/study/{study}")
+        section = browser.find_element(By.ID, f"image-{image}")
+        section.find_element(By.CLASS_NAME, "open-viewer").click()
+        WebDriverWait(browser, 60).until(lambda b: b.execute_script(f"return !!(window.cxrViewers && cxrViewers['{image}'])"))
+        time.sleep(0.5)
+        before = _canvas_pixels(browser)
+        assert max(before) - min(before) > 50, "the viewer shows no image"
+        browser.execute_script(f"var v = cxrViewers['{image}']; var r = v.voi(); "
+                               "v.window((r.lower + r.upper) / 2, (r.upper - r.lower) / 4);")
+        time.sleep(0.5)
+        after = _canvas_pixels(browser)
+        assert sum(abs(a - b) for a, b in zip(before, after)) > 64 * 64  # window/level changed the shown pixels
+        toggle = section.find_element(By.CLASS_NAME, "heat-toggle")
+        heat = section.find_element(By.CLASS_NAME, "viewer-heat")
+        assert not heat.is_displayed()
+        toggle.click()
+        assert heat.is_displayed() and heat.size["width"] > 100
+        logs = [e for e in browser.get_log("browser") if e["level"] == "SEVERE" and "Content Security Policy" in e["message"]]
+        assert not logs, logs
+        browser.save_screenshot(str(tmp_path / "viewer.png"))
     finally:
         browser.quit()
 
