@@ -22,7 +22,13 @@ class Reason:
     params: dict = field(default_factory=dict, compare=True, hash=False)
 
     def words(self) -> str:
+        """The reports' sentence (CSV, JSON, the table's legend, the SR and FHIR notes, the stick's HTML)."""
         return CATALOGUE.get(self.code, CATALOGUE[OTHER]).words(self.params)
+
+    def plain(self) -> str:
+        """The same in a clinician's words, for the screen: no thresholds or floors by name, percentages."""
+        plain = PLAIN.get(self.code)
+        return plain(self.params) if plain else self.words()
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +93,23 @@ CATALOGUE: dict[str, Entry] = {
                                        "screening threshold, though normal is the most probable single class",
                              _screen_positive, refers=False),
     OTHER: Entry("other", "another reason: see the CSV or JSON report", lambda p: p.get("text", "")),
+}
+# The screen's words (Reason.plain), for a clinician: what it means and, where it helps, what to do.
+PLAIN: dict[str, Callable[[dict], str]] = {
+    "too_small": lambda p: f"Too small to be a chest radiograph ({p['width']} x {p['height']} pixels).",
+    "aspect_ratio": lambda p: f"Too long and narrow for a chest radiograph ({p['aspect']:.1f} to 1).",
+    "flat": lambda p: "Almost blank: there is no usable picture.",
+    "not_frontal": lambda p: "Not a front (PA or AP) view: the AI reads frontal chest films only.",
+    "body_part": lambda p: "Not a chest image, says the X-ray unit.",
+    "modality": lambda p: "Not a radiograph, says the X-ray unit.",
+    "for_processing": lambda p: "A raw detector image, not meant for viewing.",
+    "ood": lambda p: "Unlike the chest films the AI learned from.",
+    "low_confidence": lambda p: (f"The AI is unsure: {in_words(p['label'])} at {p['p']:.0%}, below the "
+                                 f"{p['floor']:.0%} it needs to say so."),
+    "unverified": lambda p: "This model was not shown to match the one that was validated.",
+    "screen_positive": lambda p: (f"Flagged abnormal: the chance of an abnormal finding ({p['p_abnormal']:.0%}) is "
+                                  f"above the {p['threshold']:.0%} at which {'this clinic' if p.get('site') else 'this box'} "
+                                  "flags, though normal is the likeliest single answer."),
 }
 THRESHOLD_FREE = frozenset(code for code, entry in CATALOGUE.items() if entry.threshold_free)
 

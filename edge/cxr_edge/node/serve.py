@@ -69,10 +69,10 @@ def bundle_warnings(classifier) -> list[str]:
 
 
 def bundle_line(config: NodeConfig, classifier) -> str:
-    """The bundle and its operating point in a line, under each study on the screen."""
-    from cxr_edge.site.site_file import operating_point_line
-
-    return f"{config.model.name} ({operating_point_line(classifier).removeprefix('operating point: ')})"
+    """The bundle in a line a clinician reads, under each study on the screen (the operating point is on the status
+    page)."""
+    setting = "set for this clinic" if classifier.site else "not yet set for this clinic"
+    return f"{config.model.name}, {setting}"
 
 
 def run(config: NodeConfig, stop: threading.Event | None = None, start_web=None) -> None:

@@ -214,8 +214,8 @@ def web_warnings(config: NodeConfig) -> list[str]:
 
 
 def _reason_words(stored: str | None) -> list[str]:
-    """A stored result's reasons (codes, cxr_edge.reasons) in words, one per list item."""
-    return [reason.words() for reason in from_json(stored)]
+    """A stored result's reasons (codes, cxr_edge.reasons) in a clinician's words, one per list item."""
+    return [reason.plain() for reason in from_json(stored)]
 
 
 def _when(seconds) -> str:

@@ -51,8 +51,9 @@ def test_the_catalogue_has_an_example_of_every_code():
 def test_every_reason_code_has_words_and_round_trips_through_the_database_csv_and_json(code, tmp_path, edge_bundle):
     reasons = (Reason(code, EXAMPLES[code]), Reason("low_confidence", EXAMPLES["low_confidence"]))
     result = Result("images/1.1.dcm", "covid19", COVID, True, reasons, ood_score=9.1234)
-    words = reasons[0].words()
+    words, plain = reasons[0].words(), reasons[0].plain()
     assert words and "{" not in words and words in result.reason
+    assert plain and "{" not in plain and "threshold" not in plain and "floor" not in plain  # the screen's words
 
     state = State(tmp_path / "data")
     _instance(state, "1.1", "2.1", 1000.0)
@@ -208,6 +209,6 @@ def test_the_frontal_films_reasons_stand_beside_its_thumbnail_when_the_lateral_v
     row = worklist.worklist(state, "all", 0)[0][0]
     images = {image["sop_instance_uid"]: image["id"] for image in worklist.study(state, row["id"])["images"]}
     assert row["thumb"] == images["1.1"]
-    assert _reason_words(row["reasons"]) == [frontal.reason]
+    assert _reason_words(row["reasons"]) == [reason.plain() for reason in frontal.reasons]
     assert (row["label"], row["refer"]) == ("covid19", 0)
     state.close()

@@ -138,7 +138,7 @@ def test_bands_put_a_confident_covid_above_a_referred_lateral_view_and_say_why(s
     assert first[0] == "abnormal" and "Likely abnormal" in first[1] and "Likely COVID-19 - high" in first[1]
     assert "BANDA, Ruth" in first[1] and "45 years, female" in first[1]
     assert second[0] == "cannot_judge" and "The AI cannot judge this: look yourself" in second[1]
-    assert "not a frontal view" in second[1]
+    assert "Not a front (PA or AP) view: the AI reads frontal chest films only." in second[1]
     assert third[0] == "normal" and "Likely normal - high" in third[1]
 
 
