@@ -23,6 +23,24 @@ def cell(value) -> str:
     return str(value).lower() if isinstance(value, bool) else safe(value)
 
 
+def csv_line(values) -> str:
+    """One CSV row, RFC 4180's way: each value through `cell`, quoted (quotes doubled) when it holds a comma, a quote,
+    a carriage return or a line feed, ended by a line feed. Python's csv module leaves a bare carriage return
+    unquoted when the line ends in a line feed alone, and a reader that splits on it starts a new row there."""
+    fields = []
+    for value in values:
+        text = str(cell(value))  # numbers as the csv module writes them (str)
+        if any(ch in text for ch in ',"\r\n'):
+            text = '"' + text.replace('"', '""') + '"'
+        fields.append(text)
+    return ",".join(fields) + "\n"
+
+
+def csv_text(columns, rows) -> str:
+    """A header line of `columns`, then each row (a dict) in their order (csv_line)."""
+    return csv_line(columns) + "".join(csv_line(row.get(column) for column in columns) for row in rows)
+
+
 def plain(cell: str) -> str:
     """A cell written by `safe`, as it was."""
     return cell[1:] if cell.startswith("'") else cell

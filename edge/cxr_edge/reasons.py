@@ -138,7 +138,7 @@ def from_json(text: str | None) -> tuple[Reason, ...]:
 _NUMBER = r"(\d+(?:\.\d+)?)"
 _LABEL_BY_WORDS = {words: label for label, words in LABEL_WORDS.items()}
 _LEGACY: tuple[tuple[str, str, Callable[[re.Match], dict]], ...] = (
-    ("too_small", rf"image too small \((\d+)x(\d+) px, at least (\d+) px a side expected\)",
+    ("too_small", r"image too small \((\d+)x(\d+) px, at least (\d+) px a side expected\)",
      lambda m: {"width": int(m[1]), "height": int(m[2]), "min_side": int(m[3])}),
     ("aspect_ratio", rf"extreme aspect ratio \({_NUMBER}:1, chest radiographs are near square\)",
      lambda m: {"aspect": float(m[1])}),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from datetime import datetime
 from pathlib import Path
@@ -11,7 +9,7 @@ from pathlib import Path
 import click
 
 from cxr_edge.cli.common import Failure
-from cxr_edge.csv_cells import cell
+from cxr_edge.csv_cells import csv_text
 
 
 @click.command("results", short_help="The clinic node's results, newest first.")
@@ -53,13 +51,8 @@ def command(config_path: Path, since: str | None, fmt: str, summary: bool, show_
     if fmt == "json":
         click.echo(json.dumps({"notice": DISCLAIMER, "results": rows, "outbox": outbox}, indent=2))
     elif fmt == "csv":
-        out = io.StringIO()
-        out.write(f"# {DISCLAIMER}\n")
-        writer = csv.DictWriter(out, fieldnames=_columns(), lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: cell(v) for k, v in row.items()})  # stick file names: no formulas
-        click.echo(out.getvalue(), nl=False)
+        # stick file names and header values: no formulas, no row split by a carriage return
+        click.echo(f"# {DISCLAIMER}\n" + csv_text(_columns(), rows), nl=False)
         for line in _outbox_lines(outbox):
             click.echo(line, err=True)
     else:
@@ -101,13 +94,8 @@ def _print_summary(state, config, fmt: str) -> None:
     lines.append(f"expected ({source}): {shares or 'nothing recorded'}")
     lines += [w for week in weeks for w in week.warnings] or ["no week outside its bounds"]
     if fmt == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["week", "images", "answered", "abnormal", "referred", "ood", "reviews", "agreed", "warnings"])
-        for w in weeks:
-            writer.writerow([w.week, w.images, w.answered, w.abnormal, w.referred, w.ood, w.reviews, w.agreed,
-                             " ".join(w.warnings)])
-        click.echo(out.getvalue(), nl=False)
+        columns = ("week", "images", "answered", "abnormal", "referred", "ood", "reviews", "agreed", "warnings")
+        click.echo(csv_text(columns, [{**vars(w), "warnings": " ".join(w.warnings)} for w in weeks]), nl=False)
         return
     click.echo("\n".join(lines))
     click.echo(DISCLAIMER)
@@ -133,12 +121,7 @@ def _print_outbox(items: list[dict], fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps({"outbox": rows}, indent=2))
     elif fmt == "csv":
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=OUTBOX_KEYS, lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: cell(v) for k, v in row.items()})
-        click.echo(out.getvalue(), nl=False)
+        click.echo(csv_text(OUTBOX_KEYS, rows), nl=False)
     else:
         for r in rows:
             click.echo(f"{r['state']:7s} {r['kind']:8s} {r['destination'][:40]:40s} {r['object_uid']:46s} "

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from datetime import datetime
 from pathlib import Path
 
 import click
 
-from cxr_edge.csv_cells import cell
+from cxr_edge.csv_cells import csv_text
 from cxr_edge.run.result import Result
 
 COLUMNS = ("study_id", "image_id", "received", "label", "p_normal", "p_lung_opacity", "p_viral_pneumonia", "p_covid19",
@@ -50,13 +48,8 @@ def command(config_path: Path, fmt: str, with_identifiers: bool) -> None:
     if fmt == "json":
         click.echo(json.dumps({"notice": DISCLAIMER, "reviews": rows}, indent=2, ensure_ascii=False))
         return
-    out = io.StringIO()
-    out.write(f"# {DISCLAIMER}\n")
-    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: cell(v) for k, v in row.items()})  # names from headers: no spreadsheet formulas
-    click.echo(out.getvalue(), nl=False)
+    # names from headers: no spreadsheet formulas, no row split by a carriage return
+    click.echo(f"# {DISCLAIMER}\n" + csv_text(columns, rows), nl=False)
 
 
 def _row(record: dict, truth: str, columns) -> dict:

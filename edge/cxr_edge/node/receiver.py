@@ -169,7 +169,24 @@ class Receiver:
         return not full
 
 
+# The most each kept header value may hold: its VR's length (PS3.5 6.2; a person name per component group).
+VR_LENGTHS = {"PatientID": 64, "PatientName": 64, "AccessionNumber": 16, "StudyDate": 8, "StudyDescription": 64,
+              "PatientSex": 16, "PatientAge": 4, "PatientBirthDate": 8}
+# C0 and C1 controls, and the bidirectional embeddings, overrides, isolates and marks: a name ending in U+202E
+# would show the patient ID after it reversed
+_UNSHOWABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def header_text(keyword: str, value) -> str:
+    """A header value as the node keeps it: no control or bidirectional control character, cut to its VR's length
+    with a visible ellipsis (a person name: each of its up to three component groups)."""
+    text = _UNSHOWABLE.sub("", str(value or ""))
+    limit = VR_LENGTHS.get(keyword, 64)
+    groups = text.split("=")[:3] if keyword == "PatientName" else [text]
+    return "=".join(group if len(group) <= limit else group[:limit - 1] + "\u2026" for group in groups)
+
+
 def _header(ds) -> StudyHeader:
-    text = lambda keyword: str(ds.get(keyword, "") or "")  # noqa: E731
+    text = lambda keyword: header_text(keyword, ds.get(keyword, ""))  # noqa: E731
     return StudyHeader(text("PatientID"), text("PatientName"), text("AccessionNumber"), text("StudyDate"),
                        text("StudyDescription"), text("PatientSex"), text("PatientAge"), text("PatientBirthDate"))

@@ -6,7 +6,6 @@ origin (its publisher's signature) is not verified."""
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
@@ -16,7 +15,7 @@ from pathlib import Path
 
 from cxr_edge import DISCLAIMER
 from cxr_edge.atomic import write_atomic
-from cxr_edge.csv_cells import cell
+from cxr_edge.csv_cells import csv_text
 from cxr_edge.labels import in_words
 from cxr_edge.run.classify import Classifier, Summary, rows_of
 from cxr_edge.run.result import COLUMNS, Result
@@ -110,11 +109,7 @@ def to_csv(results: list[Result], classifier: Classifier) -> str:
     out = io.StringIO()
     for line in notices(classifier, results):
         out.write(f"# {line}\n")
-    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for r in rows_of(results):
-        row = r.as_row()
-        writer.writerow({k: cell(v) for k, v in row.items()})
+    out.write(csv_text(COLUMNS, [r.as_row() for r in rows_of(results)]))
     return out.getvalue()
 
 

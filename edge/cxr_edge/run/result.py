@@ -12,7 +12,7 @@ from typing import Mapping, NamedTuple
 import numpy as np
 
 from cxr_edge.labels import LABELS, in_words
-from cxr_edge.reasons import CATALOGUE, Reason, codes_text, from_json, from_text, reason_text, to_json
+from cxr_edge.reasons import Reason, codes_text, from_json, from_text, reason_text, to_json
 
 PROB_COLUMNS = tuple(f"p_{label}" for label in LABELS)
 # What storage keeps of a result, besides its path: the node's results tables and the run journal.
@@ -80,11 +80,6 @@ class Result:
             from_text(record.get("reason") or "")
         return cls(path, record["label"], probs, bool(record["refer"]), reasons, record["error"] or "",
                    record["ood_score"], skipped)
-
-
-def refers(reasons) -> bool:
-    """Whether any of these reasons refers the image (the screen-positive explanation does not)."""
-    return any(CATALOGUE.get(reason.code, CATALOGUE["other"]).refers for reason in reasons)
 
 
 class Decoded(NamedTuple):

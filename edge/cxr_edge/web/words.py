@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from cxr_edge.labels import in_words
+from cxr_edge.node.receiver import header_text
 from cxr_edge.reports.triage import BAND_WORDS, strength
 from cxr_edge.run.result import Result
 
@@ -13,8 +14,9 @@ AGE_UNITS = {"Y": "years", "M": "months", "W": "weeks", "D": "days"}
 
 def person_name(pn: str | None) -> str:
     """A DICOM person name (Family^Given^Middle^Prefix^Suffix; its first, alphabetic group) as "FAMILY, Given
-    Middle"; a name without components stays as written."""
-    alphabetic = (pn or "").split("=")[0]
+    Middle"; a name without components stays as written. Without control or bidirectional control characters,
+    and cut to its VR's length, whatever an older database holds (cxr_edge.node.receiver.header_text)."""
+    alphabetic = header_text("PatientName", pn).split("=")[0]
     if "^" not in alphabetic:
         return alphabetic.strip()
     family, given, middle, prefix, suffix = (alphabetic.split("^") + [""] * 5)[:5]

@@ -4,10 +4,7 @@ X-ray unit, on 127.0.0.1 and a port the test picks; every loop is bounded and st
 import json
 import shutil
 import signal
-import socket
-import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -168,6 +165,9 @@ def test_every_syntax_is_received_and_labelled_as_classify_labels_it(node, tmp_p
     for value in (PATIENT["PatientName"], PATIENT["PatientID"], "Test"):
         assert value not in node.text()
     assert "stopped in" in node.text()
+    # the bundle's warnings, in plain words, when the node starts (a synthetic bundle, signed by no trusted key)
+    assert "WARNING: This model learned from made-up (synthetic) images" in node.text()
+    assert "WARNING: Where this model came from is not verified" in node.text()
 
 
 @pytest.mark.slow

@@ -204,3 +204,60 @@ def test_names_ages_and_sexes_as_a_clinician_reads_them():
     assert age_sex({"patient_birth_date": "19800615", "study_date": "20261206"}) == "46 years"
     assert age_sex({"patient_birth_date": "19801215", "study_date": "20261206"}) == "45 years"
     assert age_sex({}) == ""
+
+
+def test_header_text_is_cut_to_its_vr_and_loses_control_and_bidi_characters():
+    from cxr_edge.node.receiver import header_text
+
+    assert header_text("PatientName", "Evil\u202e^Eve\r\n") == "Evil^Eve"
+    long = header_text("PatientName", "A" * 20_000 + "=" + "B" * 100)
+    assert long == "A" * 63 + "\u2026=" + "B" * 63 + "\u2026"
+    assert header_text("AccessionNumber", "1234567890ABCDEFGH") == "1234567890ABCDE\u2026"
+    assert header_text("PatientID", "12345-678") == "12345-678"
+
+
+def test_a_right_to_left_override_or_a_huge_name_cannot_disturb_the_page(tmp_path, edge_bundle):
+    """Names as an older database may hold them (the receiver cleans them now): shown isolated, without the
+    override, cut to 64 characters; the patient ID after the name stays in order."""
+    config_path = tmp_path / "node.toml"
+    config_path.write_text(f'model = "{edge_bundle}"\ndata = "{tmp_path / "data"}"\n[dicom]\nenabled = false\n'
+                           "[web]\nenabled = true\n")
+    config = load_config(config_path)
+    state = State(config.data)
+    _study(state, "2.1", [("1.1", NORMAL)], StudyHeader("12345-678", "Banda^Ruth\u202e"))
+    _study(state, "2.2", [("1.2", NORMAL)], StudyHeader("P-2", "Z" * 20_000))
+    accounts.add_user(state, "amina", "reviewer", PASSWORD)
+    classifier = Classifier(load_bundle(edge_bundle))
+    app = create_app(Context(config, state, lambda m: None, lambda: node_status(config, state, classifier, None, []),
+                             lambda: classifier))
+    html = _client(app, "amina").get("/worklist?filter=all").text
+    state.close()
+    assert "\u202e" not in html and "<bdi>BANDA, Ruth</bdi>" in html and "ID <bdi>12345-678</bdi>" in html
+    assert "Z" * 63 + "\u2026" in html and "Z" * 64 not in html
+
+
+def test_a_carriage_return_stays_inside_its_csv_field(screen):
+    """A header value holding a bare CR (as a unit may send; the receiver strips it now, an older database may
+    hold it): quoted, so a reader that splits on CR keeps the row whole and never starts one at '=1+1'."""
+    import csv
+
+    from cxr_edge.csv_cells import csv_line
+
+    assert csv_line(["a\rb", "c,d", 'e"f', "=1+1"]) == '"a\rb","c,d","e""f",\'=1+1\n'
+    app, state, config = screen
+    _study(state, "2.9", [("1.9", NORMAL)], StudyHeader("P-9", "Evil\r=1+1^Eve"))
+    Worker(None, state, 0, lambda m: None)._settle_studies()
+    client = _client(app, "amina")
+    study = next(row["id"] for row in client.get("/worklist.json?filter=all").json()["rows"]
+                 if row["patient_id"] == "P-9")
+    image = client.get(f"/study/{study}.json").json()["study"]["images"][0]["id"]
+    assert client.post(f"/study/{study}/review", data={"csrf": _csrf(client, f"/study/{study}"), "kind": "review",
+                                                        f"finding-{image}": "normal"}).status_code == 303
+    exported = CliRunner().invoke(main, ["reviews", "--config", str(config.path), "--format", "csv",
+                                         "--with-identifiers"])
+    assert exported.exit_code == 0, exported.output
+    text = exported.output
+    rows = list(csv.reader(line for line in text.splitlines() if not line.startswith("#")))
+    assert len(rows) == 2 and not any(row[0].startswith("=1+1") for row in rows)
+    name = dict(zip(rows[0], rows[1]))["patient_name"]
+    assert name.startswith("Evil") and name.endswith("=1+1^Eve")  # the split stayed inside its field
