@@ -246,7 +246,6 @@ def _browser(tmp_path, width: int, height: int, *flags: str):
 @pytest.mark.parametrize("width", [390, 768, 1280])
 def test_no_page_scrolls_sideways_on_a_phone_a_tablet_or_a_desktop(screen, tmp_path, width, monkeypatch):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     node, base, config = screen
     monkeypatch.setenv("CXR_EDGE_PASSWORD", PASSWORD)
@@ -254,11 +253,7 @@ def test_no_page_scrolls_sideways_on_a_phone_a_tablet_or_a_desktop(screen, tmp_p
     assert added.exit_code == 0, added.output
     browser = _browser(tmp_path, width, 900)
     try:
-        browser.get(base + "/login")
-        browser.find_element(By.ID, "name").send_keys("root")
-        browser.find_element(By.ID, "password").send_keys(PASSWORD)
-        browser.find_element(By.ID, "login").click()
-        WebDriverWait(browser, 20).until(lambda b: b.current_url.endswith("/worklist"))
+        _log_in(browser, base, "root")
         study = re.search(r"/study/(\d+)", browser.find_element(By.CSS_SELECTOR, "a.patient").get_attribute("href"))
         pages = ["/worklist?filter=all", f"/study/{study.group(1)}", f"/study/{study.group(1)}/slip", "/status",
                  "/admin/activity", "/login"]
@@ -271,6 +266,17 @@ def test_no_page_scrolls_sideways_on_a_phone_a_tablet_or_a_desktop(screen, tmp_p
         browser.save_screenshot(str(tmp_path / f"worklist-{width}.png"))
     finally:
         browser.quit()
+
+
+def _log_in(browser, base: str, name: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(base + "/login")
+    browser.find_element(By.ID, "name").send_keys(name)
+    browser.find_element(By.ID, "password").send_keys(PASSWORD)
+    browser.find_element(By.ID, "login").click()
+    WebDriverWait(browser, 20).until(lambda b: b.current_url.endswith("/worklist"))
 
 
 def _canvas_pixels(browser) -> list[int]:
@@ -305,11 +311,7 @@ def test_the_viewer_shows_the_image_at_full_resolution_with_window_level_and_the
     assert headers["cache-control"] == "no-store"
     browser = _browser(tmp_path, 1280, 1000, "--enable-unsafe-swiftshader", "--use-angle=swiftshader")
     try:
-        browser.get(base + "/login")
-        browser.find_element(By.ID, "name").send_keys("amina")
-        browser.find_element(By.ID, "password").send_keys(PASSWORD)
-        browser.find_element(By.ID, "login").click()
-        WebDriverWait(browser, 20).until(lambda b: b.current_url.endswith("/worklist"))
+        _log_in(browser, base, "amina")
         browser.get(f"{base}/study/{study}")
         section = browser.find_element(By.ID, f"image-{image}")
         section.find_element(By.CLASS_NAME, "open-viewer").click()
