@@ -43,7 +43,7 @@ def command(folder: Path, model, threads, allow_unverified, allow_unsigned, fmt,
 
     Example: cxr-edge classify /media/usb --model bundle/ --output ~/reports/today.csv
     """
-    from cxr_edge.reports.formats import render, report_format, summary_text, write_report
+    from cxr_edge.reports.formats import render, report_format, summary_text
     from cxr_edge.run.classify import run_folder
 
     if output is not None:
@@ -79,13 +79,14 @@ def command(folder: Path, model, threads, allow_unverified, allow_unsigned, fmt,
         results, summary = run_folder(classifier, folder, recursive, update, heatmaps, records=records)
     else:
         from cxr_edge.pictures.visuals import Visuals, visuals_dir
-        from cxr_edge.run.journal import run_with_journal
+        from cxr_edge.reports.formats import classify_into_report
 
         with errors_as_failures(OSError):
             if html:
                 visuals = Visuals(visuals_dir(output), heatmaps=html_heatmaps or heatmaps is not None)
-            results, summary, journal = run_with_journal(classifier, folder, output, recursive, restart, update,
-                                                         heatmaps, visuals, records=records)
+            results, summary, journal = classify_into_report(
+                classifier, folder, output, visuals=visuals, recursive=recursive, restart=restart, progress=update,
+                heatmaps=heatmaps, records=records)
     if progress:
         progress.close()
     if journal is not None and journal.set_aside:
@@ -106,11 +107,6 @@ def command(folder: Path, model, threads, allow_unverified, allow_unsigned, fmt,
         for warning in monitor(results, classifier):
             click.echo(warning, err=True)
     if output is not None:
-        with errors_as_failures(OSError):
-            write_report(output, results, summary, classifier, folder, visuals, journal.started)
-            journal.remove()
-            if visuals is not None:
-                visuals.remove()
         click.echo(f"report written to {output}", err=True)
     if summary.images == 0:  # an unmounted stick looks like an empty one: never a quiet success
         click.echo(f"WARNING: no image found in {folder}: if it is a USB stick, check that it is mounted and holds "

@@ -77,8 +77,8 @@ class StickWatcher(threading.Thread):
     def classify_stick(self, stick: Path) -> bool:
         """One stick's run; False when the stick went away before it finished."""
         from cxr_edge.pictures.visuals import Visuals, visuals_dir
-        from cxr_edge.reports.formats import summary_text, write_report
-        from cxr_edge.run.journal import FolderGone, run_with_journal
+        from cxr_edge.reports.formats import ReportNotWritten, classify_into_report, summary_text
+        from cxr_edge.run.journal import FolderGone
 
         label = _label(stick)
         reports = self.state.data / REPORTS
@@ -86,10 +86,15 @@ class StickWatcher(threading.Thread):
         report = reports / f"{label}-{datetime.date.today().isoformat()}.html"
         run_id = self.state.start_stick_run(label, str(stick), str(report.relative_to(self.state.data)))
         self.log(f"stick {label}: classifying into {report.relative_to(self.state.data)}")
-        visuals = Visuals(visuals_dir(report))
         try:
-            results, summary, journal = run_with_journal(self.classifier, stick, report, visuals=visuals,
-                                                         present=lambda: self.present(stick))
+            # the journal and the pictures are kept: the same stick again today takes every result from them
+            results, summary, _ = classify_into_report(self.classifier, stick, report, csv_beside=True,
+                                                       keep_journal=True, visuals=Visuals(visuals_dir(report)),
+                                                       present=lambda: self.present(stick))
+        except ReportNotWritten as exc:  # e.g. the data folder full: the journal keeps every result
+            self.state.finish_stick_run(run_id, "interrupted")
+            self.log(f"stick {label}: the reports could not be written ({exc}); insert the stick again to retry")
+            return True
         except (FolderGone, OSError) as exc:
             self.state.finish_stick_run(run_id, "interrupted")
             if not self.present(stick):
@@ -98,15 +103,6 @@ class StickWatcher(threading.Thread):
                 return False
             self.log(f"stick {label}: stopped: {exc}; what was done is kept; insert the stick again to retry")
             return True
-        try:
-            write_report(report, results, summary, self.classifier, stick, visuals, journal.started)
-            write_report(report.with_suffix(".csv"), results, summary, self.classifier, stick)
-        except OSError as exc:  # e.g. the data folder full: the journal keeps every result
-            self.state.finish_stick_run(run_id, "interrupted")
-            self.log(f"stick {label}: the reports could not be written ({exc}); insert the stick again to retry")
-            return True
-        finally:
-            journal.close()  # kept, with the pictures: the same stick again today takes every result from it
         self.state.finish_stick_run(run_id, "finished", [r for r in results if not r.skipped], summary.referred,
                                     summary.errors)
         if summary.resumed:

@@ -159,6 +159,37 @@ def report_format(path: os.PathLike | str) -> str:
     return suffix[1:]
 
 
+class ReportNotWritten(OSError):
+    """The folder was classified (its journal keeps every result), but a report file could not be written."""
+
+
+def classify_into_report(classifier: Classifier, folder: os.PathLike | str, report: os.PathLike | str, *,
+                         csv_beside: bool = False, keep_journal: bool = False, visuals=None, **options):
+    """The one runner of a folder into a report, for `classify --output` and the node's sticks: classify `folder`
+    resuming from the report's journal (cxr_edge.run.journal.run_with_journal, which takes `options`), write the
+    report (and, with `csv_beside`, the CSV beside it), then remove the journal and the report's pictures, or with
+    `keep_journal` close it and keep both (the node: the same stick again today takes every result from them).
+    Returns (results, summary, journal). Raises what the run raises (FolderGone, OSError), and ReportNotWritten when
+    only the writing failed: the journal then keeps every result, and nothing is removed."""
+    from cxr_edge.run.journal import run_with_journal
+
+    results, summary, journal = run_with_journal(classifier, folder, report, visuals=visuals, **options)
+    try:
+        write_report(report, results, summary, classifier, folder, visuals, journal.started)
+        if csv_beside:
+            write_report(Path(report).with_suffix(".csv"), results, summary, classifier, folder)
+    except OSError as exc:
+        journal.close()
+        raise ReportNotWritten(exc.errno, f"{report}: {exc.strerror or exc}") from exc
+    if keep_journal:
+        journal.close()
+    else:
+        journal.remove()
+        if visuals is not None:
+            visuals.remove()
+    return results, summary, journal
+
+
 def write_report(path: os.PathLike | str, results: list[Result], summary: Summary, classifier: Classifier,
                  folder: os.PathLike | str = "", visuals=None, started: float | None = None) -> None:
     """Write the report file atomically, in the format its suffix names (the HTML worklist for .html)."""
