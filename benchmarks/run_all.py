@@ -66,7 +66,11 @@ def main() -> None:
     figures["web"] = b
     rows += [(f"web screen, {b['studies']} studies: first worklist page p50 / p95 ms, memory paging through twice",
               f"{b['first_page_ms_p50']} / {b['first_page_ms_p95']} ms (target <= {web.TARGET_FIRST_PAGE_MS}), "
-              f"{b['rss_mb_before_paging']} -> {b['rss_mb_after_paging_twice']} MB")]
+              f"{b['rss_mb_before_paging']} -> {b['rss_mb_after_paging_twice']} MB"),
+             (f"viewer, {b['viewer_images']} radiographs of {b['viewer_image_pixels']}: full resolution cold / cached "
+              "p50 ms, memory after all", f"{b['viewer_cold_ms_p50']} / {b['viewer_cached_ms_p50']} ms, "
+              f"{b['rss_mb_before_viewer']} -> {b['rss_mb_after_viewer']} MB; viewer files "
+              f"{sum(b['vendored_viewer_kb'].values())} kB")]
     sizes = model_sizes.measure(("alexnet", "alexnet-edge"))
     figures["sizes"] = sizes
     rows += [(f"{r['preset']} float32 / int8 size (MB)", f"{r['float32_mb']} / {r['int8_mb']} ({r['ratio']}x)")

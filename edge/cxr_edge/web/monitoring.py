@@ -28,8 +28,9 @@ class Week:
     abnormal: int = 0
     ood: int = 0
     referred: int = 0
-    reviews: int = 0
+    reviews: int = 0  # images the readers judged (their latest finding on each)
     agreed: int = 0
+    not_judged: int = 0  # reviewed images the readers found not assessable: left out of agreement
     warnings: list[str] = field(default_factory=list)
 
     def share(self, part: str, whole: str) -> float | None:
@@ -57,6 +58,9 @@ def weekly(state: State, expected: dict, source: str) -> list[Week]:
             week.abnormal += row["label"] != "normal"
     for row in reviews:
         week = week_of(row["time"])
+        if row["agree"] is None:
+            week.not_judged += 1
+            continue
         week.reviews += 1
         week.agreed += bool(row["agree"])
     ordered = [weeks[k] for k in sorted(weeks)]

@@ -46,6 +46,20 @@ def test_a_week_far_from_the_expected_share_is_warned_about_and_a_usual_one_is_n
     assert svg.startswith("<svg") and svg.count("<polyline") == 2 and 'stroke-dasharray="6 4"' in svg
 
 
+def test_agreement_counts_the_images_judged_and_says_how_many_were_not(tmp_path):
+    state = State(tmp_path / "data")
+    monday = datetime(2026, 11, 2)
+    _fill(state, monday, 10, 5, reviews=4, agreed=4)
+    # a fifth image found not assessable, then an image judged twice: its latest finding counts, once
+    state.append_review("1.2.9.5", "amina", "review", None, "not_assessable", "", "", at=monday.timestamp() + 7200,
+                        image="1.2.3.5")
+    state.append_review("1.2.9.0", "amina", "review", False, "normal", "", "", at=monday.timestamp() + 7300,
+                        image="1.2.3.0")
+    week = weekly(state, {"flagged_abnormal": 0.5}, "x")[0]
+    state.close()
+    assert (week.reviews, week.agreed, week.not_judged) == (4, 3, 1)
+
+
 def test_fewer_than_30_images_say_nothing(tmp_path):
     state = State(tmp_path / "data")
     _fill(state, datetime(2026, 11, 2), 20, 20)

@@ -193,7 +193,15 @@ def test_the_bundles_warnings_show_on_every_page_and_in_serve_check(screen, tmp_
     signed = shutil.copytree(edge_bundle, tmp_path / "signed")
     private, _, _ = keygen(tmp_path / "stranger")
     sign_bundle(signed, load_private_key(private), "stranger")
-    assert any("not verified" in w for w in bundle_warnings(Classifier(load_bundle(signed))))
+    stranger = Classifier(load_bundle(signed))
+    assert stranger.bundle.origin.fingerprint and not stranger.bundle.origin.verified  # signed, by no trusted key
+    state = State(config.data)
+    try:
+        signed_app = create_app(Context(config, state, lambda m: None, lambda: {}, lambda: stranger,
+                                        bundle_warnings(stranger)))
+        assert "Where this model came from is not verified" in _client(signed_app, "amina").get("/worklist").text
+    finally:
+        state.close()
 
 
 def test_names_ages_and_sexes_as_a_clinician_reads_them():

@@ -155,7 +155,7 @@ class Reviews:
         (time, agree)."""
         images = self.query("SELECT i.received, r.label, r.reasons, r.refer FROM instances i JOIN results r ON "
                             "r.sop_instance_uid = i.sop_instance_uid WHERE r.label != ''")
-        # the readers' judgements: one per image reviewed, its latest (not assessable: no agreement either way)
+        # the readers' word on each image reviewed, its latest: agree is NULL where they found it not assessable
         return images, self.query(
-            "SELECT v.time, v.agree FROM reviews v WHERE v.kind = 'review' AND v.agree IS NOT NULL AND v.id = "
+            "SELECT v.time, v.agree FROM reviews v WHERE v.kind = 'review' AND v.id = "
             "(SELECT max(w.id) FROM reviews w WHERE w.sop_instance_uid = v.sop_instance_uid AND w.kind = 'review')")
