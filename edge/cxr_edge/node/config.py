@@ -77,6 +77,10 @@ class WebConfig:
     # what each code says the label is, for `calibrate --from-reviews` (it wins over the reader's finding); a code
     # not named here is recorded but sets no label (a negative PCR does not make a film normal)
     confirmatory_findings: dict = field(default_factory=lambda: {"pcr_positive": "covid19"})
+    session_hours: float = 12.0  # a session ends this long after the login, however active
+    # addresses whose X-Forwarded-For and X-Forwarded-Proto are believed (a reverse proxy in front); none by default:
+    # anyone could otherwise reset the login limit or write any text as the address in the log
+    trusted_proxies: tuple[str, ...] = ()
 
     @property
     def tls(self) -> bool:
@@ -105,7 +109,8 @@ class NodeConfig:
                 "usb": dict(self.usb.__dict__),
                 "send": {**self.send.__dict__, "dicom": [str(peer) for peer in self.send.dicom]},
                 "web": {**self.web.__dict__, "confirmatory_codes": list(self.web.confirmatory_codes),
-                        "confirmatory_findings": dict(self.web.confirmatory_findings)}}
+                        "confirmatory_findings": dict(self.web.confirmatory_findings),
+                        "trusted_proxies": list(self.web.trusted_proxies)}}
 
 
 # key: (type, required); the tables' keys below. Extend, don't rename: later issues add [web] and [send].
@@ -118,7 +123,8 @@ SEND = {"dicom": (list, False), "heatmap_capture": (bool, False), "fhir_url": (s
         "fhir_token_env": (str, False), "retry_first_seconds": ((int, float), False),
         "retry_max_seconds": ((int, float), False)}
 WEB = {"enabled": (bool, False), "bind": (str, False), "port": (int, False), "tls_cert": (str, False),
-       "tls_key": (str, False), "confirmatory_codes": (list, False), "confirmatory_findings": (dict, False)}
+       "tls_key": (str, False), "confirmatory_codes": (list, False), "confirmatory_findings": (dict, False),
+       "session_hours": ((int, float), False), "trusted_proxies": (list, False)}
 TABLES = {"dicom": DICOM, "usb": USB, "send": SEND, "web": WEB}
 
 
@@ -247,6 +253,15 @@ def _web(given: dict, where, resolve) -> WebConfig:
             raise ConfigError(f"{where('[web] confirmatory_codes')}: a list of lower-case codes such as "
                               f'["pcr_positive", "pcr_negative"], got {codes!r}')
         values["confirmatory_codes"] = tuple(codes)
+    if "session_hours" in values and not 0 < values["session_hours"] <= 168:
+        raise ConfigError(f"{where('[web] session_hours')}: {values['session_hours']!r}: hours a session may last, "
+                          "more than 0 and at most 168 (a week); 12 when left out")
+    if "trusted_proxies" in values:
+        try:
+            values["trusted_proxies"] = tuple(str(ipaddress.ip_address(a)) for a in values["trusted_proxies"])
+        except ValueError:
+            raise ConfigError(f"{where('[web] trusted_proxies')}: a list of IP addresses, such as [\"127.0.0.1\"], "
+                              f"got {values['trusted_proxies']!r}") from None
     web = WebConfig(**values)
     findings = ("normal", "lung_opacity", "viral_pneumonia", "covid19", "other_abnormal")
     for code, finding in web.confirmatory_findings.items():

@@ -26,14 +26,16 @@ class NeedLogin(Exception):
     """A page that needs a session, asked for without one: answered with the login page."""
 
 
-def authenticate(state, request: Request, need: str, scripted: bool) -> accounts.User | None:
+def authenticate(state, request: Request, need: str, scripted: bool, activity: bool = True,
+                 lifetime_hours: float = accounts.SESSION_HOURS) -> accounts.User | None:
     """The user the request is from, checked against what the route needs: NeedLogin (a page) or 401 (a JSON
     twin or the API: `scripted`) without a valid session or token, 403 for a reviewer on an admin route. Sets
-    request.state.user and, for a session, request.state.csrf (the pages' forms carry it)."""
+    request.state.user and, for a session, request.state.csrf (the pages' forms carry it). A request that is no
+    `activity` (a page's background poll) does not keep the session alive; none outlives `lifetime_hours`."""
     if need == PUBLIC:
         return None
     session = request.cookies.get(SESSION_COOKIE, "")
-    found = accounts.session_user(state, session) if session else None
+    found = accounts.session_user(state, session, activity, lifetime_hours) if session else None
     if found is not None:
         request.state.user, request.state.csrf = found
     elif scripted:

@@ -74,6 +74,7 @@ class Page:
     form: bool = False
     twin: bool = False
     api: bool = False  # JSON for scripts: an API token is accepted as well as a session
+    poll: bool = False  # asked by a page in the background: not a sign that someone is there
 
 
 ROUTES = (
@@ -84,8 +85,8 @@ ROUTES = (
     Page("/logout", views.logout, SIGNED_IN, ("POST",), form=True),
     Page("/worklist", views.worklist_page, SIGNED_IN, twin=True),
     Page("/worklist", views.worklist_search, SIGNED_IN, ("POST",), form=True),
-    Page("/worklist/rows", views.worklist_rows, SIGNED_IN),
-    Page("/worklist/version", views.worklist_version, SIGNED_IN),
+    Page("/worklist/rows", views.worklist_rows, SIGNED_IN, poll=True),
+    Page("/worklist/version", views.worklist_version, SIGNED_IN, poll=True),
     Page("/study/{study_id:int}", views.study_page, SIGNED_IN, twin=True),
     Page("/study/{study_id:int}/slip", views.slip, SIGNED_IN),
     Page("/study/{study_id:int}/review", views.review, SIGNED_IN, ("POST",), form=True),
@@ -137,7 +138,7 @@ def create_app(context: Context) -> Starlette:
     routes.append(Mount("/static", StaticFiles(directory=HERE / "static"), name="static"))
     app = Starlette(routes=routes, max_body_size=64 * 1024,  # forms are small: nothing big before a login
                     exception_handlers={NeedLogin: need_login, HTTPException: http_error, Exception: server_error})
-    return SecurityHeaders(Contained(app))
+    return SecurityHeaders(Contained(app), hsts=context.config.web.tls)
 
 
 def _endpoint(context: Context, page: Page, twin: bool):
@@ -147,7 +148,8 @@ def _endpoint(context: Context, page: Page, twin: bool):
     from starlette.concurrency import run_in_threadpool
 
     def run(request: Request, form: dict | None) -> Response:
-        authenticate(context.state, request, page.need, scripted=twin or page.api)
+        authenticate(context.state, request, page.need, scripted=twin or page.api, activity=not page.poll,
+                     lifetime_hours=context.config.web.session_hours)
         if form is not None and page.need != PUBLIC:
             check_csrf(request, form)
         answer = page.handler(context, request, form) if page.form else page.handler(context, request)
@@ -180,10 +182,10 @@ class Contained:
 
 
 class SecurityHeaders:
-    """HEADERS on every response (a response that sets its own Cache-Control keeps it)."""
+    """HEADERS on every response (a response that sets its own Cache-Control keeps it); under TLS, HSTS too."""
 
-    def __init__(self, app):
-        self.app = app
+    def __init__(self, app, hsts: bool = False):
+        self.app, self.hsts = app, hsts
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -199,6 +201,8 @@ class SecurityHeaders:
                         headers[name] = value
                 if static:  # the box's own code and styles, no patient data: kept, and checked by ETag each time
                     headers["Cache-Control"] = "no-cache"
+                if self.hsts:  # a browser that once reached the box over TLS never tries it in the clear
+                    headers["Strict-Transport-Security"] = "max-age=31536000"
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

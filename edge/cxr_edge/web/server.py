@@ -16,7 +16,10 @@ class WebServer(threading.Thread):
 
         web = context.config.web
         options = {"host": web.bind, "port": web.port, "log_level": "warning", "access_log": False,
-                   "server_header": False, "lifespan": "off", "timeout_graceful_shutdown": 3}
+                   "server_header": False, "lifespan": "off", "timeout_graceful_shutdown": 3,
+                   # forwarded headers only from the proxies the configuration names (uvicorn trusts loopback's)
+                   "proxy_headers": bool(web.trusted_proxies),
+                   "forwarded_allow_ips": ",".join(web.trusted_proxies) or None}
         if web.tls:
             options.update(ssl_certfile=web.tls_cert, ssl_keyfile=web.tls_key)
         self.server = uvicorn.Server(uvicorn.Config(create_app(context), **options))

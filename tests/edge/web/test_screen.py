@@ -269,3 +269,80 @@ def test_a_carriage_return_stays_inside_its_csv_field(screen):
     assert len(rows) == 2 and not any(row[0].startswith("=1+1") for row in rows)
     name = dict(zip(rows[0], rows[1]))["patient_name"]
     assert name.startswith("Evil") and name.endswith("=1+1^Eve")  # the split stayed inside its field
+
+
+@pytest.fixture()
+def clock(monkeypatch):
+    """The accounts' clock, moved by the test: now[0] seconds."""
+    import time
+    from types import SimpleNamespace
+
+    from cxr_edge.web import accounts as accounts_module
+
+    now = [time.time()]
+    monkeypatch.setattr(accounts_module, "time", SimpleNamespace(time=lambda: now[0]))
+    return now
+
+
+def test_the_worklists_background_poll_does_not_keep_a_session_alive(screen, clock):
+    app, _, _ = screen
+    client = _client(app, "amina")
+    start = clock[0]
+    for hours in (2, 4, 6, 8):  # a tablet left on the worklist: it polls, nobody is there
+        clock[0] = start + hours * 3600
+        assert client.get("/worklist/version").status_code in (200, 303)
+    clock[0] = start + 8 * 3600 + 120
+    assert client.get("/worklist").status_code == 303  # idle since the login: logged out
+
+
+def test_a_session_ends_at_its_absolute_lifetime_however_active(screen, clock):
+    app, _, config = screen
+    client = _client(app, "amina")
+    start = clock[0]
+    for hours in range(1, 12):  # someone at the screen every hour
+        clock[0] = start + hours * 3600
+        assert client.get("/worklist").status_code == 200
+    clock[0] = start + config.web.session_hours * 3600 + 60
+    assert client.get("/worklist").status_code == 303
+
+
+def test_failed_logins_from_elsewhere_cannot_lock_a_clinician_out(screen):
+    _, state, _ = screen
+    for _ in range(accounts.MAX_FAILURES):
+        assert accounts.log_in(state, "amina", "wrong password", "10.9.9.9") == "wrong"
+    assert accounts.log_in(state, "amina", PASSWORD, "10.9.9.9") == "refused"  # that address, that name: limited
+    assert isinstance(accounts.log_in(state, "amina", PASSWORD, "127.0.0.1"), tuple)  # the clinician's own: in
+    for n in range(accounts.MAX_ADDRESS_FAILURES - accounts.MAX_FAILURES):  # names guessed from one address
+        accounts.log_in(state, f"guess{n}", "x" * 12, "10.9.9.9")
+    assert accounts.log_in(state, "root", PASSWORD, "10.9.9.9") == "refused"
+
+
+def test_an_old_password_hash_is_made_again_with_todays_parameters_at_login(screen):
+    import hashlib
+    import secrets
+
+    _, state, _ = screen
+    salt = secrets.token_bytes(16)
+    old = "scrypt$16384$8$1$" + salt.hex() + "$" + hashlib.scrypt(b"an old long password", salt=salt, dklen=32,
+                                                                n=2**14, r=8, p=1).hex()
+    assert state.add_user_row("nurse", "reviewer", old, 1.0)
+    assert isinstance(accounts.log_in(state, "nurse", "an old long password", "127.0.0.1"), tuple)
+    assert state.password_hash("nurse").startswith("scrypt$131072$8$1$")
+    assert isinstance(accounts.log_in(state, "nurse", "an old long password", "127.0.0.1"), tuple)
+
+
+def test_hsts_under_tls_and_no_forwarded_address_believed_by_default(screen, tmp_path):
+    import dataclasses
+
+    from cxr_edge.web.server import WebServer
+
+    app, state, config = screen
+    assert "strict-transport-security" not in _client(app).get("/login").headers
+    tls = dataclasses.replace(config, web=dataclasses.replace(config.web, tls_cert="c.pem", tls_key="k.pem"))
+    secured = create_app(Context(tls, state, lambda m: None, dict, lambda: None))
+    assert _client(secured).get("/login").headers["strict-transport-security"] == "max-age=31536000"
+    server = WebServer(Context(config, state, lambda m: None, dict, lambda: None)).server.config
+    assert server.proxy_headers is False
+    proxied = dataclasses.replace(config, web=dataclasses.replace(config.web, trusted_proxies=("10.0.0.5",)))
+    server = WebServer(Context(proxied, state, lambda m: None, dict, lambda: None)).server.config
+    assert server.proxy_headers is True and server.forwarded_allow_ips == "10.0.0.5"

@@ -35,18 +35,25 @@ class Accounts:
                           (token_hash,))
         return rows[0] if rows else None
 
+    def set_password_hash(self, name: str, password_hash: str) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE users SET password_hash = ? WHERE name = ?", (password_hash, name))
+
     def password_hash(self, name: str) -> str | None:
         rows = self.query("SELECT password_hash FROM users WHERE name = ?", (name,))
         return rows[0]["password_hash"] if rows else None
 
-    def record_login_try(self, who: str, address: str, now: float, window: float, limit: int) -> int | None:
+    def record_login_try(self, who: str, address: str, now: float, window: float, limit: int,
+                         address_limit: int) -> int | None:
         """Count the window's failures and, in the same transaction, record this try as one until it succeeds:
-        parallel tries cannot all pass the count before any is recorded. None when `limit` is reached."""
+        parallel tries cannot all pass the count before any is recorded. None when `limit` is reached for this user
+        from this address (so tries from elsewhere cannot lock a clinician out), or `address_limit` from this address
+        for any names."""
         with self._transaction() as db:
-            by_user, by_address = db.execute(
-                "SELECT coalesce(sum(user = ?), 0), coalesce(sum(address = ?), 0) FROM login_failures WHERE time >= ?",
-                (who, address, now - window)).fetchone()
-            if by_user >= limit or by_address >= limit:
+            pair, by_address = db.execute(
+                "SELECT coalesce(sum(user = ? AND address = ?), 0), coalesce(sum(address = ?), 0) FROM login_failures "
+                "WHERE time >= ?", (who, address, address, now - window)).fetchone()
+            if pair >= limit or by_address >= address_limit:
                 return None
             db.execute("DELETE FROM login_failures WHERE time < ?", (now - 24 * 3600,))
             return db.execute("INSERT INTO login_failures (time, user, address) VALUES (?, ?, ?)",
@@ -62,7 +69,7 @@ class Accounts:
             db.execute("DELETE FROM sessions WHERE last_seen < ?", (now - idle_seconds,))
 
     def session(self, session_hash: str) -> dict | None:
-        rows = self.query("SELECT u.name, u.role, s.csrf, s.last_seen FROM sessions s JOIN users u ON "
+        rows = self.query("SELECT u.name, u.role, s.csrf, s.created, s.last_seen FROM sessions s JOIN users u ON "
                           "u.name = s.user WHERE s.hash = ?", (session_hash,))
         return rows[0] if rows else None
 
