@@ -1,8 +1,8 @@
 """Users, passwords, API tokens, sessions and the failed-login limit, kept in the node's database.
 
-Passwords are hashed with the standard library's scrypt (memory-hard: 128 MiB and about 0.46 s per check on this project's x86_64 machine, so a
-stolen database does not give the passwords away cheaply); API tokens and session cookies are random, and only their
-sha256 is kept, so the database alone lets nobody in."""
+Passwords are hashed with the standard library's scrypt (memory-hard: 128 MiB and about 0.46 s per check on this
+project's x86_64 machine, so a stolen database does not give the passwords away cheaply); API tokens and session
+cookies are random, and only their sha256 is kept, so the database alone lets nobody in."""
 
 from __future__ import annotations
 
