@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import re
 import shutil
+import threading
 import time
 from typing import Callable
 
@@ -69,6 +70,9 @@ class Receiver:
         self._full = False
         self.server = None
         self.last_association = None
+        self._connections: dict[str, int] = {}  # open connections by peer address
+        self._warned: dict[str, bool] = {}
+        self._connections_lock = threading.Lock()
 
     def start(self):
         """Listen on the configured address, in pynetdicom's own threads; returns at once."""
@@ -90,8 +94,15 @@ class Receiver:
                 ae.add_supported_context(context.abstract_syntax, list(TRANSFER_SYNTAXES[:4]))
         if not self.config.any_caller:
             ae.require_calling_aet = list(self.config.allowed_callers)
+        ae.require_called_aet = True  # an association for another AE title is not this box's
+        # A connection that sends no association request within ACSE_SECONDS is closed (pynetdicom's ARTIM timer);
+        # one address holds at most PER_ADDRESS connections: a flood of idle connections from one machine can no
+        # longer take every slot the X-ray unit needs.
+        ae.acse_timeout = ACSE_SECONDS
+        ae.maximum_associations = MAX_ASSOCIATIONS
         handlers = [(evt.EVT_C_ECHO, lambda event: SUCCESS), (evt.EVT_C_STORE, self.handle_store),
-                    (evt.EVT_ACCEPTED, self._accepted), (evt.EVT_REJECTED, self._rejected)]
+                    (evt.EVT_ACCEPTED, self._accepted), (evt.EVT_REJECTED, self._rejected),
+                    (evt.EVT_CONN_OPEN, self._opened), (evt.EVT_CONN_CLOSE, self._closed)]
         self.server = ae.start_server((self.config.bind, self.config.port), block=False, evt_handlers=handlers)
         return self.server
 
@@ -110,9 +121,27 @@ class Receiver:
             association.join(timeout=max(0.1, deadline - time.monotonic()))
         self.server = None
 
+    def _opened(self, event) -> None:
+        address = event.address[0] if isinstance(event.address, tuple) else str(event.address)
+        with self._connections_lock:
+            self._connections[address] = self._connections.get(address, 0) + 1
+            over = self._connections[address] > PER_ADDRESS
+        if over:
+            if not self._warned.get(address):
+                self.log(f"connections from {printable(address)} over {PER_ADDRESS} at once: closing the extra ones")
+                self._warned[address] = True
+            event.assoc.abort()
+
+    def _closed(self, event) -> None:
+        address = event.address[0] if isinstance(event.address, tuple) else str(event.address)
+        with self._connections_lock:
+            self._connections[address] = max(0, self._connections.get(address, 1) - 1)
+            if not self._connections[address]:
+                self._warned.pop(address, None)
+
     @staticmethod
     def _caller(event) -> str:
-        return str(event.assoc.requestor.ae_title).strip()
+        return printable(str(event.assoc.requestor.ae_title).strip())
 
     def _accepted(self, event) -> None:
         self.last_association = (time.time(), self._caller(event))
@@ -124,8 +153,8 @@ class Receiver:
 
     def handle_store(self, event) -> int:
         caller = self._caller(event)
-        sop_class = str(event.request.AffectedSOPClassUID)
-        uid = str(event.request.AffectedSOPInstanceUID)
+        sop_class = printable(str(event.request.AffectedSOPClassUID))
+        uid = printable(str(event.request.AffectedSOPInstanceUID))  # a peer's text: never a second line in the log
         if sop_class not in IMAGE_CLASSES:
             self.log(f"refused {uid} from {caller}: SOP class {sop_class} is not an image the box reads")
             return SOP_CLASS_NOT_SUPPORTED
@@ -167,6 +196,16 @@ class Receiver:
                      "accepting images again")
             self._full = full
         return not full
+
+
+ACSE_SECONDS = 5  # from the connection to its association request: dcmtk's units send it at once
+MAX_ASSOCIATIONS = 32  # pynetdicom's default is 10: room for a few units and an idle connection or two
+PER_ADDRESS = 4  # connections one address may hold at once
+
+
+def printable(text: str) -> str:
+    """A peer's text fit for one log line: control characters as \\xNN escapes."""
+    return re.sub(r"[\x00-\x1f\x7f-\x9f]", lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 # The most each kept header value may hold: its VR's length (PS3.5 6.2; a person name per component group).

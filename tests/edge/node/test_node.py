@@ -368,3 +368,70 @@ def test_results_csv_neutralises_formula_like_stick_file_names(tmp_path):
     assert row["path"] == "'" + name and row["refer"] == "false" and row["sop_instance_uid"] == ""
     rows = json.loads(CliRunner().invoke(main, ["results", "--config", str(config), "--format", "json"]).output)
     assert rows["results"][0]["path"] == name and rows["results"][0]["source"] == "usb:STICK"
+
+
+def test_a_flood_of_idle_connections_leaves_the_unit_its_echo(node):
+    """Twelve connections from one machine that never ask for an association (pynetdicom allowed 10 at once): the
+    node closes those over its per-address limit at once and the rest after its ACSE timeout; the unit, from
+    another address, is answered throughout."""
+    import socket
+
+    from cxr_edge.node.receiver import ACSE_SECONDS, PER_ADDRESS
+
+    flood = []
+    for _ in range(12):
+        s = socket.socket()
+        s.bind(("127.0.0.2", 0))  # another machine on the network, as loopback lets a test be one
+        s.connect((HOST, node.port))
+        flood.append(s)
+    try:
+        time.sleep(0.5)
+        echo = subprocess.run([tool("echoscu"), "-aet", "XRAYROOM1", "-aec", "CXREDGE", HOST, str(node.port)],
+                              capture_output=True, text=True, timeout=30)
+        assert echo.returncode == 0, echo.stderr
+        deadline = time.monotonic() + ACSE_SECONDS + 10
+        open_ones = flood
+        while open_ones and time.monotonic() < deadline:  # every idle connection closed by the node, in time
+            time.sleep(0.5)
+            open_ones = [s for s in open_ones if _still_open(s)]
+        assert not open_ones
+        assert f"connections from 127.0.0.2 over {PER_ADDRESS} at once" in node.text()
+    finally:
+        for s in flood:
+            s.close()
+
+
+def _still_open(s) -> bool:
+    """Whether the node has not closed this connection yet (nothing was ever sent on it)."""
+    import socket
+
+    s.setblocking(False)
+    try:
+        return s.recv(1, socket.MSG_PEEK) != b""
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+
+
+def test_an_association_for_another_ae_title_is_rejected(node):
+    echo = subprocess.run([tool("echoscu"), "-aet", "XRAYROOM1", "-aec", "SOMEBOX", HOST, str(node.port)],
+                          capture_output=True, text=True, timeout=30)
+    assert echo.returncode != 0 and "Called AE Title Not Recognized" in echo.stderr + echo.stdout
+
+
+def test_a_uid_with_a_newline_makes_one_log_line(tmp_path):
+    from types import SimpleNamespace
+
+    from cxr_edge.node.config import DicomConfig
+    from cxr_edge.node.receiver import Receiver
+    from cxr_edge.node.state import State
+
+    log = []
+    receiver = Receiver(DicomConfig(allowed_callers=("UNIT",), min_free_mb=1), State(tmp_path / "data"), log.append)
+    event = SimpleNamespace(assoc=SimpleNamespace(requestor=SimpleNamespace(ae_title="UNIT\nforged", address="x")),
+                            request=SimpleNamespace(AffectedSOPClassUID="1.2.3\nINFO: forged line",
+                                                    AffectedSOPInstanceUID="1.2\n3"))
+    assert receiver.handle_store(event) != 0  # not an image class: refused, and said so in one line
+    receiver.state.close()
+    assert len(log) == 1 and "\n" not in log[0] and "\\x0a" in log[0]
