@@ -132,6 +132,23 @@ def read_dicom(path: os.PathLike | str, size: int | None = None) -> DicomImage:
             raise ValueError("not a DICOM file: no DICOM header in it (another kind of file with a .dcm name?); "
                              "export the image from the X-ray unit again")
         raise ValueError("a DICOM file with no pixel data (damaged, or not an image)")
+    pixels = _stored_frame(ds, size)
+    inverse = _inverse(ds)
+
+    def windowed(stored):  # modality LUT or rescale, then the VOI LUT or first window, as the header says
+        return apply_voi_lut(apply_modality_lut(stored, ds), ds)
+
+    tails = 0.0 if _has_window(ds) else NO_WINDOW_TAILS
+    gray = integer_to_uint8(pixels, windowed, inverse, tails)
+    if gray is None:  # float pixel data, or integers spanning more than 16 bits
+        # the LUT functions return new arrays, or `pixels` itself, which is ours: overwriting it is safe
+        gray = to_uint8(windowed(pixels), inverse, overwrite=True, tails=tails)
+    return DicomImage(gray, header_reasons(ds), without_pixels(ds))
+
+
+def _stored_frame(ds, size: int | None) -> np.ndarray:
+    """The first frame's stored values, 2-D, by the fastest decoder that applies (with `size`, JPEG 2000 at a
+    reduced resolution); ValueError naming the syntax when none can, or when it is no single grayscale frame."""
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     try:
         pixels = _reduced_jpeg2000(ds, size)
@@ -148,17 +165,13 @@ def read_dicom(path: os.PathLike | str, size: int | None = None) -> DicomImage:
         pixels = pixels[0]  # multi-frame: the first frame
     if pixels.ndim != 2:
         raise ValueError(f"DICOM image of shape {pixels.shape}: a single grayscale frame is expected")
-    inverse = ds.get("PhotometricInterpretation", "MONOCHROME2") == "MONOCHROME1" or \
-        str(ds.get("PresentationLUTShape", "")).upper() == "INVERSE"  # low values are bright
-    def windowed(stored):  # modality LUT or rescale, then the VOI LUT or first window, as the header says
-        return apply_voi_lut(apply_modality_lut(stored, ds), ds)
+    return pixels
 
-    tails = 0.0 if _has_window(ds) else NO_WINDOW_TAILS
-    gray = integer_to_uint8(pixels, windowed, inverse, tails)
-    if gray is None:  # float pixel data, or integers spanning more than 16 bits
-        # the LUT functions return new arrays, or `pixels` itself, which is ours: overwriting it is safe
-        gray = to_uint8(windowed(pixels), inverse, overwrite=True, tails=tails)
-    return DicomImage(gray, header_reasons(ds), without_pixels(ds))
+
+def _inverse(ds) -> bool:
+    """Whether low values are bright (MONOCHROME1, or an inverse presentation LUT)."""
+    return ds.get("PhotometricInterpretation", "MONOCHROME2") == "MONOCHROME1" or \
+        str(ds.get("PresentationLUTShape", "")).upper() == "INVERSE"
 
 
 def without_pixels(ds):
@@ -201,18 +214,7 @@ def read_full(path: os.PathLike | str) -> FullImage:
     if not 0 < rows * columns <= MAX_FULL_PIXELS or ds.get("SamplesPerPixel", 1) != 1:
         raise ValueError(f"not shown at full resolution: {columns}x{rows} pixels, {ds.get('SamplesPerPixel', 1)} "
                          f"sample(s) each (at most {MAX_FULL_PIXELS:,} grayscale pixels)")
-    try:
-        pixels = _libjpeg_turbo(ds)
-        if pixels is None:
-            pixels = _pixel_array(ds)
-    except Exception as exc:
-        raise ValueError(f"its pixel data cannot be decoded here ({type(exc).__name__})") from None
-    if pixels.ndim == 3:
-        pixels = pixels[0]  # multi-frame: the first frame
-    values = apply_modality_lut(pixels, ds)
-    inverse = ds.get("PhotometricInterpretation", "MONOCHROME2") == "MONOCHROME1" or \
-        str(ds.get("PresentationLUTShape", "")).upper() == "INVERSE"
-    return FullImage(values, _windows(ds), inverse)
+    return FullImage(apply_modality_lut(_stored_frame(ds, None), ds), _windows(ds), _inverse(ds))
 
 
 def _windows(ds) -> tuple[tuple[float, float], ...]:
