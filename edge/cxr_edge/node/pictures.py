@@ -58,13 +58,16 @@ def keep_full(data: Path, image_id: int, image) -> dict:
     return meta
 
 
-def keep_heat_layer(data: Path, image_id: int, heat: np.ndarray, display: np.ndarray) -> None:
-    """The heat alone over the display image's size (cxr_edge.pictures.heatmap.heat_layer), PNG with alpha."""
-    from cxr_edge.pictures.heatmap import heat_layer
+def keep_heat(data: Path, image_id: int, result, display: np.ndarray, heat: np.ndarray):
+    """An image's heatmap kept for the screen, both ways it is shown: over the image with its banner
+    (cxr_edge.pictures.heatmap.heat_overlay) and alone, with alpha, at the display image's size (heat_layer, the
+    viewer's layer). Returns the first, a Pillow image (the heatmap capture's picture)."""
+    from cxr_edge.pictures.heatmap import heat_layer, heat_overlay
 
-    buffer = io.BytesIO()
-    heat_layer(heat, display.shape[1], display.shape[0]).save(buffer, "PNG")
-    _write(heat_layer_path(data, image_id), buffer.getvalue())
+    overlay = heat_overlay(result, display, heat)
+    _write_png(heatmap_path(data, image_id), overlay)
+    _write_png(heat_layer_path(data, image_id), heat_layer(heat, display.shape[1], display.shape[0]))
+    return overlay
 
 
 def keep_thumbnail(data: Path, image_id: int, display: np.ndarray) -> bytes:
@@ -74,11 +77,10 @@ def keep_thumbnail(data: Path, image_id: int, display: np.ndarray) -> bytes:
     return image
 
 
-def keep_heatmap(data: Path, image_id: int, overlay) -> None:
-    """The heatmap over the image with its banner (a Pillow image: cxr_edge.pictures.heatmap.heat_overlay), PNG."""
+def _write_png(path: Path, image) -> None:
     buffer = io.BytesIO()
-    overlay.save(buffer, "PNG")
-    _write(heatmap_path(data, image_id), buffer.getvalue())
+    image.save(buffer, "PNG")
+    _write(path, buffer.getvalue())
 
 
 def _write(path: Path, data: bytes) -> None:

@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from cxr_edge.node.pictures import keep_heat_layer, keep_heatmap, keep_thumbnail
+from cxr_edge.node.pictures import keep_heat, keep_thumbnail
 from cxr_edge.node.state import State
 from cxr_edge.node.studies import lead_image
 from cxr_edge.reports.triage import band
@@ -102,13 +102,10 @@ class Worker(threading.Thread):
             keep_thumbnail(self.state.data, instance.id, decoded.display)
             if not (result.label and self.publisher is not None and self.publisher.wants_heatmap):
                 return None
-            from cxr_edge.pictures.heatmap import heat_overlay, label_heat
+            from cxr_edge.pictures.heatmap import label_heat
 
             heat = label_heat(self.classifier, result, decoded.pixels)
-            overlay = heat_overlay(result, decoded.display, heat)
-            keep_heatmap(self.state.data, instance.id, overlay)
-            keep_heat_layer(self.state.data, instance.id, heat, decoded.display)
-            return np.asarray(overlay.convert("RGB"))
+            return np.asarray(keep_heat(self.state.data, instance.id, result, decoded.display, heat).convert("RGB"))
         except OSError as exc:
             self.log(f"no thumbnail or heatmap kept for {instance.sop_instance_uid}: {type(exc).__name__}")
             return None

@@ -40,10 +40,7 @@ def overlay(gray: np.ndarray, heat: np.ndarray, caption: list[str] | None = None
     under the image (never over the lungs; the picture keeps the radiograph's size), in a font sized to fit the width and readable when the picture is
     printed a few centimetres wide."""
     height, width = gray.shape
-    peak = float(heat.max())
-    norm = heat / peak if peak > 0 else heat
-    up = np.asarray(Image.fromarray((norm * 255).astype(np.uint8), "L").resize((width, height), Image.Resampling.BILINEAR),
-                    dtype=np.float32) / 255
+    up = _heat_at(heat, width, height).astype(np.float32) / 255
     base = np.repeat(gray[:, :, np.newaxis].astype(np.float32), 3, axis=2)
     colour = np.stack([np.full_like(up, 255), 255 * up, np.zeros_like(up)], axis=2)  # red, yellow where hottest
     alpha = (0.55 * up)[:, :, np.newaxis]
@@ -51,13 +48,19 @@ def overlay(gray: np.ndarray, heat: np.ndarray, caption: list[str] | None = None
     return _with_banner(image, caption) if caption else image
 
 
+def _heat_at(heat: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The heat scaled to its peak (0..255, uint8) and resized to `width` x `height`: what the picture and the
+    viewer's layer both draw."""
+    peak = float(heat.max())
+    norm = heat / peak if peak > 0 else heat
+    return np.asarray(Image.fromarray((norm * 255).astype(np.uint8), "L").resize((width, height),
+                                                                              Image.Resampling.BILINEAR))
+
+
 def heat_layer(heat: np.ndarray, width: int, height: int) -> Image.Image:
     """The heat alone, red to yellow, transparent where cold (RGBA at `width` x `height`): what the viewer lays
     over the image at any zoom, with the opacity the clinician chooses."""
-    peak = float(heat.max())
-    norm = heat / peak if peak > 0 else heat
-    up = np.asarray(Image.fromarray((norm * 255).astype(np.uint8), "L").resize((width, height), Image.Resampling.BILINEAR),
-                    dtype=np.uint8)
+    up = _heat_at(heat, width, height)
     rgba = np.stack([np.full_like(up, 255), up, np.zeros_like(up), up], axis=2)  # red, yellow where hottest
     return Image.fromarray(rgba, "RGBA")
 

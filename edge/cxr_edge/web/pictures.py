@@ -13,8 +13,7 @@ from cxr_edge.node.pictures import (
     heat_layer_path,
     heatmap_path,
     keep_full,
-    keep_heat_layer,
-    keep_heatmap,
+    keep_heat,
     keep_thumbnail,
     thumbnail_path,
 )
@@ -69,13 +68,11 @@ def make_heatmap(context, image: dict) -> bool:
 
 
 def _draw_heatmap(context, image: dict) -> None:
-    from cxr_edge.pictures.heatmap import heat_overlay, label_heat
+    from cxr_edge.pictures.heatmap import label_heat
 
     classifier = context.heat_classifier()
     decoded = decode(Path(context.state.data) / image["path"], classifier.size, keep_gray=True)
     if decoded.pixels is None:
         return
     result = Result.from_record(image["path"], image)
-    heat = label_heat(classifier, result, decoded.pixels)
-    keep_heat_layer(context.state.data, image["id"], heat, decoded.display)
-    keep_heatmap(context.state.data, image["id"], heat_overlay(result, decoded.display, heat))
+    keep_heat(context.state.data, image["id"], result, decoded.display, label_heat(classifier, result, decoded.pixels))
