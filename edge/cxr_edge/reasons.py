@@ -35,13 +35,12 @@ class Reason:
 class Entry:
     """A code's words: `short` names it in the terminal table, `meaning` in its legend, `words` makes the
     sentence from the parameters. `threshold_free`: it refers an image whatever the stage 1 threshold, so site
-    calibration and monitoring leave such images out. `refers`: False only for the screen-positive explanation."""
+    calibration and monitoring leave such images out."""
 
     short: str
     meaning: str
     words: Callable[[dict], str]
     threshold_free: bool = False
-    refers: bool = True
 
 
 def distinct_decimals(value: float, limit: float) -> tuple[str, str]:
@@ -91,7 +90,7 @@ CATALOGUE: dict[str, Entry] = {
     # not a reason to refer: why a disease label stands over a longer "normal" bar
     "screen_positive": Entry("screen", "abnormal because the probability of an abnormal finding passed the "
                                        "screening threshold, though normal is the most probable single class",
-                             _screen_positive, refers=False),
+                             _screen_positive),
     OTHER: Entry("other", "another reason: see the CSV or JSON report", lambda p: p.get("text", "")),
 }
 # The screen's words (Reason.plain), for a clinician: what it means and, where it helps, what to do.
@@ -112,6 +111,11 @@ PLAIN: dict[str, Callable[[dict], str]] = {
                                   "flags, though normal is the likeliest single answer."),
 }
 THRESHOLD_FREE = frozenset(code for code, entry in CATALOGUE.items() if entry.threshold_free)
+
+
+def short_name(code: str) -> str:
+    """A code's name in the terminal table's narrow column and in printed counts (`small`, `lateral`...)."""
+    return CATALOGUE.get(code, CATALOGUE[OTHER]).short
 
 
 def reason_text(reasons: Iterable[Reason]) -> str:

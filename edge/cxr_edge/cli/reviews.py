@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from cxr_edge.csv_cells import csv_text
+from cxr_edge.reasons import codes_text
 from cxr_edge.run.result import Result
 
 COLUMNS = ("study_id", "image_id", "received", "label", "p_normal", "p_lung_opacity", "p_viral_pneumonia", "p_covid19",
@@ -57,7 +58,7 @@ def _row(record: dict, truth: str, columns) -> dict:
         return None if seconds is None else datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="seconds")
 
     result = Result.from_record(record["path"], record)
-    values = {**record, "reason": result.reason, "reason_codes": result.as_row()["reason_codes"],
+    values = {**record, "reason": result.reason, "reason_codes": codes_text(result.reasons),
               "received": when(record["received"]), "reviewed": when(record["reviewed"]),
               "confirmed": when(record["confirmed"]), "reader_finding": record["finding"],
               "reader_agrees": None if record["agree"] is None else bool(record["agree"]),

@@ -15,7 +15,7 @@ import unicodedata
 from cxr_edge.labels import LABELS, in_words
 from cxr_edge.run.classify import rows_of
 from cxr_edge.run.result import Result, printable
-from cxr_edge.reasons import CATALOGUE, OTHER
+from cxr_edge.reasons import CATALOGUE, short_name
 
 WIDTH = 100  # columns when stdout is no terminal and $COLUMNS is unset
 MIN_WIDTH = 80
@@ -64,14 +64,9 @@ def _pad(text: str, width: int) -> str:
     return text + " " * (width - display_width(text))
 
 
-def _short(code: str) -> str:
-    """A reason's name in the table's narrow column (the catalogue's `short`)."""
-    return CATALOGUE.get(code, CATALOGUE[OTHER]).short
-
-
 def _cells(r: Result) -> list[str]:
     probs = [f"{p:.2f}" for p in r.probs] if r.probs else ["-"] * len(LABELS)
-    codes = "error" if r.error else ",".join(_short(code) for code in r.reason_codes)
+    codes = "error" if r.error else ",".join(short_name(code) for code in r.reason_codes)
     return [in_words(r.label) or "ERROR", *probs, "yes" if r.refer else "", codes]
 
 
@@ -101,7 +96,7 @@ def to_table(results: list[Result], summary_line: str, notices: list[str], width
 
 
 def _legend(rows: list[Result], width: int) -> list[str]:
-    used = {_short(code) for r in rows for code in r.reason_codes}
+    used = {short_name(code) for r in rows for code in r.reason_codes}
     meanings = [f"{entry.short} = {entry.meaning}" for entry in CATALOGUE.values() if entry.short in used]
     probs = "p_: probability of " + ", ".join(f"{in_words(label)} ({SHORT[label]})" for label in LABELS)
     lines = textwrap.wrap(probs, width, subsequent_indent="  ")

@@ -12,7 +12,7 @@ from typing import Mapping, NamedTuple
 import numpy as np
 
 from cxr_edge.labels import LABELS, in_words
-from cxr_edge.reasons import Reason, codes_text, from_json, from_text, reason_text, to_json
+from cxr_edge.reasons import Reason, codes_text, from_json, reason_text, to_json
 
 PROB_COLUMNS = tuple(f"p_{label}" for label in LABELS)
 # What storage keeps of a result, besides its path: the node's results tables and the run journal.
@@ -73,13 +73,11 @@ class Result:
 
     @classmethod
     def from_record(cls, path: str, record: Mapping, skipped: str = "") -> "Result":
-        """The Result a stored record holds. A record written before reasons were codes (a `reason` text and no
-        `reasons`) is read through the old words (cxr_edge.reasons.from_text)."""
+        """The Result a stored record holds (older stores are converted before they are read: schema 5's migration,
+        the journal's format)."""
         probs = tuple(record[c] for c in PROB_COLUMNS) if record["label"] else ()
-        reasons = from_json(record["reasons"]) if record.get("reasons") is not None else \
-            from_text(record.get("reason") or "")
-        return cls(path, record["label"], probs, bool(record["refer"]), reasons, record["error"] or "",
-                   record["ood_score"], skipped)
+        return cls(path, record["label"], probs, bool(record["refer"]), from_json(record["reasons"]),
+                   record["error"] or "", record["ood_score"], skipped)
 
 
 class Decoded(NamedTuple):

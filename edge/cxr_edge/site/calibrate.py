@@ -21,7 +21,7 @@ from cxr_edge.labels import LABELS, UnknownLabelError, label_from_folder
 from cxr_edge.models.cascade import combine, sensitivity_threshold
 from cxr_edge.run.classify import Classifier, classify_paths, rows_of
 from cxr_edge.run.result import printable
-from cxr_edge.reasons import CATALOGUE, THRESHOLD_FREE
+from cxr_edge.reasons import THRESHOLD_FREE, short_name
 from cxr_edge.site.site_file import SITE_FORMAT
 from cxr_edge.site.stats import auc_delong, images_for_margin, wilson
 
@@ -177,8 +177,7 @@ def _rate(row: dict, key: str) -> str:
 def format_calibration(record: dict) -> str:
     f = record["figures"]
     auc, lo, hi = f["auc"]
-    excluded = ", ".join(f"{CATALOGUE[code].short if code in CATALOGUE else code} {n}"
-                         for code, n in f["excluded_referred"].items()) or "none"
+    excluded = ", ".join(f"{short_name(code)} {n}" for code, n in f["excluded_referred"].items()) or "none"
     lines = [f"Calibration for {record['site']!r}: {f['images']} labelled images, {f['used']} used "
              f"({f['abnormal']} abnormal, {f['normal']} normal); left out as referred whatever the threshold: "
              f"{excluded}; unreadable: {len(f['unreadable'])}",
