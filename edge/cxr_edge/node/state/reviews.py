@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+from cxr_edge.node.state.classifying import _RESULT_COLUMNS
+
 # The worklist's filters and order. The order follows each study's stored band (cxr_edge.reports.triage, that of its
 # leading image as the worker decided it): likely abnormal by probability, the AI cannot judge, likely normal,
 # could not be read; newest first within each.
@@ -46,8 +48,7 @@ class Reviews:
         columns = ", ".join(f"{sql} AS {name}" for name, sql in latest.items())
         return self.query(
             f"SELECT s.id AS study_id, i.id AS image_id, i.received, i.path, i.sop_instance_uid, "
-            f"s.study_instance_uid, s.patient_id, s.patient_name, s.accession_number, r.label, r.p_normal, "
-            f"r.p_lung_opacity, r.p_viral_pneumonia, r.p_covid19, r.refer, r.reasons, r.error, r.ood_score, "
+            f"s.study_instance_uid, s.patient_id, s.patient_name, s.accession_number, {_RESULT_COLUMNS}, "
             f"{columns} FROM studies s JOIN instances i ON i.study_instance_uid = s.study_instance_uid JOIN results r "
             f"ON r.sop_instance_uid = i.sop_instance_uid WHERE EXISTS (SELECT 1 FROM reviews v WHERE "
             f"v.sop_instance_uid = i.sop_instance_uid AND v.kind = 'review') ORDER BY s.id, i.id")
@@ -96,8 +97,7 @@ class Reviews:
         found["waiting"] = self.query("SELECT count(*) AS n FROM instances WHERE study_instance_uid = ? AND "
                                       "state = 'received'", uid)[0]["n"]
         found["images"] = self.query(
-            "SELECT i.id, i.sop_instance_uid, i.path, i.received, r.label, r.p_normal, r.p_lung_opacity, "
-            "r.p_viral_pneumonia, r.p_covid19, r.refer, r.reasons, r.error, r.ood_score, "
+            f"SELECT i.id, i.sop_instance_uid, i.path, i.received, {_RESULT_COLUMNS}, "
             "(SELECT v.finding FROM reviews v WHERE v.sop_instance_uid = i.sop_instance_uid AND v.kind = 'review' "
             " ORDER BY v.id DESC LIMIT 1) AS finding, "
             "(SELECT v.agree FROM reviews v WHERE v.sop_instance_uid = i.sop_instance_uid AND v.kind = 'review' "
@@ -114,8 +114,7 @@ class Reviews:
 
     def image(self, instance_id: int) -> dict | None:
         """An image by its number, with its study's number and its result."""
-        rows = self.query("SELECT i.*, s.id AS study_id, r.label, r.p_normal, r.p_lung_opacity, r.p_viral_pneumonia, "
-                          "r.p_covid19, r.refer, r.reasons, r.error, r.ood_score FROM instances i JOIN studies s ON "
+        rows = self.query(f"SELECT i.*, s.id AS study_id, {_RESULT_COLUMNS} FROM instances i JOIN studies s ON "
                           "s.study_instance_uid = i.study_instance_uid LEFT JOIN results r ON r.sop_instance_uid = "
                           "i.sop_instance_uid WHERE i.id = ?", (instance_id,))
         return rows[0] if rows else None
