@@ -122,18 +122,18 @@ class Receiver:
         self.server = None
 
     def _opened(self, event) -> None:
-        address = event.address[0] if isinstance(event.address, tuple) else str(event.address)
+        address = _peer(event)
         with self._connections_lock:
             self._connections[address] = self._connections.get(address, 0) + 1
             over = self._connections[address] > PER_ADDRESS
         if over:
             if not self._warned.get(address):
-                self.log(f"connections from {printable(address)} over {PER_ADDRESS} at once: closing the extra ones")
+                self.log(f"connections from {loggable(address)} over {PER_ADDRESS} at once: closing the extra ones")
                 self._warned[address] = True
             event.assoc.abort()
 
     def _closed(self, event) -> None:
-        address = event.address[0] if isinstance(event.address, tuple) else str(event.address)
+        address = _peer(event)
         with self._connections_lock:
             self._connections[address] = max(0, self._connections.get(address, 1) - 1)
             if not self._connections[address]:
@@ -141,7 +141,7 @@ class Receiver:
 
     @staticmethod
     def _caller(event) -> str:
-        return printable(str(event.assoc.requestor.ae_title).strip())
+        return loggable(str(event.assoc.requestor.ae_title).strip())
 
     def _accepted(self, event) -> None:
         self.last_association = (time.time(), self._caller(event))
@@ -153,8 +153,8 @@ class Receiver:
 
     def handle_store(self, event) -> int:
         caller = self._caller(event)
-        sop_class = printable(str(event.request.AffectedSOPClassUID))
-        uid = printable(str(event.request.AffectedSOPInstanceUID))  # a peer's text: never a second line in the log
+        sop_class = loggable(str(event.request.AffectedSOPClassUID))
+        uid = loggable(str(event.request.AffectedSOPInstanceUID))  # a peer's text: never a second line in the log
         if sop_class not in IMAGE_CLASSES:
             self.log(f"refused {uid} from {caller}: SOP class {sop_class} is not an image the box reads")
             return SOP_CLASS_NOT_SUPPORTED
@@ -203,9 +203,15 @@ MAX_ASSOCIATIONS = 32  # pynetdicom's default is 10: room for a few units and an
 PER_ADDRESS = 4  # connections one address may hold at once
 
 
-def printable(text: str) -> str:
-    """A peer's text fit for one log line: control characters as \\xNN escapes."""
+def loggable(text: str) -> str:
+    """A peer's text fit for one log line: control characters as \\xNN escapes (cxr_edge.run.result.printable is
+    for file names)."""
     return re.sub(r"[\x00-\x1f\x7f-\x9f]", lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _peer(event) -> str:
+    """The address a connection event comes from (pynetdicom gives (host, port))."""
+    return event.address[0] if isinstance(event.address, tuple) else str(event.address)
 
 
 # The most each kept header value may hold: its VR's length (PS3.5 6.2; a person name per component group).

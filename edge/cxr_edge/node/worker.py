@@ -133,11 +133,10 @@ class Worker(threading.Thread):
             p_abnormal = max((1 - r.probs[0] for _, r in images if r.label), default=None)
             settled = self.state.set_study(study, lead, first.label, first.refer, final, last_received, outgoing,
                                            p_abnormal, band(first))
-            label, refer = first.label, first.refer
             if outgoing:
                 self.publisher.discard_unqueued(outgoing)  # a late image came: its Bundle is made again later
             if settled and final:
-                self.log(f"study {study} final: {label or 'error'}" + (" (referred)" if refer else ""))
+                self.log(f"study {study} final: {first.label or 'error'}" + (" (referred)" if first.refer else ""))
                 if outgoing and self.on_queued:
                     self.on_queued()
 
