@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= demo-output
 
-.PHONY: demo test test-box bench box-kit pi-check pi-kit litert-matrix install clean
+.PHONY: demo test test-box bench box-kit pi-check pi-kit litert-matrix install clean translations
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -64,3 +64,15 @@ litert-matrix: $(VENV)/.installed-train+dev+dicom
 
 clean:
 	rm -rf $(DEMO_OUT) bench-output build dist pi-kit box-kit
+
+# The message catalogues (docs/languages.md): extract every message of the code and the templates into
+# edge/cxr_edge/locale/cxr_edge.pot, merge it into each language's .po (new messages arrive untranslated, and
+# tests/edge/test_languages.py fails until they are translated), and compile the .mo files that ship in the wheel.
+LOCALE := edge/cxr_edge/locale
+translations: $(BOX_VENV)/.installed
+	cd edge/cxr_edge && ../../$(BOX_VENV)/bin/pybabel extract -F locale/babel.cfg -k N_ --add-location=file \
+		--sort-by-file --project=cxr-edge --copyright-holder="cxr-edge authors" --msgid-bugs-address="" \
+		-o locale/cxr_edge.pot . > /dev/null
+	$(BOX_VENV)/bin/pybabel update -i $(LOCALE)/cxr_edge.pot -d $(LOCALE) -D cxr_edge --no-fuzzy-matching \
+		--ignore-pot-creation-date
+	$(BOX_VENV)/bin/pybabel compile -d $(LOCALE) -D cxr_edge --statistics

@@ -14,7 +14,17 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0+unknown"
 
-DISCLAIMER = "Pre-diagnosis aid, not a diagnosis: a clinician must review every result."
+from cxr_edge.language import N_
+
+# In English, as the codes are; shown in the reader's language with cxr_edge.language._ (notice()).
+DISCLAIMER = N_("Pre-diagnosis aid, not a diagnosis: a clinician must review every result.")
+
+
+def notice() -> str:
+    """The not-a-diagnosis notice in the current language."""
+    from cxr_edge.language import _
+
+    return _(DISCLAIMER)
 
 _API = {
     "LABELS": "cxr_edge.labels",
@@ -30,7 +40,7 @@ _API = {
     "Classifier": "cxr_edge.run.classify",
     "run_folder": "cxr_edge.run.classify",
 }
-__all__ = ["DISCLAIMER", "__version__", *_API]
+__all__ = ["DISCLAIMER", "notice", "__version__", *_API]
 
 
 def __getattr__(name: str):

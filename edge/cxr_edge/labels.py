@@ -3,16 +3,19 @@
 The cascade: stage 1 says normal vs abnormal; stage 2, for abnormal images only, picks the disease.
 """
 
+from cxr_edge.language import N_, _
+
 LABELS = ("normal", "lung_opacity", "viral_pneumonia", "covid19")
 STAGE1_LABELS = ("normal", "abnormal")
 STAGE2_LABELS = ("lung_opacity", "viral_pneumonia", "covid19")
 
-# Each label as a clinician reads it, in every report form (the canonical names stay the machine-readable ones).
+# Each label as a clinician reads it, in every report form (the canonical names stay the machine-readable ones),
+# translated where it is shown (in_words).
 LABEL_WORDS = {
-    "normal": "Normal",
-    "lung_opacity": "Lung opacity",
-    "viral_pneumonia": "Viral pneumonia",
-    "covid19": "COVID-19",
+    "normal": N_("Normal"),
+    "lung_opacity": N_("Lung opacity"),
+    "viral_pneumonia": N_("Viral pneumonia"),
+    "covid19": N_("COVID-19"),
 }
 
 # Folder names of the COVID-19 Radiography Database, by canonical label.
@@ -50,8 +53,9 @@ def label_from_folder(name: str) -> str:
 
 
 def in_words(label: str) -> str:
-    """A label as a clinician reads it ("Lung opacity"); an empty label (an error row) stays empty."""
-    return LABEL_WORDS.get(label, label)
+    """A label as a clinician reads it, in the current language ("Lung opacity", "Opacidad pulmonar"); an empty
+    label (an error row) stays empty."""
+    return _(LABEL_WORDS[label]) if label in LABEL_WORDS else label
 
 
 def stage1_target(label: str) -> int:

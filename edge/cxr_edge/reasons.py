@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from cxr_edge.labels import LABEL_WORDS, in_words
+from cxr_edge.language import N_, _, decimal, percent
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +34,8 @@ class Reason:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """A code's words: `short` names it in the terminal table, `meaning` in its legend, `words` makes the
-    sentence from the parameters. `threshold_free`: it refers an image whatever the stage 1 threshold, so site
+    """A code's words: `short` names it in the terminal table (the same in every language, as the codes), `meaning`
+    in its legend (translated where shown, `Entry.legend`), `words` makes the sentence from the parameters. `threshold_free`: it refers an image whatever the stage 1 threshold, so site
     calibration and monitoring leave such images out."""
 
     short: str
@@ -42,73 +43,90 @@ class Entry:
     words: Callable[[dict], str]
     threshold_free: bool = False
 
+    def legend(self) -> str:
+        return _(self.meaning)
+
 
 def distinct_decimals(value: float, limit: float) -> tuple[str, str]:
-    """Two numbers to two decimals, or more where two would print them equal (0.1345 vs 0.1341)."""
-    for digits in (2, 3, 4):
-        a, b = f"{value:.{digits}f}", f"{limit:.{digits}f}"
-        if a != b:
-            return a, b
-    return f"{value:.6f}", f"{limit:.6f}"
+    """Two numbers to two decimals, or more where two would print them equal (0.1345 vs 0.1341), in the current
+    language's form."""
+    for digits in (2, 3, 4, 6):
+        if f"{value:.{digits}f}" != f"{limit:.{digits}f}" or digits == 6:
+            return decimal(value, digits), decimal(limit, digits)
 
 
 def _screen_positive(p: dict) -> str:
     abnormal, threshold = distinct_decimals(p["p_abnormal"], p["threshold"])
-    whose = "this site's" if p.get("site") else "the bundle's"
-    return f"screen-positive: probability of an abnormal finding {abnormal}, above {whose} screening threshold " \
-           f"{threshold}"
+    if p.get("site"):
+        return _("screen-positive: probability of an abnormal finding %(abnormal)s, above this site's screening "
+                 "threshold %(threshold)s") % {"abnormal": abnormal, "threshold": threshold}
+    return _("screen-positive: probability of an abnormal finding %(abnormal)s, above the bundle's screening "
+             "threshold %(threshold)s") % {"abnormal": abnormal, "threshold": threshold}
+
+
+def _screen_positive_plain(p: dict) -> str:
+    shares = {"abnormal": percent(p["p_abnormal"]), "threshold": percent(p["threshold"])}
+    if p.get("site"):
+        return _("Flagged abnormal: the chance of an abnormal finding (%(abnormal)s) is above the %(threshold)s at "
+                 "which this clinic flags, though normal is the likeliest single answer.") % shares
+    return _("Flagged abnormal: the chance of an abnormal finding (%(abnormal)s) is above the %(threshold)s at "
+             "which this box flags, though normal is the likeliest single answer.") % shares
 
 
 OTHER = "other"
-# In the order the terminal table's legend lists them.
+# In the order the terminal table's legend lists them. Each sentence is made in the current language
+# (cxr_edge.language), its numbers in that language's form.
 CATALOGUE: dict[str, Entry] = {
-    "too_small": Entry("small", "image too small to be a radiograph", lambda p: (
-        f"image too small ({p['width']}x{p['height']} px, at least {p['min_side']} px a side expected)"),
-        threshold_free=True),
-    "aspect_ratio": Entry("aspect", "extreme aspect ratio for a chest radiograph", lambda p: (
-        f"extreme aspect ratio ({p['aspect']:.1f}:1, chest radiographs are near square)"), threshold_free=True),
-    "flat": Entry("flat", "near-constant pixels", lambda p: (
-        f"near-constant pixels (1st-99th percentile spread {p['spread']:.0f} gray levels)"), threshold_free=True),
-    "not_frontal": Entry("lateral", "DICOM header: lateral or oblique view, not frontal PA/AP", lambda p: (
+    "too_small": Entry("small", N_("image too small to be a radiograph"), lambda p: _(
+        "image too small (%(width)sx%(height)s px, at least %(min_side)s px a side expected)") % {
+        "width": p["width"], "height": p["height"], "min_side": p["min_side"]}, threshold_free=True),
+    "aspect_ratio": Entry("aspect", N_("extreme aspect ratio for a chest radiograph"), lambda p: _(
+        "extreme aspect ratio (%(aspect)s:1, chest radiographs are near square)") % {
+        "aspect": decimal(p["aspect"], 1)}, threshold_free=True),
+    "flat": Entry("flat", N_("near-constant pixels"), lambda p: _(
+        "near-constant pixels (1st-99th percentile spread %(spread)s gray levels)") % {
+        "spread": decimal(p["spread"], 0)}, threshold_free=True),
+    "not_frontal": Entry("lateral", N_("DICOM header: lateral or oblique view, not frontal PA/AP"), lambda p: _(
         "not a frontal view (the DICOM header gives a lateral or oblique view position): the models read frontal "
         "PA/AP chest radiographs"), threshold_free=True),
-    "body_part": Entry("body-part", "DICOM header: body part other than the chest", lambda p: (
+    "body_part": Entry("body-part", N_("DICOM header: body part other than the chest"), lambda p: _(
         "the DICOM header names a body part other than the chest"), threshold_free=True),
-    "modality": Entry("modality", "DICOM header: modality other than CR/DX", lambda p: (
+    "modality": Entry("modality", N_("DICOM header: modality other than CR/DX"), lambda p: _(
         "the DICOM header names a modality other than radiography (CR/DX)"), threshold_free=True),
-    "for_processing": Entry("raw", "DICOM header: 'for processing' (raw detector) image", lambda p: (
+    "for_processing": Entry("raw", N_("DICOM header: 'for processing' (raw detector) image"), lambda p: _(
         "a 'for processing' image (raw detector data, not meant for viewing)"), threshold_free=True),
-    "ood": Entry("ood", "unlike the radiographs the model learned from (out-of-distribution)", lambda p: (
-        f"out-of-distribution: unlike the radiographs the model learned from (score {p['score']:.2f}, limit "
-        f"{p['limit']:.2f})"), threshold_free=True),
-    "low_confidence": Entry("low-conf", "the label's probability is below the confidence floor", lambda p: (
-        f"low confidence: probability of {in_words(p['label'])} {p['p']:.3f}, below the confidence floor "
-        f"{p['floor']:.3f}")),
-    "unverified": Entry("unverified", "the bundle did not pass its parity gate (--allow-unverified)", lambda p: (
+    "ood": Entry("ood", N_("unlike the radiographs the model learned from (out-of-distribution)"), lambda p: _(
+        "out-of-distribution: unlike the radiographs the model learned from (score %(score)s, limit "
+        "%(limit)s)") % {"score": decimal(p["score"], 2), "limit": decimal(p["limit"], 2)}, threshold_free=True),
+    "low_confidence": Entry("low-conf", N_("the label's probability is below the confidence floor"), lambda p: _(
+        "low confidence: probability of %(label)s %(p)s, below the confidence floor %(floor)s") % {
+        "label": in_words(p["label"]), "p": decimal(p["p"], 3), "floor": decimal(p["floor"], 3)}),
+    "unverified": Entry("unverified", N_("the bundle did not pass its parity gate (--allow-unverified)"), lambda p: _(
         "unverified model: not shown to give the results of the model it was validated as (the bundle did not "
         "pass its parity gate)")),
     # not a reason to refer: why a disease label stands over a longer "normal" bar
-    "screen_positive": Entry("screen", "abnormal because the probability of an abnormal finding passed the "
-                                       "screening threshold, though normal is the most probable single class",
+    "screen_positive": Entry("screen", N_("abnormal because the probability of an abnormal finding passed the "
+                                          "screening threshold, though normal is the most probable single class"),
                              _screen_positive),
-    OTHER: Entry("other", "another reason: see the CSV or JSON report", lambda p: p.get("text", "")),
+    OTHER: Entry("other", N_("another reason: see the CSV or JSON report"), lambda p: p.get("text", "")),
 }
 # The screen's words (Reason.plain), for a clinician: what it means and, where it helps, what to do.
 PLAIN: dict[str, Callable[[dict], str]] = {
-    "too_small": lambda p: f"Too small to be a chest radiograph ({p['width']} x {p['height']} pixels).",
-    "aspect_ratio": lambda p: f"Too long and narrow for a chest radiograph ({p['aspect']:.1f} to 1).",
-    "flat": lambda p: "Almost blank: there is no usable picture.",
-    "not_frontal": lambda p: "Not a front (PA or AP) view: the AI reads frontal chest films only.",
-    "body_part": lambda p: "Not a chest image, says the X-ray unit.",
-    "modality": lambda p: "Not a radiograph, says the X-ray unit.",
-    "for_processing": lambda p: "A raw detector image, not meant for viewing.",
-    "ood": lambda p: "Unlike the chest films the AI learned from.",
-    "low_confidence": lambda p: (f"The AI is unsure: {in_words(p['label'])} at {p['p']:.0%}, below the "
-                                 f"{p['floor']:.0%} it needs to say so."),
-    "unverified": lambda p: "This model was not shown to match the one that was validated.",
-    "screen_positive": lambda p: (f"Flagged abnormal: the chance of an abnormal finding ({p['p_abnormal']:.0%}) is "
-                                  f"above the {p['threshold']:.0%} at which {'this clinic' if p.get('site') else 'this box'} "
-                                  "flags, though normal is the likeliest single answer."),
+    "too_small": lambda p: _("Too small to be a chest radiograph (%(width)s x %(height)s pixels).") % {
+        "width": p["width"], "height": p["height"]},
+    "aspect_ratio": lambda p: _("Too long and narrow for a chest radiograph (%(aspect)s to 1).") % {
+        "aspect": decimal(p["aspect"], 1)},
+    "flat": lambda p: _("Almost blank: there is no usable picture."),
+    "not_frontal": lambda p: _("Not a front (PA or AP) view: the AI reads frontal chest films only."),
+    "body_part": lambda p: _("Not a chest image, says the X-ray unit."),
+    "modality": lambda p: _("Not a radiograph, says the X-ray unit."),
+    "for_processing": lambda p: _("A raw detector image, not meant for viewing."),
+    "ood": lambda p: _("Unlike the chest films the AI learned from."),
+    "low_confidence": lambda p: _("The AI is unsure: %(label)s at %(p)s, below the %(floor)s it needs to say "
+                                  "so.") % {"label": in_words(p["label"]), "p": percent(p["p"]),
+                                            "floor": percent(p["floor"])},
+    "unverified": lambda p: _("This model was not shown to match the one that was validated."),
+    "screen_positive": _screen_positive_plain,
 }
 THRESHOLD_FREE = frozenset(code for code, entry in CATALOGUE.items() if entry.threshold_free)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import cxr_edge
 
 ORDER = ("inputs", "models", "bundle", "pictures", "run", "site", "reports", "record", "node", "web", "cli")
-BASE = ("__init__.py", "atomic.py", "csv_cells.py", "labels.py", "reasons.py")
+BASE = ("__init__.py", "atomic.py", "csv_cells.py", "labels.py", "language.py", "reasons.py")
 PACKAGE = Path(cxr_edge.__file__).parent
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from cxr_edge.cli.common import Failure, errors_as_failures
-from cxr_edge.cli.options import inside, make_classifier, model_options, site_option
+from cxr_edge.cli.options import inside, language_option, make_classifier, model_options, site_option
 
 
 @click.command("classify", short_help="Classify every image in a folder (a USB stick).")
@@ -34,6 +34,7 @@ from cxr_edge.cli.options import inside, make_classifier, model_options, site_op
               help="Write a FHIR R4 transaction Bundle (DiagnosticReport and Observations) for each image into this "
                    "folder.")
 @site_option
+@language_option
 def command(folder: Path, model, threads, allow_unverified, allow_unsigned, fmt, output, recursive, min_confidence,
              restart, heatmaps, html_heatmaps, sr_dir, fhir_dir, site_path) -> None:
     """Classify every image in FOLDER (a USB stick); never writes to FOLDER.
@@ -41,7 +42,7 @@ def command(folder: Path, model, threads, allow_unverified, allow_unsigned, fmt,
     Exit status 0: every image classified; 1: some files could not be read (they have error rows);
     2: usage or bundle errors; 3: no image in FOLDER at all (is the stick mounted?).
 
-    Example: cxr-edge classify /media/usb --model bundle/ --output ~/reports/today.csv
+    Example: cxr-edge classify /media/usb --model bundle/ --output ~/reports/today.csv --language es
     """
     from cxr_edge.reports.formats import render, report_format, summary_text
     from cxr_edge.run.classify import run_folder

@@ -25,6 +25,31 @@ def model_options(func):
                         help=f"The model bundle folder [default: ${ENV_VAR}].")(func)
 
 
+def _speak(ctx: click.Context, param, value: str | None) -> str:
+    """The command speaks `value` (checked) until it ends."""
+    from cxr_edge.language import LanguageError, check, set_default
+
+    try:
+        code = check(value or "en", "--language")
+    except LanguageError as exc:
+        raise click.BadParameter(str(exc).split(": ", 1)[1], ctx=ctx, param=param) from None
+    previous = set_default(code)
+    ctx.call_on_close(lambda: set_default(previous))
+    return code
+
+
+def language_option(func):
+    """--language (default: $CXR_EDGE_LANGUAGE, else English): the words of the reports, the table and the heatmaps.
+    Codes, column names and JSON keys are the same in every language."""
+    from cxr_edge.language import ENVIRONMENT
+
+    return click.option("--language", envvar=ENVIRONMENT, default=None, metavar="CODE", callback=_speak,
+                        expose_value=False, is_eager=True,
+                        help=f"The language of the report's words, the table and the heatmaps' captions: en, es, "
+                             f"fr... [default: ${ENVIRONMENT}, else en]. Codes, column names and JSON keys never "
+                             "change.")(func)
+
+
 def open_bundle(model: Path | None, allow_unverified: bool, allow_unsigned: bool):
     with errors_as_failures(BundleError):
         return load_bundle(model, allow_unverified, allow_unsigned)

@@ -46,15 +46,36 @@ def _state(config_path: Path):
 @command.command("add", short_help="Add a user (the password from a prompt or CXR_EDGE_PASSWORD).")
 @click.argument("name")
 @click.option("--role", type=click.Choice(["reviewer", "admin"]), required=True, help="What the user may do.")
+@click.option("--language", default=None, metavar="CODE",
+              help="The language of the user's screen (en, es, fr...) [default: the box's, [web] language]; the "
+                   "user can change it on the screen.")
 @config_option
-def add(name: str, role: str, config_path: Path) -> None:
-    """Add user NAME; the password comes from $CXR_EDGE_PASSWORD or, without it, from a prompt (asked twice)."""
+def add(name: str, role: str, language: str | None, config_path: Path) -> None:
+    """Add user NAME; the password comes from $CXR_EDGE_PASSWORD or, without it, from a prompt (asked twice).
+
+    Example: cxr-edge user add dr.lopez --role reviewer --language es --config /etc/cxr-edge/node.toml
+    """
     from cxr_edge.web.accounts import add_user
 
     password = os.environ.get("CXR_EDGE_PASSWORD") or click.prompt("Password", hide_input=True,
                                                                   confirmation_prompt=True)
-    _on_accounts(config_path, add_user, name, role, password)
-    click.echo(f"user {name} added ({role})")
+    _on_accounts(config_path, add_user, name, role, password, language)
+    click.echo(f"user {name} added ({role}{', ' + language if language else ''})")
+
+
+@command.command("language", short_help="Set the language of a user's screen.")
+@click.argument("name")
+@click.argument("code")
+@config_option
+def language(name: str, code: str, config_path: Path) -> None:
+    """Set the language of user NAME's screen to CODE (en, es, fr...), or `box` for the box's own ([web] language).
+
+    Example: cxr-edge user language nurse.amina fr --config /etc/cxr-edge/node.toml
+    """
+    from cxr_edge.web.accounts import set_language
+
+    _on_accounts(config_path, set_language, name, None if code == "box" else code)
+    click.echo(f"user {name}: {code}")
 
 
 @command.command("remove", short_help="Remove a user, their tokens and sessions.")

@@ -81,6 +81,9 @@ class WebConfig:
     # addresses whose X-Forwarded-For and X-Forwarded-Proto are believed (a reverse proxy in front); none by default:
     # anyone could otherwise reset the login limit or write any text as the address in the log
     trusted_proxies: tuple[str, ...] = ()
+    # the box's language (cxr_edge.language): the screen of users who chose none, the login page when the browser
+    # asks for no language the box has, the heatmaps the node draws
+    language: str = "en"
 
     @property
     def tls(self) -> bool:
@@ -124,7 +127,7 @@ SEND = {"dicom": (list, False), "heatmap_capture": (bool, False), "fhir_url": (s
         "retry_max_seconds": ((int, float), False)}
 WEB = {"enabled": (bool, False), "bind": (str, False), "port": (int, False), "tls_cert": (str, False),
        "tls_key": (str, False), "confirmatory_codes": (list, False), "confirmatory_findings": (dict, False),
-       "session_hours": ((int, float), False), "trusted_proxies": (list, False)}
+       "session_hours": ((int, float), False), "trusted_proxies": (list, False), "language": (str, False)}
 TABLES = {"dicom": DICOM, "usb": USB, "send": SEND, "web": WEB}
 
 
@@ -262,6 +265,13 @@ def _web(given: dict, where, resolve) -> WebConfig:
         except ValueError:
             raise ConfigError(f"{where('[web] trusted_proxies')}: a list of IP addresses, such as [\"127.0.0.1\"], "
                               f"got {values['trusted_proxies']!r}") from None
+    if "language" in values:
+        from cxr_edge.language import LanguageError, check
+
+        try:
+            values["language"] = check(values["language"], where("[web] language"))
+        except LanguageError as exc:
+            raise ConfigError(str(exc)) from None
     web = WebConfig(**values)
     findings = ("normal", "lung_opacity", "viral_pneumonia", "covid19", "other_abnormal")
     for code, finding in web.confirmatory_findings.items():

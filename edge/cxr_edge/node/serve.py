@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 
 from cxr_edge.node.config import NodeConfig
 
@@ -68,21 +69,44 @@ def bundle_warnings(classifier) -> list[str]:
     return [warning.plain for warning in warnings_of(classifier)]
 
 
-def bundle_line(config: NodeConfig, classifier) -> str:
+@dataclass(frozen=True)
+class BundleLine:
     """The bundle in a line a clinician reads, under each study on the screen (the operating point is on the status
-    page)."""
-    setting = "set for this clinic" if classifier.site else "not yet set for this clinic"
-    return f"{config.model.name}, {setting}"
+    page): made in the reader's language each time it is shown."""
+
+    name: str
+    calibrated: bool
+
+    def __str__(self) -> str:
+        from cxr_edge.language import _
+
+        if self.calibrated:
+            return _("%(bundle)s, set for this clinic") % {"bundle": self.name}
+        return _("%(bundle)s, not yet set for this clinic") % {"bundle": self.name}
+
+
+def bundle_line(config: NodeConfig, classifier) -> BundleLine:
+    return BundleLine(config.model.name, classifier.site is not None)
 
 
 def run(config: NodeConfig, stop: threading.Event | None = None, start_web=None) -> None:
     """Serve until SIGTERM or SIGINT (or `stop` is set). `start_web` (cxr_edge.web.server.start_web, given by the
     command line: the screen sits below the node) starts the clinician's screen when [web] is enabled."""
+    from cxr_edge.language import set_default
+
+    stop = stop or threading.Event()
+    spoken = set_default(config.web.language)  # the node's threads (a heatmap's caption, a stick's report) speak it
+    try:
+        _run(config, stop, start_web)
+    finally:
+        set_default(spoken)
+
+
+def _run(config: NodeConfig, stop: threading.Event, start_web) -> None:
     from cxr_edge.node.receiver import Receiver
     from cxr_edge.node.state import State
     from cxr_edge.node.worker import Worker
 
-    stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():  # installed first: a SIGTERM during start-up too
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
@@ -178,7 +202,7 @@ def node_status(config: NodeConfig, state, classifier, receiver, threads) -> dic
                       "last_association": last[0] if last else None},
             "queue": queue, "free_mb": int(shutil.disk_usage(config.data).free / 2**20),
             "outbox": state.outbox(), "stick_runs": state.stick_runs()[-10:],
-            "expected": expected, "expected_source": source,
+            "expected": expected, "expected_source": source, "site_calibrated": classifier.site is not None,
             "threads_alive": all(t.is_alive() for t in threads if t is not None)
             and (not config.dicom.enabled or (receiver is not None and receiver.server is not None))}
 

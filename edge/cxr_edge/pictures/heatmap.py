@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from cxr_edge.atomic import write_atomic
 from cxr_edge.labels import LABELS, in_words
+from cxr_edge.language import _, decimal
 from cxr_edge.models.interpreter import predict_in_batches
 
 GRID = 8
@@ -65,19 +66,54 @@ def heat_layer(heat: np.ndarray, width: int, height: int) -> Image.Image:
     return Image.fromarray(rgba, "RGBA")
 
 
-def _with_banner(image: Image.Image, lines: list[str]) -> Image.Image:
-    """`image` with `lines` in white on black beneath it. The font is the largest that fits the longest line in
-    the width, at most a twentieth of it (12 px on a 256-px-wide picture, 51 px on a 1024-px one)."""
-    width = image.width
-    size = max(8, width // 20)
-    font = ImageFont.load_default(size=size)
-    longest = max(lines, key=lambda line: font.getlength(line))
-    while size > 8 and font.getlength(longest) > width - 8:
+FONT = Path(__file__).parent / "fonts" / "DejaVuSans.ttf"  # DejaVu Sans: every Latin accent (fonts/LICENSE.txt)
+MIN_FONT_PX = 11  # smaller is not read on a printed picture a few centimetres wide
+MAX_BANNER_SHARE = 0.4  # of the picture's height; beyond it the text gets smaller (never under MIN_FONT_PX)
+
+
+def caption_font(size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(str(FONT), size)
+
+
+def _wrapped(lines: list[str], font: ImageFont.FreeTypeFont, width: int) -> list[str]:
+    """`lines` broken at spaces so that each fits `width` px in `font` (a word longer than the width stands alone)."""
+    out = []
+    for line in lines:
+        current = ""
+        for word in line.split(" "):
+            trial = f"{current} {word}" if current else word
+            if current and font.getlength(trial) > width:
+                out.append(current)
+                current = word
+            else:
+                current = trial
+        out.append(current)
+    return out
+
+
+def banner_layout(lines: list[str], width: int, height: int) -> tuple[int, list[str]]:
+    """The caption's font size and its lines, wrapped to the width: a twenty-fourth of the width (13 px on a
+    320-px picture, 42 px on a 1024-px one), at least MIN_FONT_PX, smaller only while the banner would take more
+    than MAX_BANNER_SHARE of the height."""
+    size = max(MIN_FONT_PX, width // 24)
+    while True:
+        font = caption_font(size)
+        wrapped = _wrapped(lines, font, width - 8)
+        if size <= MIN_FONT_PX or _text_height(wrapped, size) <= MAX_BANNER_SHARE * height:
+            return size, wrapped
         size -= 1
-        font = ImageFont.load_default(size=size)
-    text = "\n".join(lines)
-    box = ImageDraw.Draw(image).multiline_textbbox((0, 0), text, font=font, spacing=size // 4)
-    text_height = box[3] + 10
+
+
+def _text_height(lines: list[str], size: int) -> int:
+    return len(lines) * (size + size // 4) + 10
+
+
+def _with_banner(image: Image.Image, lines: list[str]) -> Image.Image:
+    """`image` with `lines` in white on black beneath it, in DejaVu Sans (banner_layout: the size, the wrapping)."""
+    width = image.width
+    size, wrapped = banner_layout(lines, width, image.height)
+    font = caption_font(size)
+    text_height = _text_height(wrapped, size)
     # the picture keeps the radiograph's size (heatmap files stay within DISPLAY_SIDE): the radiograph shrinks
     # to leave the banner its room
     scale = max(1, image.height - text_height) / image.height
@@ -85,15 +121,17 @@ def _with_banner(image: Image.Image, lines: list[str]) -> Image.Image:
                           Image.Resampling.BILINEAR)
     banner = Image.new("RGB", image.size, (0, 0, 0))
     banner.paste(shrunk, ((width - shrunk.width) // 2, 0))
-    ImageDraw.Draw(banner).multiline_text((4, shrunk.height + 4), text, fill=(255, 255, 255), font=font,
-                                          spacing=size // 4)
+    draw = ImageDraw.Draw(banner)
+    for number, line in enumerate(wrapped):  # line by line, each at its own baseline: as the font draws it alone
+        draw.text((4, shrunk.height + 4 + number * (size + size // 4)), line, fill=(255, 255, 255), font=font)
     return banner
 
 
 def heatmap_legend(label: str) -> str:
-    """What a heatmap shows and what it does not, in words."""
-    return (f"Red to yellow: the parts of the image that, when hidden, lowered the model's probability of "
-            f"{in_words(label)} the most. It shows where the model looked, not the outline of a lesion.")
+    """What a heatmap shows and what it does not, in words, in the current language."""
+    return _("Red to yellow: the parts of the image that, when hidden, lowered the model's probability of "
+             "%(label)s the most. It shows where the model looked, not the outline of a lesion.") % {
+        "label": in_words(label)}
 
 
 def heatmap_name(rel_path: str) -> str:
@@ -115,11 +153,18 @@ def heat_overlay(result, display: np.ndarray, heat: np.ndarray, caption: bool = 
     text)."""
     if not caption:
         return overlay(display, heat)
+    return overlay(display, heat, caption_lines(result))
+
+
+def caption_lines(result) -> list[str]:
+    """The heatmap's caption, in the current language: the label and its probability (and the referral), the
+    notice, what the colours mean."""
     index = LABELS.index(result.label)
-    first = f"{in_words(result.label)} {result.probs[index]:.2f}" + (" - refer to a clinician" if result.refer else "")
-    return overlay(display, heat, [first, "AI pre-diagnosis, not a diagnosis",
-                                   "Colour: where hiding the image lowered this result most;",
-                                   "where the model looked, not a lesion outline"])
+    values = {"label": in_words(result.label), "p": decimal(result.probs[index], 2)}
+    first = (_("%(label)s %(p)s - refer to a clinician") if result.refer else _("%(label)s %(p)s")) % values
+    return [first, _("AI pre-diagnosis, not a diagnosis."),
+            _("Colour: where hiding part of the image lowered this result most. It shows where the model looked, "
+              "not the outline of a lesion.")]
 
 
 def write_heatmap(out_dir: Path, result, display: np.ndarray, heat: np.ndarray) -> Path:

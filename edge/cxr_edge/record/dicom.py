@@ -24,6 +24,7 @@ from pydicom.sr.coding import Code
 from cxr_edge import DISCLAIMER, __version__
 from cxr_edge.inputs.dicom import OWN_MANUFACTURER, OWN_SERIES
 from cxr_edge.labels import LABELS, in_words
+from cxr_edge.language import in_source_language
 from cxr_edge.record.codes import (
     ALGORITHM_FAMILY,
     CHEST_XRAY_REPORT,
@@ -113,6 +114,7 @@ def _copied(ds: Dataset, sop: str) -> tuple[Dataset, list[str]]:
     return header, notes
 
 
+@in_source_language
 def structured_report(source: Dataset, result, producer: Producer) -> Dataset:
     """The TID 1500 Measurement Report of `result` (a classified cxr_edge.run.classify.Result) on `source` (from
     source_header)."""
@@ -163,6 +165,7 @@ def structured_report(source: Dataset, result, producer: Producer) -> Dataset:
     return sr
 
 
+@in_source_language
 def heatmap_capture(source: Dataset, result, picture: np.ndarray, producer: Producer) -> Dataset:
     """A secondary capture of `picture` (RGB uint8: the heatmap over the image, the banner burned in)."""
     import highdicom as hd

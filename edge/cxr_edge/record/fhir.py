@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from cxr_edge import DISCLAIMER
 from cxr_edge.labels import LABELS, in_words
+from cxr_edge.language import in_source_language
 from cxr_edge.record.codes import CHEST_XRAY_REPORT, FINDING, LABEL_CODES, PROBABILITY_CODES, REFERRAL
 from cxr_edge.record.uids import derived_urn
 
@@ -50,6 +51,7 @@ def coding(code) -> dict:
     return {"system": system, "code": code.value, "display": code.meaning}
 
 
+@in_source_language
 def transaction(images: list[ImageRecord], producer) -> dict:
     """The transaction Bundle of `images` (one study's, or one image's)."""
     device = _device(producer)

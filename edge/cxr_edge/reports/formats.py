@@ -13,10 +13,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cxr_edge import DISCLAIMER
+from cxr_edge import notice
 from cxr_edge.atomic import write_atomic
 from cxr_edge.csv_cells import csv_text
 from cxr_edge.labels import in_words
+from cxr_edge.language import N_, _, ngettext
 from cxr_edge.run.classify import Classifier, Summary, rows_of
 from cxr_edge.run.result import COLUMNS, Result
 
@@ -31,16 +32,20 @@ def notices(classifier: Classifier, results: list[Result] | None = None) -> list
     """The notice, the operating point in use, then every warning: the lines the table, CSV and HTML carry."""
     from cxr_edge.site.site_file import operating_point_line
 
-    return [DISCLAIMER, operating_point_line(classifier), *run_warnings(classifier, results)]
+    return [notice(), operating_point_line(classifier), *run_warnings(classifier, results)]
 
 
 @dataclass(frozen=True)
 class RunWarning:
-    """A warning as the file forms carry it (`text`: what and why, for whoever looks into it) and as the
-    worklist's header puts it to a clinician (`plain`: what it means for the results, in plain words)."""
+    """A warning as the file forms carry it (`text`: what and why, for whoever looks into it, in English) and as the
+    worklist's header and the screen put it to a clinician (`plain`: what it means for the results, in plain
+    words: a message of the catalogue, translated where it is shown by `words`)."""
 
     text: str
     plain: str
+
+    def words(self) -> str:
+        return _(self.plain)
 
 
 def run_warnings(classifier: Classifier, results: list[Result] | None = None) -> list[str]:
@@ -51,42 +56,40 @@ def run_warnings(classifier: Classifier, results: list[Result] | None = None) ->
 
 def warnings_of(classifier: Classifier, results: list[Result] | None = None) -> list[RunWarning]:
     """run_warnings with the plain words the worklist's header shows for each."""
-    from cxr_edge.site.site_file import monitor, uncalibrated_warning
+    from cxr_edge.site.site_file import monitor, monitor_plain, uncalibrated_warning
 
     found = []
     if classifier.bundle.synthetic:
-        found.append(RunWarning(SYNTHETIC_WARNING, "This model learned from made-up (synthetic) images: its results "
-                                                   "mean nothing for real patients. Do not use them."))
+        found.append(RunWarning(SYNTHETIC_WARNING, N_("This model learned from made-up (synthetic) images: its "
+                                                      "results mean nothing for real patients. Do not use them.")))
     if not classifier.bundle.deployable:
-        found.append(RunWarning(UNVERIFIED_WARNING, "This model was not shown to give the results of the model that "
-                                                    "was validated, and was run anyway: treat every result as "
-                                                    "unverified."))
+        found.append(RunWarning(UNVERIFIED_WARNING, N_("This model was not shown to give the results of the model "
+                                                       "that was validated, and was run anyway: treat every result "
+                                                       "as unverified.")))
     if warning := classifier.selftest.warning():
-        plain = ("Nothing checked that this box computes this model correctly: ask the technician for an up-to-date "
-                 "model file." if classifier.selftest.status == "absent" else
-                 "The box's fastest arithmetic failed its check, so a slower one that passed it was used instead. "
-                 "Tell the technician.")
+        plain = (N_("Nothing checked that this box computes this model correctly: ask the technician for an "
+                    "up-to-date model file.") if classifier.selftest.status == "absent" else
+                 N_("The box's fastest arithmetic failed its check, so a slower one that passed it was used "
+                    "instead. Tell the technician."))
         found.append(RunWarning(warning, plain))
     from cxr_edge.bundle.signature import trust_folder_warning
 
     if warning := trust_folder_warning():
-        found.append(RunWarning(warning, "The box's list of trusted model publishers can be changed by other users "
-                                         "of this computer: ask the technician to fix it before relying on results."))
+        found.append(RunWarning(warning, N_("The box's list of trusted model publishers can be changed by other "
+                                            "users of this computer: ask the technician to fix it before relying "
+                                            "on results.")))
     if classifier.bundle.origin and (warning := classifier.bundle.origin.warning()):
-        found.append(RunWarning(warning, "Where this model came from is not verified (no trusted signature): ask "
-                                         "the technician before relying on its results."))
+        found.append(RunWarning(warning, N_("Where this model came from is not verified (no trusted signature): "
+                                            "ask the technician before relying on its results.")))
     if warning := uncalibrated_warning(classifier):
-        found.append(RunWarning(warning, "Not yet set for this clinic's patients: the normal/abnormal threshold is "
-                                         "the one chosen on the training images, so the share flagged abnormal may "
-                                         "not match this clinic's."))
+        found.append(RunWarning(warning, N_("Not yet set for this clinic's patients: the normal/abnormal threshold "
+                                            "is the one chosen on the training images, so the share flagged "
+                                            "abnormal may not match this clinic's.")))
     if results is not None:
-        found += [RunWarning(line, _sentence(line.removeprefix("WARNING: ")))
-                  for line in monitor(rows_of(results), classifier)]
+        rows = rows_of(results)
+        found += [RunWarning(line, plain) for line, plain in zip(monitor(rows, classifier),
+                                                                  monitor_plain(rows, classifier))]
     return found
-
-
-def _sentence(text: str) -> str:
-    return text[:1].upper() + text[1:]
 
 
 def summary_dict(summary: Summary) -> dict:
@@ -96,13 +99,19 @@ def summary_dict(summary: Summary) -> dict:
 
 
 def summary_text(summary: Summary) -> str:
+    """The run in a line, in the current language (under the terminal table, and on stderr)."""
     counts = ", ".join(f"{in_words(label)} {n}" for label, n in summary.counts.items())
     skipped = ""
     if summary.skipped:
         kinds = ", ".join(f"{kind} {n}" for kind, n in summary.skipped.items())
-        skipped = f"; skipped {sum(summary.skipped.values())} file(s) not classified ({kinds})"
-    return (f"{summary.images} images: {counts}; referred to a clinician {summary.referred}; "
-            f"errors {summary.errors}{skipped}; {summary.images_per_s:.1f} images/s")
+        skipped = "; " + ngettext("skipped %(num)s file not classified (%(kinds)s)",
+                                  "skipped %(num)s files not classified (%(kinds)s)",
+                                  sum(summary.skipped.values())) % {"num": sum(summary.skipped.values()),
+                                                                    "kinds": kinds}
+    return _("%(images)s images: %(counts)s; referred to a clinician %(referred)s; errors %(errors)s%(skipped)s; "
+             "%(speed)s images/s") % {"images": summary.images, "counts": counts, "referred": summary.referred,
+                                      "errors": summary.errors, "skipped": skipped,
+                                      "speed": f"{summary.images_per_s:.1f}"}
 
 
 def to_csv(results: list[Result], classifier: Classifier) -> str:
@@ -114,13 +123,13 @@ def to_csv(results: list[Result], classifier: Classifier) -> str:
 
 
 def to_json(results: list[Result], summary: Summary, classifier: Classifier) -> str:
-    data = {"notice": DISCLAIMER, "warnings": run_warnings(classifier, results), "bundle": _bundle_info(classifier),
+    data = {"notice": notice(), "warnings": run_warnings(classifier, results), "bundle": _bundle_info(classifier),
             "summary": summary_dict(summary), "results": [r.as_row() for r in rows_of(results)]}
     return json.dumps(data, indent=2) + "\n"
 
 
 def to_jsonl(results: list[Result], classifier: Classifier) -> str:
-    head = json.dumps({"notice": DISCLAIMER, "warnings": run_warnings(classifier, results),
+    head = json.dumps({"notice": notice(), "warnings": run_warnings(classifier, results),
                        "bundle": _bundle_info(classifier)})
     return "\n".join([head, *(json.dumps(r.as_row()) for r in rows_of(results))]) + "\n"
 

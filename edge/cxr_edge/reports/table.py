@@ -97,7 +97,7 @@ def to_table(results: list[Result], summary_line: str, notices: list[str], width
 
 def _legend(rows: list[Result], width: int) -> list[str]:
     used = {short_name(code) for r in rows for code in r.reason_codes}
-    meanings = [f"{entry.short} = {entry.meaning}" for entry in CATALOGUE.values() if entry.short in used]
+    meanings = [f"{entry.short} = {entry.legend()}" for entry in CATALOGUE.values() if entry.short in used]
     probs = "p_: probability of " + ", ".join(f"{in_words(label)} ({SHORT[label]})" for label in LABELS)
     lines = textwrap.wrap(probs, width, subsequent_indent="  ")
     if meanings:

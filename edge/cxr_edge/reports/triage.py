@@ -13,16 +13,27 @@ The stick's report and the node's screen order by the same bands (`urgency`), an
 from __future__ import annotations
 
 from cxr_edge.labels import LABELS, in_words
+from cxr_edge.language import N_, _
 from cxr_edge.run.result import Result
 
 BANDS = ("abnormal", "cannot_judge", "normal", "unreadable")
-BAND_WORDS = {"abnormal": "Likely abnormal", "cannot_judge": "The AI cannot judge this: look yourself",
-              "normal": "Likely normal", "unreadable": "Could not be read"}
+_BAND_WORDS = {"abnormal": N_("Likely abnormal"), "cannot_judge": N_("The AI cannot judge this: look yourself"),
+               "normal": N_("Likely normal"), "unreadable": N_("Could not be read"),
+               "waiting": N_("Waiting to be classified")}
 # What to do, per band (the colour on the screen always comes with these words, never alone)
-BAND_ADVICE = {"abnormal": "Review the image first.",
-               "cannot_judge": "Read the image yourself: the AI's label is not to be trusted here.",
-               "normal": "Review when you can.",
-               "unreadable": "Send the image again, or read it on the unit."}
+_BAND_ADVICE = {"abnormal": N_("Review the image first."),
+                "cannot_judge": N_("Read the image yourself: the AI's label is not to be trusted here."),
+                "normal": N_("Review when you can."),
+                "unreadable": N_("Send the image again, or read it on the unit.")}
+
+
+def band_words(which: str) -> str:
+    """A band (or "waiting", a study not classified yet) in the current language."""
+    return _(_BAND_WORDS[which])
+
+
+def band_advice(which: str) -> str:
+    return _(_BAND_ADVICE[which]) if which in _BAND_ADVICE else ""
 
 
 def band(result: Result) -> str:
@@ -43,7 +54,14 @@ def urgency(result: Result) -> tuple:
 
 def strength(p: float) -> str:
     """A probability in a word: high (0.8 and over), moderate (0.6 and over), low. The numbers stay one tap away."""
-    return "high" if p >= 0.8 else "moderate" if p >= 0.6 else "low"
+    return _("high") if p >= 0.8 else _("moderate") if p >= 0.6 else _("low")
+
+
+def likely(label: str, p: float) -> str:
+    """"Likely COVID-19 - high", "Likely normal - moderate": a label and the strength of `p`."""
+    if label == LABELS[0]:
+        return _("Likely normal - %(strength)s") % {"strength": strength(p)}
+    return _("Likely %(label)s - %(strength)s") % {"label": in_words(label), "strength": strength(p)}
 
 
 def headline(result: Result) -> str:
@@ -52,7 +70,7 @@ def headline(result: Result) -> str:
     what made the image abnormal."""
     which = band(result)
     if which == "abnormal":
-        return f"Likely {in_words(result.label)} - {strength(1.0 - result.probs[0])}"
+        return likely(result.label, 1.0 - result.probs[0])
     if which == "normal":
-        return f"Likely normal - {strength(result.probs[0])}"
-    return BAND_WORDS[which]
+        return likely(result.label, result.probs[0])
+    return band_words(which)

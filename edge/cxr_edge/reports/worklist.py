@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import base64
 import os
-import time
 from pathlib import Path
 
-from cxr_edge import DISCLAIMER, __version__
+from cxr_edge import __version__, notice
 from cxr_edge.atomic import atomic_file
 from cxr_edge.labels import LABELS, in_words
+from cxr_edge.language import _, current, decimal, when
 from cxr_edge.pictures.heatmap import heatmap_legend
 from cxr_edge.pictures.visuals import Visuals
 from cxr_edge.reasons import distinct_decimals
@@ -36,11 +36,14 @@ def _environment():
     reason is text in it, never markup."""
     from jinja2 import Environment, PackageLoader, select_autoescape
 
+    from cxr_edge.language import install
+
     env = Environment(loader=PackageLoader("cxr_edge.reports"), autoescape=select_autoescape(default=True),
-                      trim_blocks=False)
+                      trim_blocks=False, extensions=["jinja2.ext.i18n"])
+    install(env)
     env.filters["b64"] = lambda data: base64.b64encode(data).decode("ascii")
     env.globals.update(in_words=in_words, printable=printable, heatmap_legend=heatmap_legend, labels=LABELS,
-                       zip=zip, notice=DISCLAIMER)
+                       zip=zip, notice=notice, decimal=decimal)
     return env
 
 
@@ -48,36 +51,36 @@ def _screening(result: Result, classifier: Classifier) -> dict:
     """p(abnormal) on a scale with the screening threshold marked: what made the label normal or abnormal."""
     abnormal, threshold = 1.0 - result.probs[0], classifier.threshold
     shown, limit = distinct_decimals(abnormal, threshold)
-    return {"abnormal": abnormal, "shown": shown, "limit": limit,
-            "side": "above" if abnormal >= threshold else "below",
-            "verdict": "abnormal" if result.label != LABELS[0] else "normal"}
+    return {"abnormal": abnormal, "shown": shown, "limit": limit, "above": abnormal >= threshold,
+            "site": classifier.site is not None}
 
 
 def _run_rows(summary: Summary, classifier: Classifier, folder: Path, started: float) -> list[tuple[str, str]]:
     """What a clinician needs of the run: when, which folder, the counts, and whether the box is set for them."""
     counts = ", ".join(f"{in_words(label)} {n}" for label, n in summary.counts.items())
-    skipped = ", ".join(f"{kind} {n}" for kind, n in summary.skipped.items()) or "none"
+    skipped = ", ".join(f"{kind} {n}" for kind, n in summary.skipped.items()) or _("none")
     site = classifier.site
-    setting = (f"set for this clinic (site file {site.name!r}, calibrated {site.created})" if site else
-               "not set for this clinic: the threshold chosen on the training images")
-    return [("Run", f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(started))}, folder {printable(str(folder))}"),
-            ("Images", f"{summary.images}: {counts}"),
-            ("Referred to a clinician", str(summary.referred)),
-            ("Could not be read", str(summary.errors)),
-            ("Skipped (not classified)", skipped),
-            ("Screening threshold", f"{classifier.threshold:.2f}, {setting}")]
+    setting = (_("set for this clinic (site file %(name)s, calibrated %(created)s)") % {
+        "name": repr(site.name), "created": site.created} if site else
+        _("not set for this clinic: the threshold chosen on the training images"))
+    return [(_("Run"), _("%(when)s, folder %(folder)s") % {"when": when(started), "folder": printable(str(folder))}),
+            (_("Images"), f"{summary.images}: {counts}"),
+            (_("Referred to a clinician"), str(summary.referred)),
+            (_("Could not be read"), str(summary.errors)),
+            (_("Skipped (not classified)"), skipped),
+            (_("Screening threshold"), f"{decimal(classifier.threshold, 2)}, {setting}")]
 
 
 def _how_to_read(classifier: Classifier, heatmaps: bool) -> str:
-    text = ("Each image's label comes in two steps: first normal or abnormal, by whether the probability of an "
-            f"abnormal finding reaches the screening threshold ({classifier.threshold:.2f}; usually well under one "
-            "half, so that few abnormal images are missed); then, for an abnormal image, the most probable of lung "
-            "opacity, viral pneumonia and COVID-19. So an image can be labelled abnormal while 'Normal' has the "
-            "longest bar: the reasons then say so. \"Refer to a clinician\" means the result itself is not reliable "
-            "enough, for the reasons given.")
+    text = _("Each image's label comes in two steps: first normal or abnormal, by whether the probability of an "
+             "abnormal finding reaches the screening threshold (%(threshold)s; usually well under one half, so that "
+             "few abnormal images are missed); then, for an abnormal image, the most probable of lung opacity, viral "
+             "pneumonia and COVID-19. So an image can be labelled abnormal while 'Normal' has the longest bar: the "
+             "reasons then say so. \"Refer to a clinician\" means the result itself is not reliable enough, for "
+             "the reasons given.") % {"threshold": decimal(classifier.threshold, 2)}
     if heatmaps:
-        text += (" Heatmaps show where the model looked: the parts of the image that, when hidden, changed its "
-                 "result most. They are not outlines of lesions.")
+        text += " " + _("Heatmaps show where the model looked: the parts of the image that, when hidden, changed "
+                        "its result most. They are not outlines of lesions.")
     return text
 
 
@@ -91,14 +94,14 @@ def _details(classifier: Classifier, warnings) -> list[tuple[str, str]]:
                  + (f" on {gate['n_images']:,} images" if "n_images" in gate else "")
                  + ("" if bundle.deployable else "; used with --allow-unverified"))
     point = operating_point(classifier)
-    rows = [("Bundle", f"{bundle.path.name} ({bundle.manifest.get('quantization')}), trained on {trained}"),
-            ("Float-vs-quantized parity gate", gate_text),
-            ("Origin", bundle.origin.summary() if bundle.origin else "not checked"),
-            ("Operating point", f"stage 1 threshold {point['threshold']:.4f}, confidence floor "
-                                f"{point['min_confidence']:.2f}, from {point['source']}"),
-            ("Self-test", classifier.selftest.summary().removeprefix("self-test: ")),
-            ("Made by", f"cxr-edge {__version__}")]
-    return rows + [("Warning", w.text) for w in warnings]
+    rows = [(_("Bundle"), f"{bundle.path.name} ({bundle.manifest.get('quantization')}), trained on {trained}"),
+            (_("Float-vs-quantized parity gate"), gate_text),
+            (_("Origin"), bundle.origin.summary() if bundle.origin else "not checked"),
+            (_("Operating point"), f"stage 1 threshold {point['threshold']:.4f}, confidence floor "
+                                   f"{point['min_confidence']:.2f}, from {point['source']}"),
+            (_("Self-test"), classifier.selftest.summary().removeprefix("self-test: ")),
+            (_("Made by"), f"cxr-edge {__version__}")]
+    return rows + [(_("Warning"), w.text) for w in warnings]
 
 
 def write_html(path: os.PathLike | str, results: list[Result], summary: Summary, classifier: Classifier,
@@ -115,7 +118,7 @@ def write_html(path: os.PathLike | str, results: list[Result], summary: Summary,
         warnings=warnings, run_rows=_run_rows(summary, classifier, Path(folder), started),
         how_to_read=_how_to_read(classifier, visuals is not None and visuals.heatmaps), rows=rows,
         pictures=visuals, screening=lambda result: _screening(result, classifier), threshold=classifier.threshold,
-        whose="this site's" if classifier.site else "the bundle's", details=_details(classifier, warnings))
+        details=_details(classifier, warnings), lang=current())
     with atomic_file(path) as fh:
         for piece in pieces:
             fh.write(piece.encode("utf-8", "surrogateescape"))

@@ -100,23 +100,46 @@ def expected_for(bundle, site) -> tuple[dict, str]:
     return expected, "the bundle's test split (its training data's class balance)"
 
 
-def monitor(results, classifier) -> list[str]:
-    """Warnings, in words, when this run's share flagged abnormal or referred as out-of-distribution is far from
-    what is expected (exact binomial test, p < 0.001, at least 30 images)."""
-
-    expected, source = expected_shares(classifier)
+def _far_from_expected(results, classifier) -> list[tuple[str, int, int, float]]:
+    """(share's key, count, images, expected share) for each share of this run far from what is expected (exact
+    binomial test, p < 0.001, at least 30 images)."""
+    expected, _source = expected_shares(classifier)
     classified = [r for r in results if r.label and not r.error]
     answered = [r for r in classified if not set(r.reason_codes) & THRESHOLD_FREE]
-    checks = (("flagged abnormal", "flagged_abnormal", sum(r.label != "normal" for r in answered), len(answered)),
-              ("referred as out-of-distribution", "referred_ood",
-               sum("ood" in r.reason_codes for r in classified), len(classified)))
-    warnings = []
-    for words, key, k, n in checks:
+    checks = (("flagged_abnormal", sum(r.label != "normal" for r in answered), len(answered)),
+              ("referred_ood", sum("ood" in r.reason_codes for r in classified), len(classified)))
+    far = []
+    for key, k, n in checks:
         p = expected.get(key)
-        if p is None or n < MONITOR_MIN_IMAGES:
-            continue
-        if binomial_p_value(k, n, float(p)) < MONITOR_P_VALUE:
-            warnings.append(f"WARNING: this run {words} {k} of {n} images ({k / n:.0%}); {source} expects "
-                            f"{float(p):.0%}. That is far outside (binomial test, p < {MONITOR_P_VALUE}): check the "
-                            "X-ray unit and its export settings, the patients sent, or calibrate again.")
-    return warnings
+        if p is not None and n >= MONITOR_MIN_IMAGES and binomial_p_value(k, n, float(p)) < MONITOR_P_VALUE:
+            far.append((key, k, n, float(p)))
+    return far
+
+
+def monitor(results, classifier) -> list[str]:
+    """Warnings, in words (English, for the record and the technician), when this run's share flagged abnormal or
+    referred as out-of-distribution is far from what is expected (exact binomial test, p < 0.001, at least 30
+    images)."""
+    source = expected_shares(classifier)[1]
+    words = {"flagged_abnormal": "flagged abnormal", "referred_ood": "referred as out-of-distribution"}
+    return [f"WARNING: this run {words[key]} {k} of {n} images ({k / n:.0%}); {source} expects {p:.0%}. That is far "
+            f"outside (binomial test, p < {MONITOR_P_VALUE}): check the X-ray unit and its export settings, the "
+            "patients sent, or calibrate again." for key, k, n, p in _far_from_expected(results, classifier)]
+
+
+def monitor_plain(results, classifier) -> list[str]:
+    """The same warnings for the clinician, in the current language."""
+    from cxr_edge.language import _, percent
+
+    found = []
+    for key, k, n, p in _far_from_expected(results, classifier):
+        shares = {"k": k, "n": n, "share": percent(k / n), "expected": percent(p)}
+        if key == "flagged_abnormal":
+            found.append(_("This run flagged %(k)s of %(n)s images abnormal (%(share)s), far from the %(expected)s "
+                           "expected: check the X-ray unit and its export settings and the patients sent, or "
+                           "calibrate again.") % shares)
+        else:
+            found.append(_("This run found %(k)s of %(n)s images unlike the chest films the AI learned from "
+                           "(%(share)s), far from the %(expected)s expected: check the X-ray unit and its export "
+                           "settings and the patients sent, or calibrate again.") % shares)
+    return found

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from cxr_edge.language import N_
 from cxr_edge.web import accounts
 
 PUBLIC, SIGNED_IN, ADMIN = "public", "signed in", "admin"
@@ -47,14 +48,17 @@ def authenticate(state, request: Request, need: str, scripted: bool, activity: b
     else:
         raise NeedLogin()
     if need == ADMIN and request.state.user.role != "admin":
-        raise HTTPException(403, "this page is for the box's admins: ask one, or `cxr-edge user add NAME --role admin`")
+        # messages of the catalogue: the error page shows them in the reader's language
+        raise HTTPException(403, N_("This page is for the box's admins: ask one, or `cxr-edge user add NAME --role "
+                                    "admin`."))
     return request.state.user
 
 
 def check_csrf(request: Request, form: dict) -> None:
     """After authenticate: the form carries the session's CSRF token."""
     if not secrets.compare_digest(str(form.get("csrf", "")), getattr(request.state, "csrf", "") or "\0"):
-        raise HTTPException(403, "the form has expired or did not come from this box: reload the page and try again")
+        raise HTTPException(403, N_("The form has expired or did not come from this box: reload the page and try "
+                                    "again."))
 
 
 def set_cookie(response: Response, name: str, value: str, secure: bool, max_age: int | None = None) -> None:

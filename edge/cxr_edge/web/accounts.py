@@ -35,6 +35,7 @@ class AccountError(ValueError):
 class User:
     name: str
     role: str
+    language: str | None = None  # their own choice; None: the box's ([web] language)
 
 
 def hash_password(password: str) -> str:
@@ -73,14 +74,30 @@ def check_name(name: str) -> str:
     return name
 
 
-def add_user(state: State, name: str, role: str, password: str) -> None:
+def add_user(state: State, name: str, role: str, password: str, language: str | None = None) -> None:
     check_name(name)
     if role not in ROLES:
         raise AccountError(f"role {role!r}: one of {', '.join(ROLES)}")
+    language = _language(language)
     if len(password) < 10:
         raise AccountError("the password must have at least 10 characters")
-    if not state.add_user_row(name, role, hash_password(password), time.time()):
+    if not state.add_user_row(name, role, hash_password(password), time.time(), language):
         raise AccountError(f"user {name} exists already: `cxr-edge user remove {name}` first to replace it")
+
+
+def _language(code: str | None) -> str | None:
+    from cxr_edge.language import LanguageError, check
+
+    try:
+        return check(code, "--language") if code else None
+    except LanguageError as exc:
+        raise AccountError(str(exc)) from None
+
+
+def set_language(state: State, name: str, language: str | None) -> None:
+    """The user's own language for the screen (None: the box's)."""
+    if not state.set_user_language(name, _language(language)):
+        raise AccountError(f"no user {name}")
 
 
 def remove_user(state: State, name: str) -> None:
@@ -99,7 +116,7 @@ def new_token(state: State, name: str) -> str:
 
 def user_for_token(state: State, token: str) -> User | None:
     row = state.token_user(_sha256(token))
-    return User(row["name"], row["role"]) if row else None
+    return User(row["name"], row["role"], row["language"]) if row else None
 
 
 def log_in(state: State, name: str, password: str, address: str) -> tuple[str, str] | str:
@@ -131,7 +148,7 @@ def session_user(state: State, session: str, activity: bool = True,
         return None
     if activity and now - row["last_seen"] > 60:  # one write a minute per session at most
         state.touch_session(_sha256(session), now)
-    return User(row["name"], row["role"]), row["csrf"]
+    return User(row["name"], row["role"], row["language"]), row["csrf"]
 
 
 def log_out(state: State, session: str) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
@@ -22,7 +21,8 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from cxr_edge import DISCLAIMER
+from cxr_edge import notice
+from cxr_edge import language
 from cxr_edge.labels import LABELS, in_words
 from cxr_edge.node.config import NodeConfig
 from cxr_edge.node.state import State
@@ -50,7 +50,7 @@ class Context:
     status: Callable[[], dict]  # the node's live status (cxr_edge.node.serve)
     classifier_factory: Callable[[], object]  # a Classifier for heatmaps on request (its own interpreters)
     bundle_warnings: list[str] = field(default_factory=list)  # cxr_edge.node.serve.bundle_warnings, on every page
-    bundle_line: str = ""  # the bundle and its operating point, under each study
+    bundle_line: object = ""  # the bundle and whether it is set for this clinic, under each study (serve.BundleLine)
     render: Callable = None  # set by create_app: a View as its page
     _classifier: object = None
     _heat_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -83,6 +83,7 @@ ROUTES = (
     Page("/login", views.login_page, PUBLIC),
     Page("/login", views.login, PUBLIC, ("POST",), form=True),
     Page("/logout", views.logout, SIGNED_IN, ("POST",), form=True),
+    Page("/language", views.choose_language, SIGNED_IN, ("POST",), form=True),
     Page("/worklist", views.worklist_page, SIGNED_IN, twin=True),
     Page("/worklist", views.worklist_search, SIGNED_IN, ("POST",), form=True),
     Page("/worklist/rows", views.worklist_rows, SIGNED_IN, poll=True),
@@ -103,18 +104,24 @@ ROUTES = (
 
 
 def create_app(context: Context) -> Starlette:
-    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
-    env.globals.update(notice=DISCLAIMER, in_words=in_words, labels=LABELS, when=_when, reason_words=_reason_words,
+    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
+                      extensions=["jinja2.ext.i18n"])
+    language.install(env)
+    env.globals.update(notice=notice, in_words=in_words, labels=LABELS, when=language.when,
+                       reason_words=_reason_words, decimal=language.decimal, percent=language.percent,
                        person=words.person_name, age_sex=words.age_sex, result_of=words.result_of,
                        study_headline=words.study_headline,
-                       headline=triage.headline, band_of=triage.band, band_words=triage.BAND_WORDS,
-                       band_advice=triage.BAND_ADVICE,
-                       finding_words=reviews.FINDING_WORDS, filters=worklist.FILTER_NAMES)
+                       headline=triage.headline, band_of=triage.band, band_words=triage.band_words,
+                       band_advice=triage.band_advice, finding_words=reviews.finding_words,
+                       filters=worklist.filter_names, languages=language.languages, language_name=language.name_of,
+                       action_words=words.action_words, stick_state=words.stick_state, viewer_words=words.viewer_words)
 
     def render(request: Request, view: views.View) -> HTMLResponse:
-        html = env.get_template(view.template).render(
-            request=request, user=getattr(request.state, "user", None), csrf=getattr(request.state, "csrf", ""),
-            warnings=[*context.bundle_warnings, *web_warnings(context.config)], **view.data)
+        with language.using(language_of(context, request)):
+            html = env.get_template(view.template).render(
+                request=request, user=getattr(request.state, "user", None), csrf=getattr(request.state, "csrf", ""),
+                lang=language.current(), warnings=[*(language._(w) for w in context.bundle_warnings),
+                                                    *web_warnings(context.config)], **view.data)
         return HTMLResponse(html, status_code=view.status)
 
     context.render = render
@@ -125,13 +132,15 @@ def create_app(context: Context) -> Starlette:
     async def http_error(request: Request, exc: HTTPException):
         if request.url.path.startswith("/api/") or request.url.path.endswith(".json") or exc.status_code == 401:
             return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
-        return render(request, views.View("error.html", {"status_code": exc.status_code, "detail": exc.detail},
+        # a detail is a message of the catalogue (translated here) or was translated where it was raised
+        with language.using(language_of(context, request)):
+            detail = language._(exc.detail)
+        return render(request, views.View("error.html", {"status_code": exc.status_code, "detail": detail},
                                           exc.status_code))
 
     async def server_error(request: Request, exc: Exception):
         context.log(f"web: error on {request.method} {request.url.path}: {type(exc).__name__}")
-        return render(request, views.View("error.html", {"status_code": 500, "detail": "something went wrong on "
-                                          "the box; the node's log says what"}, 500))
+        return render(request, views.View("error.html", {"status_code": 500, "detail": views.SERVER_ERROR}, 500))
 
     routes = [Route(page.path, _endpoint(context, page, twin=False), methods=list(page.methods)) for page in ROUTES]
     routes += [Route(f"{page.path}.json", _endpoint(context, page, twin=True)) for page in ROUTES if page.twin]
@@ -152,12 +161,13 @@ def _endpoint(context: Context, page: Page, twin: bool):
                      lifetime_hours=context.config.web.session_hours)
         if form is not None and page.need != PUBLIC:
             check_csrf(request, form)
-        answer = page.handler(context, request, form) if page.form else page.handler(context, request)
-        if not isinstance(answer, views.View):
-            return answer
-        if twin:
-            return JSONResponse({"notice": DISCLAIMER, **views.jsonable(answer.data)}, status_code=answer.status)
-        return context.render(request, answer)
+        with language.using(language_of(context, request)):  # the handler's words too (a form's error)
+            answer = page.handler(context, request, form) if page.form else page.handler(context, request)
+            if not isinstance(answer, views.View):
+                return answer
+            if twin:
+                return JSONResponse({"notice": notice(), **views.jsonable(answer.data)}, status_code=answer.status)
+            return context.render(request, answer)
 
     async def endpoint(request: Request) -> Response:
         form = dict(await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)) if page.form else None
@@ -212,15 +222,20 @@ def web_warnings(config: NodeConfig) -> list[str]:
     """What the status page and the log say about how the screen is reached."""
     web = config.web
     if not web.loopback and not web.tls:
-        return [f"the web screen listens on {web.bind} without TLS: passwords and patient data cross the network "
-                "unencrypted; set [web] tls_cert and tls_key"]
+        return [language._("The web screen listens on %(address)s without TLS: passwords and patient data cross the "
+                           "network unencrypted; set [web] tls_cert and tls_key.") % {"address": web.bind}]
     return []
+
+
+def language_of(context: Context, request: Request) -> str:
+    """The language a request is answered in: the signed-in user's own choice, else the box's ([web] language); on
+    the login page (no one signed in yet) the first of the box's languages the browser asks for."""
+    user = getattr(request.state, "user", None)
+    if user is not None:
+        return user.language if user.language in language.languages() else context.config.web.language
+    return language.negotiate(request.headers.get("accept-language", "")) or context.config.web.language
 
 
 def _reason_words(stored: str | None) -> list[str]:
     """A stored result's reasons (codes, cxr_edge.reasons) in a clinician's words, one per list item."""
     return [reason.plain() for reason in from_json(stored)]
-
-
-def _when(seconds) -> str:
-    return "" if seconds is None else datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M")

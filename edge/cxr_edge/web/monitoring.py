@@ -14,6 +14,7 @@ from datetime import datetime
 
 from markupsafe import Markup, escape
 
+from cxr_edge.language import _, percent
 from cxr_edge.node.state import State
 from cxr_edge.reasons import THRESHOLD_FREE, from_json
 from cxr_edge.site.site_file import MONITOR_MIN_IMAGES, MONITOR_P_VALUE
@@ -43,7 +44,7 @@ def weekly(state: State, expected: dict, source: str) -> list[Week]:
     weeks: dict[str, Week] = {}
 
     def week_of(seconds: float) -> Week:
-        year, number, _ = datetime.fromtimestamp(seconds).isocalendar()
+        year, number, _day = datetime.fromtimestamp(seconds).isocalendar()
         key = f"{year}-W{number:02d}"
         return weeks.setdefault(key, Week(key))
 
@@ -72,18 +73,28 @@ def weekly(state: State, expected: dict, source: str) -> list[Week]:
 
 
 def _warnings(week: Week, expected: dict, source: str, agreement: float | None) -> list[str]:
-    checks = (("flagged abnormal", week.abnormal, week.answered, expected.get("flagged_abnormal"), source),
-              ("referred as out-of-distribution", week.ood, week.images, expected.get("referred_ood"), source),
-              ("agreed with by its readers", week.agreed, week.reviews, agreement, "the weeks before"))
+    """The week's shares far from what is expected, in words in the current language (`source`, in English for
+    `cxr-edge results --summary`, is not shown here: the status page says where the expected shares come from)."""
+    checks = (("abnormal", week.abnormal, week.answered, expected.get("flagged_abnormal")),
+              ("ood", week.ood, week.images, expected.get("referred_ood")),
+              ("agreed", week.agreed, week.reviews, agreement))
     found = []
-    for words, k, n, p, whose in checks:
-        if p is None or n < MONITOR_MIN_IMAGES:
+    for which, k, n, p in checks:
+        if p is None or n < MONITOR_MIN_IMAGES or binomial_p_value(k, n, float(p)) >= MONITOR_P_VALUE:
             continue
-        if binomial_p_value(k, n, float(p)) < MONITOR_P_VALUE:
-            found.append(f"Week {week.week}: the box {words} {k} of {n} ({k / n:.0%}); {whose} expects "
-                         f"{float(p):.0%}. That is far outside (binomial test, p < {MONITOR_P_VALUE}): check the X-ray "
-                         "unit and its export settings, the patients sent, and the readers' reviews, or calibrate "
-                         "again.")
+        values = {"week": week.week, "k": k, "n": n, "share": percent(k / n), "expected": percent(float(p))}
+        if which == "abnormal":
+            found.append(_("Week %(week)s: the box flagged %(k)s of %(n)s images abnormal (%(share)s), far from the "
+                           "%(expected)s expected: check the X-ray unit and its export settings and the patients "
+                           "sent, or calibrate again.") % values)
+        elif which == "ood":
+            found.append(_("Week %(week)s: the box found %(k)s of %(n)s images unlike the chest films the AI "
+                           "learned from (%(share)s), far from the %(expected)s expected: check the X-ray unit and "
+                           "its export settings and the patients sent.") % values)
+        else:
+            found.append(_("Week %(week)s: the readers agreed with the box on %(k)s of %(n)s images (%(share)s), "
+                           "far from the %(expected)s of the weeks before: look at the readers' reviews and the "
+                           "images sent, or calibrate again.") % values)
     return found
 
 
@@ -97,15 +108,16 @@ def chart(weeks: list[Week], expected: dict) -> Markup:
     def point(i: int, share: float) -> str:
         return f"{left + i * step:.1f},{10 + plot_h * (1 - share):.1f}"
 
+    label = escape(_("Weekly shares flagged abnormal and referred"))
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
-             f'aria-label="Weekly shares flagged abnormal and referred" class="chart">']
+             f'aria-label="{label}" class="chart">']
     for tick in (0, 0.25, 0.5, 0.75, 1):
         y = 10 + plot_h * (1 - tick)
         parts.append(f'<line x1="{left}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>'
-                     f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end">{tick:.0%}</text>')
+                     f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end">{escape(percent(tick))}</text>')
     series = (("abnormal", "answered", "#8a4b00", "flagged abnormal", expected.get("flagged_abnormal")),
               ("referred", "images", "#a40000", "referred", None))
-    for part, whole, colour, _, target in series:
+    for part, whole, colour, _words, target in series:
         points = [point(i, s) for i, w in enumerate(shown) if (s := w.share(part, whole)) is not None]
         if points:
             parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{" ".join(points)}"/>')

@@ -4,14 +4,19 @@ shows them all."""
 
 from __future__ import annotations
 
-from cxr_edge.labels import LABELS
+from cxr_edge.labels import LABELS, in_words
+from cxr_edge.language import N_, _
 from cxr_edge.node.state import State
 from cxr_edge.run.result import Result
 from cxr_edge.site.calibrate import ABNORMAL
 
 FINDINGS = (*LABELS, "other_abnormal", "not_assessable")
-FINDING_WORDS = {"normal": "Normal", "lung_opacity": "Lung opacity", "viral_pneumonia": "Viral pneumonia",
-                 "covid19": "COVID-19", "other_abnormal": "Other abnormality", "not_assessable": "Not assessable"}
+_OTHER_FINDINGS = {"other_abnormal": N_("Other abnormality"), "not_assessable": N_("Not assessable")}
+
+
+def finding_words(finding: str) -> str:
+    """A reader's finding in the current language (the four labels as the AI names them, and the two others)."""
+    return _(_OTHER_FINDINGS[finding]) if finding in _OTHER_FINDINGS else in_words(finding)
 
 
 class ReviewError(ValueError):
@@ -31,15 +36,15 @@ def add_review(state: State, study: dict, user: str, findings: dict[int, str], n
     left without a finding is not reviewed. Agreement with the AI is derived per image."""
     images = {image["id"]: image for image in study["images"]}
     if not any(findings.values()):
-        raise ReviewError("choose a finding for at least one image")
+        raise ReviewError(_("Choose a finding for at least one image."))
     entries = []
     for image_id, finding in findings.items():
         if image_id not in images:
-            raise ReviewError("a finding for an image that is not in this study: reload the page")
+            raise ReviewError(_("A finding for an image that is not in this study: reload the page."))
         if not finding:
             continue
         if finding not in FINDINGS:
-            raise ReviewError("choose the reader's finding from the list")
+            raise ReviewError(_("Choose your finding from the list."))
         image = images[image_id]
         entries.append((image["sop_instance_uid"], "review", agrees(finding, image["label"] or ""), finding, "",
                         note.strip()[:2000]))
@@ -49,7 +54,7 @@ def add_review(state: State, study: dict, user: str, findings: dict[int, str], n
 def add_confirmation(state: State, study_uid: str, user: str, code: str, allowed: tuple[str, ...],
                      note: str = "") -> None:
     if code not in allowed:
-        raise ReviewError(f"choose a confirmatory result: one of {', '.join(allowed)}")
+        raise ReviewError(_("Choose a confirmatory result: one of %(codes)s.") % {"codes": ", ".join(allowed)})
     _append(state, study_uid, user, "confirmation", None, "", code, note)
 
 

@@ -46,8 +46,9 @@ class WebServer(threading.Thread):
 
 
 def start_web(config, state, status, classifier_factory, log, warnings: list[str] = (),
-              bundle_line: str = "") -> WebServer:
+              bundle_line: object = "") -> WebServer:
     """The clinician's screen, in the node's process; StartError when it cannot listen."""
+    from cxr_edge.language import SOURCE, using
     from cxr_edge.node.serve import StartError
     from cxr_edge.web.app import web_warnings
 
@@ -58,6 +59,7 @@ def start_web(config, state, status, classifier_factory, log, warnings: list[str
                          f"({web.failed or 'see the lines above'}): is the port taken? check [web] port")
     scheme = "https" if config.web.tls else "http"
     log(f"web screen on {scheme}://{config.web.bind}:{config.web.port}/")
-    for warning in web_warnings(config):
-        log(f"WARNING: {warning}")
+    with using(SOURCE):  # the log is in English, whatever the screen speaks
+        for warning in web_warnings(config):
+            log(f"WARNING: {warning}")
     return web

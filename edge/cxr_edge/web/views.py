@@ -13,7 +13,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
-from cxr_edge import DISCLAIMER
+from cxr_edge import notice
+from cxr_edge.language import N_, _, languages
 from cxr_edge.web import accounts, pictures, reviews, worklist
 from cxr_edge.web.access import LOGIN_COOKIE, SESSION_COOKIE, set_cookie
 
@@ -38,9 +39,14 @@ def jsonable(value):
     return value
 
 
+SERVER_ERROR = N_("Something went wrong on the box; the node's log says what.")
+NO_HEATMAP = N_("No heatmap yet: ask for one on the study page.")
+
+
 def found(row: dict | None, what: str) -> dict:
     if row is None:
-        raise HTTPException(404, f"no such {what} on this box")
+        raise HTTPException(404, _("No such study on this box.") if what == "study" else
+                            _("No such image on this box."))
     return row
 
 
@@ -66,7 +72,7 @@ def login_page(context, request: Request):
 def login(context, request: Request, form: dict):
     expected = request.cookies.get(LOGIN_COOKIE, "")
     if not expected or not secrets.compare_digest(str(form.get("csrf", "")), expected):
-        raise HTTPException(403, "the login form has expired: reload the page and try again")
+        raise HTTPException(403, _("The login form has expired: reload the page and try again."))
     name, address = str(form.get("name", ""))[:64], request.client.host if request.client else "?"
     outcome = accounts.log_in(context.state, name, str(form.get("password", "")), address)
     # a name that is no user may be anything typed in the wrong field (a patient ID): never logged
@@ -77,7 +83,7 @@ def login(context, request: Request, form: dict):
     if outcome == "wrong":
         context.log(f"web: failed login for {who} from {address}")
         return RedirectResponse("/login?m=wrong", status_code=303)
-    session, _ = outcome
+    session, _csrf = outcome
     context.log(f"web: {name} logged in from {address}")
     context.state.audit(name, "logged in", detail=address)
     response = RedirectResponse("/worklist", status_code=303)
@@ -91,6 +97,17 @@ def logout(context, request: Request, form: dict):
     response = RedirectResponse("/login?m=out", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response
+
+
+def choose_language(context, request: Request, form: dict):
+    """A user's own language, kept with the user: their pages only change. `back`: the page the switch was on."""
+    chosen = str(form.get("language", ""))
+    if chosen not in languages():
+        raise HTTPException(400, _("Choose a language from the list."))
+    accounts.set_language(context.state, request.state.user.name, chosen)
+    back = str(form.get("back", ""))
+    safe = back.startswith("/") and not back.startswith("//") and "\\" not in back and len(back) < 200
+    return RedirectResponse(back if safe else "/worklist", status_code=303)
 
 
 def _listing(request: Request, form: dict | None = None) -> dict:
@@ -192,14 +209,14 @@ def thumbnail(context, request: Request):
 def heatmap(context, request: Request):
     path = pictures.heatmap_path(context.state.data, _image(context, request)["id"])
     if not path.exists():
-        raise HTTPException(404, "no heatmap yet: ask for one on the study page")
+        raise HTTPException(404, _(NO_HEATMAP))
     return Response(path.read_bytes(), media_type="image/png")
 
 
 def heat_layer(context, request: Request):
     path = pictures.heat_layer_path(context.state.data, _image(context, request)["id"])
     if not path.exists():
-        raise HTTPException(404, "no heatmap yet: ask for one on the study page")
+        raise HTTPException(404, _(NO_HEATMAP))
     return FileResponse(path, media_type="image/png")
 
 
@@ -207,7 +224,7 @@ def _full(context, request: Request):
     try:
         return pictures.full_image(context.state, _image(context, request))
     except ValueError as exc:
-        raise HTTPException(422, f"this image cannot be shown at full resolution: {exc}") from None
+        raise HTTPException(422, _("This image cannot be shown at full resolution: %(why)s") % {"why": exc}) from None
 
 
 def full_description(context, request: Request):
@@ -252,5 +269,5 @@ def api_results(context, request: Request):
         since = since_time(request.query_params.get("since"))
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None
-    return JSONResponse({"notice": DISCLAIMER, "results": [result_row(r) for r in context.state.results(since)]})
+    return JSONResponse({"notice": notice(), "results": [result_row(r) for r in context.state.results(since)]})
 

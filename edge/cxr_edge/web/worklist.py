@@ -4,11 +4,18 @@ changes whenever the worklist does (the page polls it, so new studies appear wit
 
 from __future__ import annotations
 
+from cxr_edge.language import N_, _
 from cxr_edge.node.state import WORKLIST_FILTERS, State
 
 PAGE = 50
 FILTERS = tuple(WORKLIST_FILTERS)
-FILTER_NAMES = {"to_review": "To review", "referred": "Referred", "reviewed": "Reviewed", "all": "All"}
+_FILTER_NAMES = {"to_review": N_("To review"), "referred": N_("Referred"), "reviewed": N_("Reviewed"),
+                 "all": N_("All")}
+
+
+def filter_names() -> dict[str, str]:
+    """The worklist's filters in the current language, in their order."""
+    return {key: _(_FILTER_NAMES[key]) for key in FILTERS}
 
 
 def worklist(state: State, which: str, page: int, day_start: float | None = None,

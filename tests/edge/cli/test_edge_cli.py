@@ -59,7 +59,7 @@ def test_classify_a_usb_stick(usb_stick, edge_bundle, tmp_path):
     assert "9 images" in result.output and "errors 3" in result.output
     # what the listing passed over is counted by kind: notes.txt; ._patient-0.png, .hidden.png and the four
     # system folders (each once); the link to a folder outside the stick
-    assert ("skipped 8 file(s) not classified (hidden or system file 6, link to a folder (not followed) 1, "
+    assert ("skipped 8 files not classified (hidden or system file 6, link to a folder (not followed) 1, "
             "not an image 1)") in result.output
 
 

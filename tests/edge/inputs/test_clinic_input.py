@@ -154,7 +154,7 @@ def test_a_pdi_stick_through_classify(tmp_path, edge_bundle):
     assert "EXPORT.DCM" in [r["path"] for r in rows]
     # autorun.inf and index.htm are not images; the DICOMDIR and the SR are DICOM objects that are not images
     assert data["summary"]["skipped"] == {"Basic Text SR": 1, "DICOMDIR": 1, "not an image": 2}
-    assert "skipped 4 file(s) not classified (Basic Text SR 1, DICOMDIR 1, not an image 2)" in outputs["table"]
+    assert "skipped 4 files not classified (Basic Text SR 1, DICOMDIR 1, not an image 2)" in outputs["table"]
     referred = [r for r in rows if "not a frontal view" in r["reason"]]
     assert len(referred) == 1 and referred[0]["refer"]
     for text in outputs.values():
@@ -391,7 +391,7 @@ def test_rt_plans_structure_sets_and_ecgs_are_skipped_and_counted(tmp_path, edge
     assert [r["path"] for r in data["results"]] == ["chest.png"]  # no error row for any of the six
     assert data["summary"]["skipped"] == {"12-lead ECG Waveform": 1, "RT Ion Plan": 2, "RT Plan": 2,
                                           "RT Structure Set": 1}
-    assert ("skipped 6 file(s) not classified (12-lead ECG Waveform 1, RT Ion Plan 2, RT Plan 2, "
+    assert ("skipped 6 files not classified (12-lead ECG Waveform 1, RT Ion Plan 2, RT Plan 2, "
             "RT Structure Set 1)") in result.output
 
 

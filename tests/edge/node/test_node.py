@@ -296,7 +296,7 @@ def test_a_stick_appears_is_classified_goes_away_mid_run_and_comes_back(tmp_path
         assert f"stick CLINIC_DAY: resumed, {kept} image(s) taken from the run's journal" in node.text()
         reports = sorted(p.name for p in (tmp_path / "data" / "reports").iterdir() if p.suffix in (".csv", ".html"))
         assert [Path(name).suffix for name in reports] == [".csv", ".html"]
-        assert "skipped 1 file(s) not classified (not an image 1)" in node.text()
+        assert "skipped 1 file not classified (not an image 1)" in node.text()
         assert {p.name: p.stat().st_mtime_ns for p in stick.iterdir()} == before  # nothing written to the stick
         rows = json.loads(CliRunner().invoke(main, ["results", "--config", str(config), "--format",
                                                     "json"]).stdout)["results"]

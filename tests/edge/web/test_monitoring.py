@@ -40,8 +40,10 @@ def test_a_week_far_from_the_expected_share_is_warned_about_and_a_usual_one_is_n
     assert (weeks[0].images, weeks[0].abnormal, weeks[0].reviews, weeks[0].agreed) == (40, 12, 30, 27)
     assert weeks[0].warnings == []
     assert len(weeks[1].warnings) == 2  # flagged abnormal, and the readers agreeing far less than before
-    assert "the box flagged abnormal 36 of 40 (90%); this site's calibration expects 30%" in weeks[1].warnings[0]
-    assert "agreed with by its readers 12 of 30" in weeks[1].warnings[1]
+    assert "Week 2026-W46: the box flagged 36 of 40 images abnormal (90%), far from the 30% expected" in \
+        weeks[1].warnings[0]
+    assert "the readers agreed with the box on 12 of 30 images (40%), far from the 90% of the weeks before" in \
+        weeks[1].warnings[1]
     svg = str(chart(weeks, {"flagged_abnormal": 0.3}))
     assert svg.startswith("<svg") and svg.count("<polyline") == 2 and 'stroke-dasharray="6 4"' in svg
 
@@ -76,7 +78,7 @@ def test_results_summary_prints_the_weeks_and_their_warnings(tmp_path, edge_bund
     state.close()
     shown = CliRunner().invoke(main, ["results", "--config", str(config), "--summary"])
     assert shown.exit_code == 0, shown.output
-    assert "flagged abnormal 4 of 40 (10%)" in shown.stdout and "expected (the bundle's test split" in shown.stdout
+    assert "flagged 4 of 40 images abnormal (10%)" in shown.stdout and "expected (the bundle's test split" in shown.stdout
     data = json.loads(CliRunner().invoke(main, ["results", "--config", str(config), "--summary", "--format",
                                                 "json"]).stdout)
     assert data["weeks"][0]["images"] == 40 and data["weeks"][0]["warnings"]

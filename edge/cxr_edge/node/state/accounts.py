@@ -8,14 +8,19 @@ class Accounts:
     def user_exists(self, name: str) -> bool:
         return bool(self.query("SELECT 1 FROM users WHERE name = ?", (name,)))
 
-    def add_user_row(self, name: str, role: str, password_hash: str, now: float) -> bool:
+    def add_user_row(self, name: str, role: str, password_hash: str, now: float, language: str | None = None) -> bool:
         """False, and nothing written, when the name is taken."""
         with self._transaction() as db:
             if db.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
                 return False
-            db.execute("INSERT INTO users (name, role, password_hash, created) VALUES (?, ?, ?, ?)",
-                       (name, role, password_hash, now))
+            db.execute("INSERT INTO users (name, role, password_hash, created, language) VALUES (?, ?, ?, ?, ?)",
+                       (name, role, password_hash, now, language))
             return True
+
+    def set_user_language(self, name: str, language: str | None) -> bool:
+        """False when there is no such user."""
+        with self._transaction() as db:
+            return bool(db.execute("UPDATE users SET language = ? WHERE name = ?", (language, name)).rowcount)
 
     def remove_user_row(self, name: str) -> bool:
         """False when there is no such user. The schema's ON DELETE CASCADE takes their tokens and sessions."""
@@ -31,7 +36,7 @@ class Accounts:
             return True
 
     def token_user(self, token_hash: str) -> dict | None:
-        rows = self.query("SELECT u.name, u.role FROM tokens t JOIN users u ON u.name = t.user WHERE t.hash = ?",
+        rows = self.query("SELECT u.name, u.role, u.language FROM tokens t JOIN users u ON u.name = t.user WHERE t.hash = ?",
                           (token_hash,))
         return rows[0] if rows else None
 
@@ -69,7 +74,7 @@ class Accounts:
             db.execute("DELETE FROM sessions WHERE last_seen < ?", (now - idle_seconds,))
 
     def session(self, session_hash: str) -> dict | None:
-        rows = self.query("SELECT u.name, u.role, s.csrf, s.created, s.last_seen FROM sessions s JOIN users u ON "
+        rows = self.query("SELECT u.name, u.role, u.language, s.csrf, s.created, s.last_seen FROM sessions s JOIN users u ON "
                           "u.name = s.user WHERE s.hash = ?", (session_hash,))
         return rows[0] if rows else None
 

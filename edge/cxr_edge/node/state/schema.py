@@ -190,6 +190,10 @@ MIGRATIONS = (
         detail TEXT NOT NULL DEFAULT ''
     );
     """,
+    # 7: each user's language for the screen (cxr_edge.language); NULL: the box's, [web] language.
+    """
+    ALTER TABLE users ADD COLUMN language TEXT;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
