@@ -179,7 +179,9 @@ def _run(config: NodeConfig, stop: threading.Event, start_web) -> None:
 
 
 def node_status(config: NodeConfig, state, classifier, receiver, threads) -> dict:
-    """What the status page and /healthz show: no patient data."""
+    """What the status page and /healthz show: no patient data. Called for each request, in its language."""
+    from cxr_edge.language import _
+
     import shutil
 
     from cxr_edge.site.site_file import expected_shares, operating_point_line
@@ -196,7 +198,7 @@ def node_status(config: NodeConfig, state, classifier, receiver, threads) -> dic
             "interpreter": f"{backend()} on {platform.machine()}",
             "selftest": classifier.selftest.summary(), "selftest_passed": True,  # the node does not start otherwise
             "operating_point": operating_point_line(classifier).removeprefix("operating point: "),
-            "site": str(config.site) if config.site else "none: the bundle's threshold, not calibrated for this site",
+            "site": str(config.site) if config.site else _("none: the bundle's threshold, not calibrated for this site"),
             "dicom": {"enabled": config.dicom.enabled, "listening": receiver is not None and receiver.server is not None,
                       "ae_title": config.dicom.ae_title, "bind": config.dicom.bind, "port": config.dicom.port,
                       "last_association": last[0] if last else None},

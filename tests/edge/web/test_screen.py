@@ -5,14 +5,17 @@ warnings. tests/edge/web/test_web.py keeps the real server, storescu and Chromiu
 
 import json
 import re
+from dataclasses import replace
 
 import pytest
 from click.testing import CliRunner
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from cxr_edge import DISCLAIMER, notice
 from cxr_edge.bundle.load import load_bundle
 from cxr_edge.cli import main
+from cxr_edge.language import SOURCE, languages, using
 from cxr_edge.node.config import load_config
 from cxr_edge.node.serve import bundle_line, bundle_warnings, node_status
 from cxr_edge.node.state import Instance, State, StudyHeader
@@ -346,3 +349,83 @@ def test_hsts_under_tls_and_no_forwarded_address_believed_by_default(screen, tmp
     proxied = dataclasses.replace(config, web=dataclasses.replace(config.web, trusted_proxies=("10.0.0.5",)))
     server = WebServer(Context(proxied, state, lambda m: None, dict, lambda: None)).server.config
     assert server.proxy_headers is True and server.forwarded_allow_ips == "10.0.0.5"
+
+
+SPOKEN = [code for code in languages() if code != SOURCE]
+
+
+def _pages(client) -> dict[str, str]:
+    """Every page a clinician or an admin opens, and an error page."""
+    paths = ["/worklist?filter=all", "/worklist?filter=to_review", "/study/1", "/study/2", "/study/3",
+             "/study/1/slip", "/status", "/admin/activity", "/study/999"]
+    return {path: client.get(path).text for path in paths}
+
+
+@pytest.mark.parametrize("code", SPOKEN)
+def test_a_user_s_language_is_on_every_page_and_only_on_that_user_s(screen, code):
+    from tests.catalogue import english_in
+    from tests.edge.test_languages import page_text
+
+    app, state, config = screen
+    accounts.set_language(state, "root", code)
+    chosen, other = _client(app, "root"), _client(app, "amina")
+    # a review and a confirmatory result in the history, a heatmap asked for: their words show too
+    token = _csrf(chosen, "/study/1")
+    finding = re.search(r'name="(finding-\d+)"', chosen.get("/study/1").text).group(1)
+    assert chosen.post("/study/1/review", data={"csrf": token, "kind": "review", finding: "normal"}).status_code == 303
+    assert chosen.post("/study/1/review", data={"csrf": token, "kind": "confirmation",
+                                                "code": "pcr_positive"}).status_code == 303
+    for path, page in _pages(chosen).items():
+        assert f'<html lang="{code}">' in page, path
+        assert english_in(page_text(page), code) == [], path
+    with using(code):
+        assert notice() in chosen.get("/worklist").text
+    for path, page in _pages(other).items():  # amina chose nothing: the box's language, English here
+        assert '<html lang="en">' in page and DISCLAIMER in page, path
+    assert chosen.get("/worklist.json").json()["notice"] != DISCLAIMER  # the twin's words too; its keys stay
+    assert set(chosen.get("/worklist.json").json()) == set(other.get("/worklist.json").json())
+
+
+def test_the_switch_on_the_screen_changes_the_user_s_language_and_refuses_one_the_box_lacks(screen):
+    app, state, _ = screen
+    client = _client(app, "amina")
+    token = _csrf(client, "/status")
+    moved = client.post("/language", data={"csrf": token, "language": SPOKEN[0], "back": "/status"})
+    assert (moved.status_code, moved.headers["location"]) == (303, "/status")
+    assert f'<html lang="{SPOKEN[0]}">' in client.get("/status").text
+    assert client.post("/language", data={"csrf": token, "language": "xx"}).status_code == 400
+    assert client.post("/language", data={"language": "en"}).status_code == 403  # no CSRF token: refused
+    away = client.post("/language", data={"csrf": token, "language": "en", "back": "//evil.example/x"})
+    assert away.headers["location"] == "/worklist"  # never sent off the box
+    assert '<html lang="en">' in client.get("/worklist").text
+
+
+def test_the_login_page_speaks_the_browser_s_language_else_the_box_s(screen, tmp_path, edge_bundle):
+    app, state, config = screen
+    client = _client(app)
+    asked = client.get("/login", headers={"Accept-Language": f"de-DE,{SPOKEN[0]};q=0.8,en;q=0.5"}).text
+    assert f'<html lang="{SPOKEN[0]}">' in asked
+    assert '<html lang="en">' in client.get("/login", headers={"Accept-Language": "de"}).text
+    # a box set to speak another language ([web] language): the login page without a browser's choice, and the
+    # pages of users who chose none
+    boxed = replace(config, web=replace(config.web, language=SPOKEN[-1]))
+    classifier = Classifier(load_bundle(edge_bundle))
+    other = create_app(Context(boxed, state, lambda m: None, lambda: node_status(boxed, state, classifier, None, []),
+                               lambda: classifier, bundle_warnings(classifier), bundle_line(boxed, classifier)))
+    assert f'<html lang="{SPOKEN[-1]}">' in _client(other).get("/login").text
+    assert f'<html lang="{SPOKEN[-1]}">' in _client(other, "amina").get("/worklist").text
+
+
+def test_a_user_added_with_a_language_keeps_it_until_told_otherwise(screen, monkeypatch):
+    app, state, config = screen
+    monkeypatch.setenv("CXR_EDGE_PASSWORD", PASSWORD)
+    added = CliRunner().invoke(main, ["user", "add", "dr.lopez", "--role", "reviewer", "--language", SPOKEN[0],
+                                      "--config", str(config.path)])
+    assert added.exit_code == 0, added.output
+    assert f'<html lang="{SPOKEN[0]}">' in _client(app, "dr.lopez").get("/worklist").text
+    refused = CliRunner().invoke(main, ["user", "add", "dr.x", "--role", "reviewer", "--language", "xx",
+                                        "--config", str(config.path)])
+    assert refused.exit_code != 0 and "this box has no catalogue for it" in refused.output
+    moved = CliRunner().invoke(main, ["user", "language", "dr.lopez", "box", "--config", str(config.path)])
+    assert moved.exit_code == 0, moved.output
+    assert '<html lang="en">' in _client(app, "dr.lopez").get("/worklist").text  # the box's again

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from cxr_edge import DISCLAIMER
 from cxr_edge.cli import main
 from cxr_edge.labels import in_words
+from cxr_edge.language import SOURCE, languages
 
 from tests.node_harness import HOST, Node, _config, _free_port, _radiographs, _store
 
@@ -265,6 +266,52 @@ def test_no_page_scrolls_sideways_on_a_phone_a_tablet_or_a_desktop(screen, tmp_p
             assert wide <= window, f"{page} is {wide} px wide in a {window} px window"
         browser.get(base + "/worklist?filter=all")
         browser.save_screenshot(str(tmp_path / f"worklist-{width}.png"))
+    finally:
+        browser.quit()
+
+
+@pytest.mark.parametrize("code", [code for code in languages() if code != SOURCE])
+def test_in_each_language_no_page_shows_an_english_sentence_or_scrolls_sideways_on_a_phone(screen, tmp_path, code,
+                                                                                           monkeypatch):
+    """In Chromium at 390 px (a phone), a user whose language is `code`: every page in it, longer words and all; the
+    login page in the browser's language."""
+    from selenium.webdriver.common.by import By
+
+    from tests.catalogue import english_in
+
+    node, base, config = screen
+    monkeypatch.setenv("CXR_EDGE_PASSWORD", PASSWORD)
+    added = CliRunner().invoke(main, ["user", "add", "root", "--role", "admin", "--language", code, "--config",
+                                      str(config)])
+    assert added.exit_code == 0, added.output
+    client = Client(base)  # a heatmap and a review, so that their words show too
+    client.login("amina", PASSWORD)
+    study = re.search(r'href="/study/(\d+)"', client.request("/worklist?filter=all")[2]).group(1)
+    page = client.request(f"/study/{study}")[2]
+    token = client.csrf(f"/study/{study}")
+    image = re.search(r'action="/image/(\d+)/heatmap"', page).group(1)
+    assert client.request(f"/image/{image}/heatmap", {"csrf": token})[0] == 303
+    finding = re.search(r'name="(finding-\d+)"', page).group(1)
+    assert client.request(f"/study/{study}/review", {"csrf": token, "kind": "review", finding: "normal"})[0] == 303
+    browser = _browser(tmp_path, 390, 900)
+    try:  # the browser asks for the language (Accept-Language), as one set up in it does
+        browser.execute_cdp_cmd("Network.enable", {})
+        browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Accept-Language": f"{code},en;q=0.5"}})
+        browser.get(base + "/login")
+        assert browser.execute_script("return document.documentElement.lang") == code  # Accept-Language
+        _log_in(browser, base, "root")
+        pages = ["/worklist?filter=all", "/worklist?filter=reviewed", f"/study/{study}", f"/study/{study}/slip",
+                 "/status", "/admin/activity", "/study/99999"]
+        for path in pages:
+            browser.get(base + path)
+            text, lang, wide, window = browser.execute_script(
+                "return [document.body.innerText, document.documentElement.lang, "
+                "document.documentElement.scrollWidth, window.innerWidth]")
+            assert lang == code, path
+            assert english_in(text, code) == [], path
+            assert wide <= window, f"{path} in {code} is {wide} px wide in a {window} px window"
+        browser.get(f"{base}/study/{study}")
+        browser.save_screenshot(str(tmp_path / f"study-{code}.png"))
     finally:
         browser.quit()
 
