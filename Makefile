@@ -73,6 +73,6 @@ translations: $(BOX_VENV)/.installed
 	cd edge/cxr_edge && ../../$(BOX_VENV)/bin/pybabel extract -F locale/babel.cfg -k N_ --add-location=file \
 		--sort-by-file --project=cxr-edge --copyright-holder="cxr-edge authors" --msgid-bugs-address="" \
 		-o locale/cxr_edge.pot . > /dev/null
-	$(BOX_VENV)/bin/pybabel update -i $(LOCALE)/cxr_edge.pot -d $(LOCALE) -D cxr_edge --no-fuzzy-matching \
+	$(BOX_VENV)/bin/pybabel update -i $(LOCALE)/cxr_edge.pot -d $(LOCALE) -D cxr_edge --no-fuzzy-matching --ignore-obsolete \
 		--ignore-pot-creation-date
 	$(BOX_VENV)/bin/pybabel compile -d $(LOCALE) -D cxr_edge --statistics

@@ -56,6 +56,17 @@ def set_default(code: str) -> str:
     return previous
 
 
+@contextmanager
+def speaking(code: str):
+    """The process speaks `code` (checked) inside, as set_default, and the language before it afterwards (a
+    command's run)."""
+    previous = set_default(code)
+    try:
+        yield
+    finally:
+        set_default(previous)
+
+
 def default_from_environment() -> str:
     """$CXR_EDGE_LANGUAGE when set (checked), else English."""
     return check(os.environ[ENVIRONMENT], f"${ENVIRONMENT}") if os.environ.get(ENVIRONMENT) else SOURCE

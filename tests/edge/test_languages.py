@@ -42,14 +42,17 @@ def test_every_message_of_the_code_is_translated(code):
     assert not missing, f"{code}: not in the catalogue (run `make translations`): {missing[:5]}"
     for msgid, ids in extracted().items():
         message = messages[msgid]
+        templated = any(place.endswith(".html") for place, _line in message.locations)
         strings = message.string if isinstance(message.string, tuple) else (message.string,)
         assert not message.fuzzy and all(strings), f"{code}: not translated: {msgid!r}"
         for text in strings:  # the same placeholders (a plural form may leave out the count it says in words)
             assert set(PLACEHOLDER.findall(text)) <= set(PLACEHOLDER.findall(ids[-1])), (code, msgid, text)
             if len(ids) == 1:
                 assert set(PLACEHOLDER.findall(text)) == set(PLACEHOLDER.findall(msgid)), (code, msgid, text)
-            if message.python_format:  # templates format every message: a lone % would break the page
+            if message.python_format or templated:  # templates %-format every message: a lone % breaks the page
                 assert "%" not in PLACEHOLDER.sub("", text).replace("%%", ""), (code, text)
+            if templated:  # a template takes its messages as markup: no tags, entities or attribute quotes
+                assert not set("<>&\"") & set(text), (code, text)
 
 
 @pytest.mark.parametrize("code", TRANSLATED)
@@ -118,9 +121,16 @@ def test_a_heatmap_caption_in_spanish_renders_its_accents():
     assert all(ImageFont.truetype(str(heatmap.FONT), _size).getlength(line) <= 392 for line in wrapped)
 
 
-def test_a_caption_is_readable_on_a_small_picture():
-    size, lines = heatmap.banner_layout(["Neumonía viral 0,70 - derivar a un clínico"] * 3, 256, 256)
-    assert size >= heatmap.MIN_FONT_PX and len(lines) >= 3
+@pytest.mark.parametrize("width,height", [(256, 256), (320, 400), (1024, 1024)])
+def test_a_caption_fits_its_picture_at_a_readable_size(width, height):
+    with using(TRANSLATED[-1]):  # the longest words
+        lines = heatmap.caption_lines(Result("a.png", "lung_opacity", (0.1, 0.7, 0.1, 0.1), refer=True))
+    size, wrapped = heatmap.banner_layout(lines, width, height)
+    font = ImageFont.truetype(str(heatmap.FONT), size)
+    assert size >= heatmap.MIN_FONT_PX and size <= max(heatmap.MIN_FONT_PX, width // 24)
+    assert all(font.getlength(line) <= width - 8 or " " not in line for line in wrapped)  # wrapped to the width
+    assert " ".join(wrapped).split() == " ".join(lines).split()  # every word kept, in order
+    assert size == heatmap.MIN_FONT_PX or len(wrapped) * (size + size // 4) + 10 <= heatmap.MAX_BANNER_SHARE * height
 
 
 def _rows(report: str) -> list[dict]:
@@ -151,6 +161,9 @@ def test_the_same_stick_in_english_and_in_each_language_gives_the_same_codes_pro
     refused = CliRunner().invoke(main, ["classify", str(usb_stick), "--model", str(edge_bundle), "--language", "xx"])
     assert refused.exit_code == 2 and "this box has no catalogue for it; choose one of en, " in refused.output
     assert language.current() == SOURCE  # the command's language ended with it
+    # a usage error found after the language was read leaves the process's language as it was
+    wrong = CliRunner().invoke(main, ["classify", "--language", TRANSLATED[0], str(tmp_path / "no-such-stick")])
+    assert wrong.exit_code == 2 and language.current() == SOURCE and in_words("lung_opacity") == "Lung opacity"
 
 
 class _Text(HTMLParser):
@@ -171,9 +184,14 @@ class _Text(HTMLParser):
             self.parts.append(data)
 
 
+ENGLISH_PART = re.compile(r'<(span|div)[^>]*\blang="en"[^>]*>.*?</\1>', re.S)
+
+
 def page_text(page: str) -> str:
+    """The page's text but for what it marks as English (lang="en": a decoder's error message, stored as the box
+    wrote it; the language switch's "English")."""
     parser = _Text()
-    parser.feed(page)
+    parser.feed(ENGLISH_PART.sub("", page) if '<html lang="en">' not in page else page)
     return html.unescape(" ".join(parser.parts))
 
 

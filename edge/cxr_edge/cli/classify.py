@@ -36,7 +36,7 @@ from cxr_edge.cli.options import inside, language_option, make_classifier, model
 @site_option
 @language_option
 def command(folder: Path, model, threads, allow_unverified, allow_unsigned, fmt, output, recursive, min_confidence,
-             restart, heatmaps, html_heatmaps, sr_dir, fhir_dir, site_path) -> None:
+             restart, heatmaps, html_heatmaps, sr_dir, fhir_dir, site_path, language) -> None:
     """Classify every image in FOLDER (a USB stick); never writes to FOLDER.
 
     Exit status 0: every image classified; 1: some files could not be read (they have error rows);
@@ -44,6 +44,15 @@ def command(folder: Path, model, threads, allow_unverified, allow_unsigned, fmt,
 
     Example: cxr-edge classify /media/usb --model bundle/ --output ~/reports/today.csv --language es
     """
+    from cxr_edge.language import speaking
+
+    with speaking(language):
+        _classify(folder, model, threads, allow_unverified, allow_unsigned, fmt, output, recursive, min_confidence,
+                  restart, heatmaps, html_heatmaps, sr_dir, fhir_dir, site_path)
+
+
+def _classify(folder: Path, model, threads, allow_unverified, allow_unsigned, fmt, output, recursive, min_confidence,
+              restart, heatmaps, html_heatmaps, sr_dir, fhir_dir, site_path) -> None:
     from cxr_edge.reports.formats import render, report_format, summary_text
     from cxr_edge.run.classify import run_folder
 

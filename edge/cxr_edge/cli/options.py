@@ -25,26 +25,23 @@ def model_options(func):
                         help=f"The model bundle folder [default: ${ENV_VAR}].")(func)
 
 
-def _speak(ctx: click.Context, param, value: str | None) -> str:
-    """The command speaks `value` (checked) until it ends."""
-    from cxr_edge.language import LanguageError, check, set_default
+def _checked_language(ctx: click.Context, param, value: str | None) -> str:
+    """The language code, checked only: the command speaks it in its body (cxr_edge.language.speaking), so that a
+    usage error found later leaves the process's language as it was."""
+    from cxr_edge.language import LanguageError, check
 
     try:
-        code = check(value or "en", "--language")
+        return check(value or "en", "--language")
     except LanguageError as exc:
         raise click.BadParameter(str(exc).split(": ", 1)[1], ctx=ctx, param=param) from None
-    previous = set_default(code)
-    ctx.call_on_close(lambda: set_default(previous))
-    return code
 
 
 def language_option(func):
-    """--language (default: $CXR_EDGE_LANGUAGE, else English): the words of the reports, the table and the heatmaps.
-    Codes, column names and JSON keys are the same in every language."""
+    """--language (default: $CXR_EDGE_LANGUAGE, else English) as the command's `language` argument: the words of
+    the reports, the table and the heatmaps. Codes, column names and JSON keys are the same in every language."""
     from cxr_edge.language import ENVIRONMENT
 
-    return click.option("--language", envvar=ENVIRONMENT, default=None, metavar="CODE", callback=_speak,
-                        expose_value=False, is_eager=True,
+    return click.option("--language", envvar=ENVIRONMENT, default=None, metavar="CODE", callback=_checked_language,
                         help=f"The language of the report's words, the table and the heatmaps' captions: en, es, "
                              f"fr... [default: ${ENVIRONMENT}, else en]. Codes, column names and JSON keys never "
                              "change.")(func)

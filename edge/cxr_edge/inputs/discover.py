@@ -8,6 +8,7 @@ from typing import Iterator
 
 from cxr_edge.inputs.dicom import looks_like_dicom
 from cxr_edge.inputs.images import IMAGE_SUFFIXES
+from cxr_edge.language import N_
 
 # Folders that operating systems create on removable drives; never radiographs.
 SYSTEM_FOLDERS = frozenset({"System Volume Information", ".Trashes", ".Spotlight-V100", "$RECYCLE.BIN",
@@ -24,9 +25,10 @@ def is_candidate(path: Path) -> bool:
 
 
 # Kinds of files a stick holds that are not classified, as the summaries count them.
-HIDDEN = "hidden or system file"
-NOT_AN_IMAGE = "not an image"
-FOLDER_LINK = "link to a folder (not followed)"
+# kinds of what the listing passes over, counted in every report (translated where shown: cxr_edge.language)
+HIDDEN = N_("hidden or system file")
+NOT_AN_IMAGE = N_("not an image")
+FOLDER_LINK = N_("link to a folder (not followed)")
 
 
 def find_files(folder: os.PathLike | str, recursive: bool = True) -> tuple[list[str], dict[str, int]]:

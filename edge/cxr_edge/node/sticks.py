@@ -77,6 +77,7 @@ class StickWatcher(threading.Thread):
     def classify_stick(self, stick: Path) -> bool:
         """One stick's run; False when the stick went away before it finished."""
         from cxr_edge.pictures.visuals import Visuals, visuals_dir
+        from cxr_edge.language import SOURCE, using
         from cxr_edge.reports.formats import ReportNotWritten, classify_into_report, summary_text
         from cxr_edge.run.journal import FolderGone
 
@@ -109,7 +110,8 @@ class StickWatcher(threading.Thread):
             self.log(f"stick {label}: resumed, {summary.resumed} image(s) taken from the run's journal")
         if summary.images == 0:
             self.log(f"stick {label}: no image found on it: check that it holds the radiographs")
-        self.log(f"stick {label}: {summary_text(summary)}")
+        with using(SOURCE):  # the log is in English, whatever the reports speak
+            self.log(f"stick {label}: {summary_text(summary)}")
         return True
 
 

@@ -103,7 +103,7 @@ def summary_text(summary: Summary) -> str:
     counts = ", ".join(f"{in_words(label)} {n}" for label, n in summary.counts.items())
     skipped = ""
     if summary.skipped:
-        kinds = ", ".join(f"{kind} {n}" for kind, n in summary.skipped.items())
+        kinds = ", ".join(f"{_(kind)} {n}" for kind, n in summary.skipped.items())
         skipped = "; " + ngettext("skipped %(num)s file not classified (%(kinds)s)",
                                   "skipped %(num)s files not classified (%(kinds)s)",
                                   sum(summary.skipped.values())) % {"num": sum(summary.skipped.values()),

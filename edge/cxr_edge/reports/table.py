@@ -15,6 +15,7 @@ import unicodedata
 from cxr_edge.labels import LABELS, in_words
 from cxr_edge.run.classify import rows_of
 from cxr_edge.run.result import Result, printable
+from cxr_edge.language import _
 from cxr_edge.reasons import CATALOGUE, short_name
 
 WIDTH = 100  # columns when stdout is no terminal and $COLUMNS is unset
@@ -67,7 +68,7 @@ def _pad(text: str, width: int) -> str:
 def _cells(r: Result) -> list[str]:
     probs = [f"{p:.2f}" for p in r.probs] if r.probs else ["-"] * len(LABELS)
     codes = "error" if r.error else ",".join(short_name(code) for code in r.reason_codes)
-    return [in_words(r.label) or "ERROR", *probs, "yes" if r.refer else "", codes]
+    return [in_words(r.label) or _("ERROR"), *probs, _("yes") if r.refer else "", codes]
 
 
 def to_table(results: list[Result], summary_line: str, notices: list[str], width: int | None = None) -> str:
@@ -98,7 +99,8 @@ def to_table(results: list[Result], summary_line: str, notices: list[str], width
 def _legend(rows: list[Result], width: int) -> list[str]:
     used = {short_name(code) for r in rows for code in r.reason_codes}
     meanings = [f"{entry.short} = {entry.legend()}" for entry in CATALOGUE.values() if entry.short in used]
-    probs = "p_: probability of " + ", ".join(f"{in_words(label)} ({SHORT[label]})" for label in LABELS)
+    probs = _("p_: probability of %(labels)s") % {
+        "labels": ", ".join(f"{in_words(label)} ({SHORT[label]})" for label in LABELS)}
     lines = textwrap.wrap(probs, width, subsequent_indent="  ")
     if meanings:
         lines += textwrap.wrap("why: " + "; ".join(meanings), width, subsequent_indent="  ", break_on_hyphens=False)
@@ -109,7 +111,7 @@ def _errors(rows: list[Result], width: int) -> list[str]:
     errors = [r for r in rows if r.error]
     if not errors:
         return []
-    lines = [f"could not be read ({len(errors)}):"]
+    lines = [_("could not be read (%(num)s):") % {"num": len(errors)}]
     for r in errors:
         lines += textwrap.wrap(f"{printable(r.path)}: {r.error}", width, initial_indent="  ",
                                subsequent_indent="    ", break_on_hyphens=False, break_long_words=True)

@@ -58,7 +58,7 @@ def _screening(result: Result, classifier: Classifier) -> dict:
 def _run_rows(summary: Summary, classifier: Classifier, folder: Path, started: float) -> list[tuple[str, str]]:
     """What a clinician needs of the run: when, which folder, the counts, and whether the box is set for them."""
     counts = ", ".join(f"{in_words(label)} {n}" for label, n in summary.counts.items())
-    skipped = ", ".join(f"{kind} {n}" for kind, n in summary.skipped.items()) or _("none")
+    skipped = ", ".join(f"{_(kind)} {n}" for kind, n in summary.skipped.items()) or _("none")
     site = classifier.site
     setting = (_("set for this clinic (site file %(name)s, calibrated %(created)s)") % {
         "name": repr(site.name), "created": site.created} if site else

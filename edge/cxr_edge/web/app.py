@@ -8,6 +8,7 @@ patient identifier or UID; no log line or error page shows patient data."""
 from __future__ import annotations
 
 import threading
+from http import HTTPStatus
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -132,15 +133,20 @@ def create_app(context: Context) -> Starlette:
     async def http_error(request: Request, exc: HTTPException):
         if request.url.path.startswith("/api/") or request.url.path.endswith(".json") or exc.status_code == 401:
             return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
-        # a detail is a message of the catalogue (translated here) or was translated where it was raised
+        # a detail is a message of the catalogue (translated here), was translated where it was raised, or is
+        # Starlette's own ("Not Found"), said in the reader's words instead
         with language.using(language_of(context, request)):
-            detail = language._(exc.detail)
+            own = exc.detail == HTTPStatus(exc.status_code).phrase
+            detail = language._(views.NO_SUCH_PAGE if exc.status_code == 404 else views.NOT_ANSWERED) if own else \
+                language._(exc.detail)
         return render(request, views.View("error.html", {"status_code": exc.status_code, "detail": detail},
                                           exc.status_code))
 
     async def server_error(request: Request, exc: Exception):
         context.log(f"web: error on {request.method} {request.url.path}: {type(exc).__name__}")
-        return render(request, views.View("error.html", {"status_code": 500, "detail": views.SERVER_ERROR}, 500))
+        with language.using(language_of(context, request)):
+            detail = language._(views.SERVER_ERROR)
+        return render(request, views.View("error.html", {"status_code": 500, "detail": detail}, 500))
 
     routes = [Route(page.path, _endpoint(context, page, twin=False), methods=list(page.methods)) for page in ROUTES]
     routes += [Route(f"{page.path}.json", _endpoint(context, page, twin=True)) for page in ROUTES if page.twin]

@@ -61,7 +61,10 @@ def make_heatmap(context, image: dict) -> bool:
         return path.exists()
     try:
         if not path.exists():
-            _draw_heatmap(context, image)
+            from cxr_edge.language import using
+
+            with using(context.config.web.language):  # kept for every reader: in the box's language, as the worker's
+                _draw_heatmap(context, image)
         return True
     finally:
         context._heat_lock.release()

@@ -41,6 +41,8 @@ def jsonable(value):
 
 SERVER_ERROR = N_("Something went wrong on the box; the node's log says what.")
 NO_HEATMAP = N_("No heatmap yet: ask for one on the study page.")
+NO_SUCH_PAGE = N_("There is no such page on this box.")
+NOT_ANSWERED = N_("The box cannot answer this request.")
 
 
 def found(row: dict | None, what: str) -> dict:
@@ -167,14 +169,14 @@ def study_page(context, request: Request, error: str = "", status: int = 200):
     context.state.audit(request.state.user.name, "viewed", study["study_instance_uid"])
     return View("study.html", {"study": study, "codes": context.config.web.confirmatory_codes,
                                "findings": reviews.FINDINGS, "message": request.query_params.get("m", ""),
-                               "error": error, "bundle": context.bundle_line}, status)
+                               "error": error, "bundle": str(context.bundle_line)}, status)
 
 
 def slip(context, request: Request):
     """One printable page for the patient's file: the result, the review, the image with its heatmap, the notice."""
     study = _study(context, request)
     context.state.audit(request.state.user.name, "printed", study["study_instance_uid"])
-    return View("slip.html", {"study": study, "bundle": context.bundle_line})
+    return View("slip.html", {"study": study, "bundle": str(context.bundle_line)})
 
 
 def review(context, request: Request, form: dict):
