@@ -61,6 +61,16 @@ def test_kit_holds_every_wheel_and_installs_with_no_index(box_kit, tmp_path, edg
     frozen = subprocess.run([str(target / "bin" / "python"), "-m", "pip", "list", "--format=freeze"],
                             capture_output=True, text=True).stdout.lower()
     assert "cxr-edge==0.1.0" in frozen and "tensorflow" not in frozen and "keras" not in frozen
+    # the compiled catalogues and the captions' font come in the wheel: the box speaks every language, compiling
+    # nothing, and draws its captions' accents
+    spoken = subprocess.run([str(target / "bin" / "python"), "-c",
+                             "from cxr_edge import language, notice; from cxr_edge.pictures.heatmap import FONT; "
+                             "language.set_default('es'); print(*language.languages(), FONT.is_file(), notice())"],
+                            capture_output=True, text=True)
+    from cxr_edge.language import languages
+
+    assert spoken.stdout.split()[:len(languages()) + 1] == [*languages(), "True"], spoken.stdout + spoken.stderr
+    assert "diagnóstico" in spoken.stdout
 
     again = install(box_kit, str(target))  # running it again upgrades in place: nothing to fetch, no error
     assert again.returncode == 0, again.stdout + again.stderr
