@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from cxr_edge.inputs.levels import integer_to_uint8, to_uint8
+from cxr_edge.inputs.limits import MAX_PIXELS, check_deflated_file, check_pixels
 from cxr_edge.reasons import Reason
 
 PREAMBLE = 128  # bytes before the "DICM" magic in a DICOM Part 10 file
@@ -119,6 +120,7 @@ def read_dicom(path: os.PathLike | str, size: int | None = None) -> DicomImage:
         from pydicom.pixels import apply_modality_lut, apply_voi_lut
     except ImportError:
         raise ValueError("a DICOM file, and pydicom is not installed: run `pip install 'cxr-edge[dicom]'`") from None
+    check_deflated_file(path)  # pydicom inflates a deflated file whole: a bomb is refused first (TooLarge)
     try:
         ds = pydicom.dcmread(path, force=True)
     except Exception as exc:  # pydicom raises many types for a damaged file
@@ -132,6 +134,7 @@ def read_dicom(path: os.PathLike | str, size: int | None = None) -> DicomImage:
             raise ValueError("not a DICOM file: no DICOM header in it (another kind of file with a .dcm name?); "
                              "export the image from the X-ray unit again")
         raise ValueError("a DICOM file with no pixel data (damaged, or not an image)")
+    check_pixels(ds)  # from the header, before any pixel is decoded
     pixels = _stored_frame(ds, size)
     inverse = _inverse(ds)
 
@@ -185,7 +188,7 @@ def without_pixels(ds):
 PIXEL_TAGS_FROM = 0x7FE00008  # Float Pixel Data, Double Float Pixel Data, Pixel Data, and what follows them
 
 
-MAX_FULL_PIXELS = 50_000_000  # the full-resolution view: above any chest radiograph (a 43x43 cm plate at 0.1 mm)
+MAX_FULL_PIXELS = MAX_PIXELS  # the full-resolution view: one limit for every decode (cxr_edge.inputs.limits)
 
 
 @dataclass(frozen=True)
@@ -204,6 +207,7 @@ def read_full(path: os.PathLike | str) -> FullImage:
     import pydicom
     from pydicom.pixels import apply_modality_lut
 
+    check_deflated_file(path)
     try:
         ds = pydicom.dcmread(path, force=True)
     except Exception as exc:  # pydicom raises many types for a damaged file

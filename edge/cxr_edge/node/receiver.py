@@ -4,23 +4,23 @@ every transfer syntax `cxr_edge` decodes.
 A success status goes back only once the dataset is on disk as received (written to a temporary name, fsynced,
 renamed, the folder fsynced) and recorded in the database: the unit may delete its copy then. Calling AE titles
 not allowed are rejected at association; free space below the watermark refuses the store with "out of
-resources"; a dataset that cannot be parsed gets a failure status and the association goes on; the same SOP
+resources"; so does a decompression bomb or an image over the pixel limit (cxr_edge.inputs.limits: checked from the
+header, a deflated dataset inflated as a stream), never stored; a dataset that cannot be parsed gets a failure
+status and the association goes on; the same SOP
 Instance UID sent twice is stored and classified once; an object that is not an image is refused with a
 status, not stored. Log lines carry UIDs and AE titles, never a patient's name or ID.
 """
 
 from __future__ import annotations
 
-import io
 import re
 import shutil
 import threading
 import time
 from typing import Callable
 
-import pydicom
-
 from cxr_edge.inputs.dicom import is_own_result
+from cxr_edge.inputs.limits import TooLarge, header_of
 from cxr_edge.node.config import DicomConfig
 from cxr_edge.node.state import Instance, State, StudyHeader, private_folder, write_durably
 
@@ -165,14 +165,19 @@ class Receiver:
             return SUCCESS
         data = event.encoded_dataset()  # the Part 10 bytes as received: what is written to disk
         try:
-            # the header alone: decoding a 10 MB pixel array on the receiving thread would halve its speed
-            ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+            # the header alone (decoding a 10 MB pixel array on the receiving thread would halve its speed), a
+            # deflated dataset inflated as a stream, and the pixel count checked before anything is stored
+            ds = header_of(data)
             study, series = str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)
             if str(ds.SOPInstanceUID) != uid or not all(_UID.fullmatch(u) for u in (study, series, uid)):
                 raise ValueError("UIDs missing, malformed or not matching the request")
             header = _header(ds)
+        except TooLarge as exc:  # a decompression bomb, or an image no chest radiograph is: never stored
+            self.log(f"refused {uid} from {caller}: {exc}")
+            return OUT_OF_RESOURCES
         except Exception as exc:  # noqa: BLE001 - any parse failure of a peer's bytes: a status, and go on
-            self.log(f"failed {uid} from {caller}: the dataset cannot be parsed ({type(exc).__name__}: {exc})")
+            self.log(f"failed {uid} from {caller}: the dataset cannot be parsed ({type(exc).__name__}: "
+                     f"{loggable(str(exc))})")
             return CANNOT_UNDERSTAND
         if is_own_result(ds):  # never classify its own heatmap: a PACS that routes everything back would loop
             self.log(f"not stored {uid} from {caller}: a cxr-edge result (its heatmap), not a radiograph; answered "

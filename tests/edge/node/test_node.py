@@ -435,3 +435,34 @@ def test_a_uid_with_a_newline_makes_one_log_line(tmp_path):
     assert receiver.handle_store(event) != 0  # not an image class: refused, and said so in one line
     receiver.state.close()
     assert len(log) == 1 and "\n" not in log[0] and "\\x0a" in log[0]
+
+
+def _memory_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+def test_decompression_bombs_are_refused_unstored_and_cost_the_node_under_50_mb(node, tmp_path, synth_small):
+    """A 0.5 MB deflated DX that inflates to 512 MB (16384 x 16384 pixels) and a 1.5 kB RLE image claiming
+    65535 x 65535, sent by storescu: refused with a failure status, never stored, logged once each; the node's peak
+    memory (VmHWM, reset first) grows less than 50 MB; a radiograph after them is classified as usual."""
+    from tests.bombs import deflated_bomb, rle_bomb
+
+    deflated, rle = deflated_bomb(tmp_path / "deflated.dcm"), rle_bomb(tmp_path / "rle.dcm")
+    pid = node.process.pid
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # the peak resident size starts again from now
+    before = _memory_kb(pid, "VmRSS")
+    sent = _store(node.port, [deflated], "-xd")
+    sent_rle = _store(node.port, [rle], "-xr")
+    grown_mb = (_memory_kb(pid, "VmHWM") - before) / 1024
+    assert _responses(sent) == ["Refused: OutOfResources"], sent.stderr
+    assert _responses(sent_rle) == ["Refused: OutOfResources"], sent_rle.stderr
+    assert grown_mb < 50, f"the node grew {grown_mb:.0f} MB receiving two bombs"
+    log = node.text()
+    assert log.count("too large once inflated") == 1 and log.count("65535 x 65535 pixels") == 1, log
+    assert not list((node.config.parent / "data" / "images").rglob("*.dcm"))  # nothing stored
+    files = _radiographs(tmp_path / "unit", synth_small, 1)
+    assert _store(node.port, files).returncode == 0
+    node.wait_classified(1)
