@@ -429,3 +429,25 @@ def test_a_user_added_with_a_language_keeps_it_until_told_otherwise(screen, monk
     moved = CliRunner().invoke(main, ["user", "language", "dr.lopez", "box", "--config", str(config.path)])
     assert moved.exit_code == 0, moved.output
     assert '<html lang="en">' in _client(app, "dr.lopez").get("/worklist").text  # the box's again
+
+
+def test_an_image_of_another_patient_is_flagged_and_left_out_of_its_study_s_result(screen):
+    """A normal film of PID-7, then a confident COVID-19 film that names PID-8 in the same study: the study stays
+    likely normal (its own patient's image), and both the worklist and the study page say, in words, that an image
+    of another patient ID is in it."""
+    app, state, _ = screen
+    state.add_instance(Instance("1.7", "1.2.840.10008.5.1.4.1.1.1.1", "2.7", "2.7.1", "dicom:UNIT", "images/a.dcm",
+                                2000.0), StudyHeader("PID-7", "Moyo^Grace"))
+    state.record_result("1.7", NORMAL)
+    state.add_instance(Instance("1.8", "1.2.840.10008.5.1.4.1.1.1.1", "2.7", "2.7.1", "dicom:UNIT", "images/b.dcm",
+                                2001.0), StudyHeader("PID-8", "Other^Person"))
+    state.record_result("1.8", FRONTAL_COVID)
+    Worker(None, state, 0, lambda m: None)._settle_studies()
+    client = _client(app, "amina")
+    row = next(r for r in client.get("/worklist.json?filter=all").json()["rows"] if r["patient_id"] == "PID-7")
+    assert (row["band"], row["other_patient"]) == ("normal", 1)  # the COVID-19 film of PID-8 did not make it abnormal
+    page = client.get(f"/study/{row['id']}").text
+    assert "1 image of this study names another patient ID than the study's" in page
+    assert "This image names another patient ID: <bdi>PID-8</bdi>" in page
+    rows = client.get("/worklist?filter=all").text
+    assert "Images of another patient ID in this study: check them." in rows

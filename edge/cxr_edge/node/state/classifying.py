@@ -103,9 +103,16 @@ _STICK_QUERY = (
     "FROM stick_results r JOIN stick_runs s ON s.id = r.run_id")
 
 
+# An image whose header names another patient than its study's (the first image's): flagged, never in its result.
+OTHER_PATIENT = "(i.patient_id IS NOT NULL AND i.patient_id != s.patient_id)"
+
+
 def _study_images(db: sqlite3.Connection, study_instance_uid: str) -> list[tuple[str, Result]]:
+    """The study's classified images, but for those of another patient (OTHER_PATIENT): what its result is made
+    from."""
     rows = db.execute(f"SELECT i.sop_instance_uid, i.path, {_RESULT_COLUMNS} FROM instances i JOIN results r "
-                      "ON r.sop_instance_uid = i.sop_instance_uid WHERE i.study_instance_uid = ? ORDER BY i.id",
+                      "ON r.sop_instance_uid = i.sop_instance_uid JOIN studies s ON s.study_instance_uid = "
+                      f"i.study_instance_uid WHERE i.study_instance_uid = ? AND NOT {OTHER_PATIENT} ORDER BY i.id",
                       (study_instance_uid,)).fetchall()
     names = ("sop_instance_uid", "path", *RECORD_COLUMNS)
     return [(row[0], Result.from_record(row[1], dict(zip(names, row)))) for row in rows]

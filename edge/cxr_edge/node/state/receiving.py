@@ -43,9 +43,10 @@ class Receiving:
         with self._transaction() as db:
             added = db.execute(
                 "INSERT OR IGNORE INTO instances (sop_instance_uid, sop_class_uid, study_instance_uid, "
-                "series_instance_uid, source, path, received) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "series_instance_uid, source, path, received, patient_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (instance.sop_instance_uid, instance.sop_class_uid, instance.study_instance_uid,
-                 instance.series_instance_uid, instance.source, instance.path, instance.received)).rowcount
+                 instance.series_instance_uid, instance.source, instance.path, instance.received,
+                 header.patient_id)).rowcount
             if added:
                 db.execute(
                     "INSERT INTO studies (study_instance_uid, patient_id, patient_name, accession_number, study_date, "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from cxr_edge.node.state.classifying import _RESULT_COLUMNS
+from cxr_edge.node.state.classifying import _RESULT_COLUMNS, OTHER_PATIENT
 
 # The worklist's filters and order. The order follows each study's stored band (cxr_edge.reports.triage, that of its
 # leading image as the worker decided it): likely abnormal by probability, the AI cannot judge, likely normal,
@@ -75,6 +75,8 @@ class Reviews:
             "(SELECT count(*) FROM instances i WHERE i.study_instance_uid = p.study_instance_uid) AS images, "
             "(SELECT count(*) FROM instances i WHERE i.study_instance_uid = p.study_instance_uid AND "
             " i.state = 'received') AS waiting, "
+            "(SELECT count(*) FROM instances i JOIN studies s ON s.study_instance_uid = i.study_instance_uid WHERE "
+            f" i.study_instance_uid = p.study_instance_uid AND {OTHER_PATIENT}) AS other_patient, "
             "(SELECT v.finding || '|' || coalesce(v.agree, '') || '|' || v.user FROM reviews v WHERE "
             " v.sop_instance_uid = p.lead_sop_instance_uid AND v.kind = 'review' ORDER BY v.id DESC LIMIT 1) AS review "
             f"FROM (SELECT s.* FROM studies s WHERE {where} ORDER BY {_URGENCY} LIMIT ? OFFSET ?) p",
@@ -97,7 +99,9 @@ class Reviews:
         found["waiting"] = self.query("SELECT count(*) AS n FROM instances WHERE study_instance_uid = ? AND "
                                       "state = 'received'", uid)[0]["n"]
         found["images"] = self.query(
-            f"SELECT i.id, i.sop_instance_uid, i.path, i.received, {_RESULT_COLUMNS}, "
+            f"SELECT i.id, i.sop_instance_uid, i.path, i.received, i.patient_id, {_RESULT_COLUMNS}, "
+            f"(SELECT {OTHER_PATIENT} FROM studies s WHERE s.study_instance_uid = i.study_instance_uid) AS "
+            "other_patient, "
             "(SELECT v.finding FROM reviews v WHERE v.sop_instance_uid = i.sop_instance_uid AND v.kind = 'review' "
             " ORDER BY v.id DESC LIMIT 1) AS finding, "
             "(SELECT v.agree FROM reviews v WHERE v.sop_instance_uid = i.sop_instance_uid AND v.kind = 'review' "

@@ -194,6 +194,11 @@ MIGRATIONS = (
     """
     ALTER TABLE users ADD COLUMN language TEXT;
     """,
+    # 8: each image's own Patient ID as its header gives it (NULL: received before, unknown): an image of another
+    # patient than its study's is flagged and left out of the study's result, never merged into it silently.
+    """
+    ALTER TABLE instances ADD COLUMN patient_id TEXT;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
