@@ -95,7 +95,7 @@ def test_a_language_the_box_has_no_catalogue_for_is_refused_with_the_ones_it_has
 def _banner_lines(picture: Image.Image, result: Result, display: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The caption's pixels as the heatmap drew them, and as the font itself draws the same lines."""
     size, lines = heatmap.banner_layout(heatmap.caption_lines(result), display.shape[1], display.shape[0])
-    font = ImageFont.truetype(str(heatmap.FONT), size)
+    font = ImageFont.truetype(str(heatmap.FONT), size, layout_engine=ImageFont.Layout.BASIC)
     step = size + size // 4
     top = picture.height - (len(lines) * step + 10) + 4  # where the banner's first line starts
     own = Image.new("RGB", (picture.width, picture.height - top), (0, 0, 0))

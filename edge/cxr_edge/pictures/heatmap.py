@@ -72,7 +72,10 @@ MAX_BANNER_SHARE = 0.4  # of the picture's height; beyond it the text gets small
 
 
 def caption_font(size: int) -> ImageFont.FreeTypeFont:
-    return ImageFont.truetype(str(FONT), size)
+    """DejaVu Sans at `size` px, laid out by FreeType alone: Pillow would use libraqm where the system has FriBiDi
+    and FreeType elsewhere, kerning differently, so that a Pi and the host would draw the same caption differently
+    (the captions are in Latin script: nothing needs raqm's shaping)."""
+    return ImageFont.truetype(str(FONT), size, layout_engine=ImageFont.Layout.BASIC)
 
 
 def _wrapped(lines: list[str], font: ImageFont.FreeTypeFont, width: int) -> list[str]:

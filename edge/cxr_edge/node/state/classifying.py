@@ -107,12 +107,14 @@ _STICK_QUERY = (
 OTHER_PATIENT = "(i.patient_id IS NOT NULL AND i.patient_id != s.patient_id)"
 
 
-def _study_images(db: sqlite3.Connection, study_instance_uid: str) -> list[tuple[str, Result]]:
+def _study_images(db: sqlite3.Connection, study_instance_uid: str,
+                  patients_known: bool = True) -> list[tuple[str, Result]]:
     """The study's classified images, but for those of another patient (OTHER_PATIENT): what its result is made
-    from."""
+    from. Without `patients_known` (the migrations before version 8, which kept no image's own ID), every one."""
+    others = f"AND NOT {OTHER_PATIENT}" if patients_known else ""
     rows = db.execute(f"SELECT i.sop_instance_uid, i.path, {_RESULT_COLUMNS} FROM instances i JOIN results r "
                       "ON r.sop_instance_uid = i.sop_instance_uid JOIN studies s ON s.study_instance_uid = "
-                      f"i.study_instance_uid WHERE i.study_instance_uid = ? AND NOT {OTHER_PATIENT} ORDER BY i.id",
+                      f"i.study_instance_uid WHERE i.study_instance_uid = ? {others} ORDER BY i.id",
                       (study_instance_uid,)).fetchall()
     names = ("sop_instance_uid", "path", *RECORD_COLUMNS)
     return [(row[0], Result.from_record(row[1], dict(zip(names, row)))) for row in rows]

@@ -214,7 +214,7 @@ def _reasons_as_codes(db: sqlite3.Connection) -> None:
     from cxr_edge.node.state.classifying import _study_images  # the same reading the worker uses
 
     for (study,) in db.execute("SELECT study_instance_uid FROM studies").fetchall():
-        images = _study_images(db, study)
+        images = _study_images(db, study, patients_known=False)
         if images:
             db.execute("UPDATE studies SET lead_sop_instance_uid = ? WHERE study_instance_uid = ?",
                        (lead_image(images)[0], study))
@@ -226,7 +226,7 @@ def _bands(db: sqlite3.Connection) -> None:
     from cxr_edge.reports.triage import band
 
     for study, lead in db.execute("SELECT study_instance_uid, lead_sop_instance_uid FROM studies").fetchall():
-        results = dict(_study_images(db, study))
+        results = dict(_study_images(db, study, patients_known=False))
         if lead in results:
             db.execute("UPDATE studies SET band = ? WHERE study_instance_uid = ?", (band(results[lead]), study))
 
