@@ -138,8 +138,9 @@ def _columns() -> list[str]:
 
 def _row(record: dict) -> dict:
     from cxr_edge.node.results import result_row
+    from cxr_edge.run.result import for_terminal
 
-    return result_row(record)
+    return {key: for_terminal(value) for key, value in result_row(record).items()}
 
 
 def _since(text: str | None) -> float | None:

@@ -10,7 +10,7 @@ import click
 
 from cxr_edge.csv_cells import csv_text
 from cxr_edge.reasons import codes_text
-from cxr_edge.run.result import Result
+from cxr_edge.run.result import Result, for_terminal
 
 COLUMNS = ("study_id", "image_id", "received", "label", "p_normal", "p_lung_opacity", "p_viral_pneumonia", "p_covid19",
            "refer", "reason", "error", "reader_finding", "reader_agrees", "reviewer", "reviewed", "confirmation",
@@ -64,4 +64,4 @@ def _row(record: dict, truth: str, columns) -> dict:
               "reader_agrees": None if record["agree"] is None else bool(record["agree"]),
               "refer": bool(record["refer"]), "confirmation": record["confirmation"] or "",
               "label_for_calibration": truth}
-    return {k: values[k] for k in columns}
+    return {k: for_terminal(values[k]) for k in columns}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +85,17 @@ class WebConfig:
     # the box's language (cxr_edge.language): the screen of users who chose none, the login page when the browser
     # asks for no language the box has, the heatmaps the node draws
     language: str = "en"
+    # the host names (and addresses) a browser may ask for (the Host header); empty: the bind address and localhost,
+    # or, bound to every address (0.0.0.0), any (the log says to list them)
+    hosts: tuple[str, ...] = ()
+
+    @property
+    def allowed_hosts(self) -> list[str]:
+        if self.hosts:
+            return list(self.hosts)
+        if ipaddress.ip_address(self.bind).is_unspecified:
+            return ["*"]
+        return [self.bind, "localhost", "127.0.0.1"]
 
     @property
     def tls(self) -> bool:
@@ -113,7 +125,7 @@ class NodeConfig:
                 "send": {**self.send.__dict__, "dicom": [str(peer) for peer in self.send.dicom]},
                 "web": {**self.web.__dict__, "confirmatory_codes": list(self.web.confirmatory_codes),
                         "confirmatory_findings": dict(self.web.confirmatory_findings),
-                        "trusted_proxies": list(self.web.trusted_proxies)}}
+                        "trusted_proxies": list(self.web.trusted_proxies), "hosts": list(self.web.hosts)}}
 
 
 # key: (type, required); the tables' keys below. Extend, don't rename: later issues add [web] and [send].
@@ -127,7 +139,8 @@ SEND = {"dicom": (list, False), "heatmap_capture": (bool, False), "fhir_url": (s
         "retry_max_seconds": ((int, float), False)}
 WEB = {"enabled": (bool, False), "bind": (str, False), "port": (int, False), "tls_cert": (str, False),
        "tls_key": (str, False), "confirmatory_codes": (list, False), "confirmatory_findings": (dict, False),
-       "session_hours": ((int, float), False), "trusted_proxies": (list, False), "language": (str, False)}
+       "session_hours": ((int, float), False), "trusted_proxies": (list, False), "language": (str, False),
+       "hosts": (list, False)}
 TABLES = {"dicom": DICOM, "usb": USB, "send": SEND, "web": WEB}
 
 
@@ -265,6 +278,12 @@ def _web(given: dict, where, resolve) -> WebConfig:
         except ValueError:
             raise ConfigError(f"{where('[web] trusted_proxies')}: a list of IP addresses, such as [\"127.0.0.1\"], "
                               f"got {values['trusted_proxies']!r}") from None
+    if "hosts" in values:
+        hosts = values["hosts"]
+        if not hosts or not all(isinstance(h, str) and re.fullmatch(r"(\*\.)?[A-Za-z0-9.-]+|\*", h) for h in hosts):
+            raise ConfigError(f"{where('[web] hosts')}: a list of host names or addresses a browser uses to reach the "
+                              f'screen, such as ["cxr-box.local", "192.168.1.20"], got {hosts!r}')
+        values["hosts"] = tuple(h.lower() for h in hosts)
     if "language" in values:
         from cxr_edge.language import LanguageError, check
 

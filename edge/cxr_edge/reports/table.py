@@ -14,7 +14,7 @@ import unicodedata
 
 from cxr_edge.labels import LABELS, in_words
 from cxr_edge.run.classify import rows_of
-from cxr_edge.run.result import Result, printable
+from cxr_edge.run.result import Result, for_terminal
 from cxr_edge.language import _
 from cxr_edge.reasons import CATALOGUE, short_name
 
@@ -78,7 +78,7 @@ def to_table(results: list[Result], summary_line: str, notices: list[str], width
     headers = ["label", *(f"p_{SHORT[label]}" for label in LABELS), "refer", "why"]
     cells = [_cells(r) for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    paths = [printable(r.path) for r in rows]
+    paths = [for_terminal(r.path) for r in rows]
     widths[-1], path_width = _share(width - sum(widths[:-1]) - 2 * len(widths),
                                     max((display_width(p) for p in paths), default=4), widths[-1])
 
@@ -113,6 +113,6 @@ def _errors(rows: list[Result], width: int) -> list[str]:
         return []
     lines = [_("could not be read (%(num)s):") % {"num": len(errors)}]
     for r in errors:
-        lines += textwrap.wrap(f"{printable(r.path)}: {r.error}", width, initial_indent="  ",
+        lines += textwrap.wrap(f"{for_terminal(r.path)}: {for_terminal(r.error)}", width, initial_indent="  ",
                                subsequent_indent="    ", break_on_hyphens=False, break_long_words=True)
     return lines

@@ -6,6 +6,8 @@ reasons in words beside their codes, `COLUMNS`)."""
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 from typing import Mapping, NamedTuple
 
@@ -26,6 +28,20 @@ def printable(name: str) -> str:
     """A file name as reports show it: names that are not valid UTF-8 (a FAT stick written under another code
     page) keep their odd bytes as \\xNN escapes, so every report form can carry them and they still find the file."""
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+# C0 and C1 controls (ESC starts a terminal's escape sequences), and bidirectional controls (which reorder a line)
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_BIDI = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def for_terminal(value):
+    """A value as a terminal (or a script reading `results` and `reviews`) gets it: text with its control
+    characters as \\xNN escapes and no bidirectional control, so that no header value or file name moves the cursor,
+    clears the screen or reverses a patient ID; other values as they are."""
+    if not isinstance(value, str):
+        return value
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", _BIDI.sub("", printable(value)))
 
 
 @dataclass(frozen=True, slots=True)

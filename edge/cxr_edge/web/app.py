@@ -153,7 +153,12 @@ def create_app(context: Context) -> Starlette:
     routes.append(Mount("/static", StaticFiles(directory=HERE / "static"), name="static"))
     app = Starlette(routes=routes, max_body_size=64 * 1024,  # forms are small: nothing big before a login
                     exception_handlers={NeedLogin: need_login, HTTPException: http_error, Exception: server_error})
-    return SecurityHeaders(Contained(app), hsts=context.config.web.tls)
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+    # only the host names the box is reached by ([web] hosts): a page asked for under another name (a DNS rebinding
+    # page in the clinician's browser) gets a 400, with the security headers as every answer
+    hosts = TrustedHostMiddleware(Contained(app), allowed_hosts=context.config.web.allowed_hosts, www_redirect=False)
+    return SecurityHeaders(hosts, hsts=context.config.web.tls)
 
 
 def _endpoint(context: Context, page: Page, twin: bool):

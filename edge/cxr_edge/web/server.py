@@ -6,7 +6,56 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from cxr_edge.web.app import Context, create_app
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from cxr_edge.web.app import HEADERS, Context, create_app
+
+READ_SECONDS = 10.0  # from a connection (or the end of its last answer) to a whole request, head and body
+
+
+class Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 with two things it lacks: a request must arrive whole (head and body) within READ_SECONDS
+    of the connection or of the previous answer, or the connection is closed (a client sending a header a byte at a
+    time held a connection for ever); and uvicorn's own answer to a malformed request carries the security
+    headers every other answer has."""
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._deadline = None
+        self._arm()
+
+    def _arm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._deadline = self.loop.call_later(READ_SECONDS, self._too_slow)
+
+    def _too_slow(self) -> None:
+        if self.conn.their_state not in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED) and not self.transport.is_closing():
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is h11.DONE and self._deadline is not None:  # the request is in: the app's turn
+            self._deadline.cancel()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm()  # the next request on this connection gets the same time
+
+    def connection_lost(self, exc) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close"),
+                   *((name.lower().encode(), value.encode()) for name, value in HEADERS.items())]
+        self.transport.write(self.conn.send(h11.Response(status_code=400, headers=headers, reason=b"Bad Request")))
+        self.transport.write(self.conn.send(h11.Data(data=msg.encode("ascii"))))
+        self.transport.write(self.conn.send(h11.EndOfMessage()))
+        self.transport.close()
 
 
 class WebServer(threading.Thread):
@@ -15,7 +64,7 @@ class WebServer(threading.Thread):
         import uvicorn
 
         web = context.config.web
-        options = {"host": web.bind, "port": web.port, "log_level": "warning", "access_log": False,
+        options = {"host": web.bind, "port": web.port, "log_level": "warning", "access_log": False, "http": Protocol,
                    "server_header": False, "lifespan": "off", "timeout_graceful_shutdown": 3,
                    # forwarded headers only from the proxies the configuration names (uvicorn trusts loopback's)
                    "proxy_headers": bool(web.trusted_proxies),
@@ -62,4 +111,8 @@ def start_web(config, state, status, classifier_factory, log, warnings: list[str
     with using(SOURCE):  # the log is in English, whatever the screen speaks
         for warning in web_warnings(config):
             log(f"WARNING: {warning}")
+    if config.web.allowed_hosts == ["*"]:
+        log(f"WARNING: [web] hosts is not set and the screen listens on {config.web.bind}: any Host header is "
+            "answered; list the names and addresses tablets use to reach the box, such as "
+            "hosts = [\"cxr-box.local\", \"192.168.1.20\"]")
     return web

@@ -274,6 +274,28 @@ def test_a_carriage_return_stays_inside_its_csv_field(screen):
     assert name.startswith("Evil") and name.endswith("=1+1^Eve")  # the split stayed inside its field
 
 
+def test_no_escape_sequence_or_bidi_control_of_a_header_reaches_the_terminal(screen):
+    """An older database's header values with a terminal escape (clear the screen) and a right-to-left override:
+    `reviews` and `results`, in every format, print them as visible \\x1b escapes, without the override."""
+    app, state, config = screen
+    _study(state, "2.10", [("1.10", NORMAL)], StudyHeader("P\u202e-10", "Evil\x1b[2J^Eve", "A\x1b]0;x\x07"))
+    Worker(None, state, 0, lambda m: None)._settle_studies()
+    client = _client(app, "amina")
+    study = next(row["id"] for row in client.get("/worklist.json?filter=all").json()["rows"]
+                 if row["patient_name"].startswith("Evil"))
+    image = client.get(f"/study/{study}.json").json()["study"]["images"][0]["id"]
+    assert client.post(f"/study/{study}/review", data={"csrf": _csrf(client, f"/study/{study}"), "kind": "review",
+                                                        f"finding-{image}": "normal"}).status_code == 303
+    outputs = [CliRunner().invoke(main, ["reviews", "--config", str(config.path), "--format", fmt,
+                                         "--with-identifiers"]) for fmt in ("csv", "json")]
+    outputs += [CliRunner().invoke(main, ["results", "--config", str(config.path), "--format", fmt])
+                for fmt in ("table", "csv", "json")]
+    for shown in outputs:
+        assert shown.exit_code == 0, shown.output
+        assert "\x1b" not in shown.output and "\x07" not in shown.output and "\u202e" not in shown.output
+    assert "Evil\\x1b[2J^Eve" in outputs[0].output and "P-10" in outputs[0].output
+
+
 @pytest.fixture()
 def clock(monkeypatch):
     """The accounts' clock, moved by the test: now[0] seconds."""
@@ -451,3 +473,21 @@ def test_an_image_of_another_patient_is_flagged_and_left_out_of_its_study_s_resu
     assert "This image names another patient ID: <bdi>PID-8</bdi>" in page
     rows = client.get("/worklist?filter=all").text
     assert "Images of another patient ID in this study: check them." in rows
+
+
+def test_only_the_configured_host_names_are_answered(screen, edge_bundle, tmp_path):
+    app, state, config = screen
+    assert _client(app).get("/login", headers={"Host": "rebinding.example"}).status_code == 400  # the default
+    named = replace(config, web=replace(config.web, hosts=("cxr-box.local",)))
+    classifier = Classifier(load_bundle(edge_bundle))
+    other = create_app(Context(named, state, lambda m: None, lambda: node_status(named, state, classifier, None, []),
+                               lambda: classifier, [], bundle_line(named, classifier)))
+    client = TestClient(other, base_url="http://cxr-box.local", follow_redirects=False)
+    assert client.get("/login").status_code == 200
+    refused = client.get("/login", headers={"Host": "127.0.0.1"})
+    assert refused.status_code == 400 and refused.headers["x-frame-options"] == "DENY"
+    wrong = tmp_path / "node.toml"
+    wrong.write_text(f'model = "{edge_bundle}"\ndata = "{tmp_path / "d"}"\n[dicom]\nenabled = false\n'
+                     '[web]\nhosts = ["bad host/x"]\n')
+    with pytest.raises(Exception, match=r"\[web\] hosts: a list of host names or addresses"):
+        load_config(wrong)

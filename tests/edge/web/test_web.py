@@ -475,3 +475,36 @@ def load_config_data(config):
     from cxr_edge.node.config import load_config
 
     return load_config(config).data
+
+
+def test_the_server_s_own_answers_carry_the_security_headers_and_a_slow_request_is_cut_off(screen):
+    """A malformed request gets uvicorn's own 400, with the headers every answer has; a request for another host
+    name gets a 400 too; a request sent a few bytes and then held is closed by the server after READ_SECONDS."""
+    import socket
+
+    from cxr_edge.web.server import READ_SECONDS
+
+    node, base, _ = screen
+    host, port = base.removeprefix("http://").split(":")
+
+    def answer(request: bytes) -> str:
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            s.sendall(request)
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+                if b"\r\n\r\n" in data:
+                    break
+            return data.decode("latin-1").lower()
+
+    malformed = answer(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\nno colon here\r\n\r\n")
+    assert malformed.startswith("http/1.1 400") and "content-security-policy: default-src 'self'" in malformed
+    assert "x-frame-options: deny" in malformed
+    elsewhere = answer(b"GET /login HTTP/1.1\r\nHost: rebinding.example\r\nConnection: close\r\n\r\n")
+    assert elsewhere.startswith("http/1.1 400") and "x-frame-options: deny" in elsewhere
+    with socket.create_connection((host, int(port)), timeout=READ_SECONDS + 10) as slow:
+        started = time.monotonic()
+        slow.sendall(b"GET /login HTTP/1.1\r\nHo")  # and nothing more
+        assert slow.recv(1024) == b""  # closed by the server, not by this test's timeout
+        waited = time.monotonic() - started
+    assert READ_SECONDS - 1 <= waited <= READ_SECONDS + 5, waited
