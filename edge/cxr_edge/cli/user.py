@@ -89,11 +89,56 @@ def remove(name: str, config_path: Path) -> None:
     click.echo(f"user {name} removed")
 
 
-@command.command("token", short_help="Print a new API bearer token for a user, once.")
+@command.command("token", short_help="Print a new, named API bearer token for a user, once.")
 @click.argument("name")
+@click.option("--name", "label", default="", metavar="TOKEN_NAME",
+              help="What the token is for, to list and revoke it by (letters, digits, '.', '-', '_') "
+                   "[default: token-DATETIME].")
+@click.option("--days", type=click.FloatRange(min=0, min_open=True, max=3650), default=90, show_default=True,
+              help="Days until the token stops working.")
 @config_option
-def token(name: str, config_path: Path) -> None:
-    """Print a new bearer token for GET /api/results as NAME. It is shown once: only its hash is kept."""
+def token(name: str, label: str, days: float, config_path: Path) -> None:
+    """Print a new bearer token for GET /api/results as NAME. It is shown once: only its hash is kept; it stops
+    working after --days, or when revoked.
+
+    Example: cxr-edge user token amina --name dhis2-export --days 30 --config /etc/cxr-edge/node.toml
+    """
     from cxr_edge.web.accounts import new_token
 
-    click.echo(_on_accounts(config_path, new_token, name))
+    click.echo(_on_accounts(config_path, new_token, name, label, days))
+
+
+@command.command("tokens", short_help="List a user's API tokens: name, made, expires.")
+@click.argument("name")
+@config_option
+def list_tokens(name: str, config_path: Path) -> None:
+    """List user NAME's API tokens (their names and dates; never the tokens, which are not kept).
+
+    Example: cxr-edge user tokens amina --config /etc/cxr-edge/node.toml
+    """
+    import time as clock
+
+    from cxr_edge.web.accounts import tokens
+
+    rows = _on_accounts(config_path, tokens, name)
+    day = lambda seconds: clock.strftime("%Y-%m-%d %H:%M", clock.localtime(seconds))  # noqa: E731
+    for row in rows:
+        state = "expired" if row["expired"] else "valid"
+        click.echo(f"{row['name']}  made {day(row['created'])}  expires {day(row['expires'])}  {state}")
+    if not rows:
+        click.echo(f"user {name} has no API token")
+
+
+@command.command("revoke", short_help="Revoke one of a user's API tokens, by its name.")
+@click.argument("name")
+@click.argument("token_name")
+@config_option
+def revoke(name: str, token_name: str, config_path: Path) -> None:
+    """Revoke user NAME's API token TOKEN_NAME: it stops working at once; their other tokens go on.
+
+    Example: cxr-edge user revoke amina dhis2-export --config /etc/cxr-edge/node.toml
+    """
+    from cxr_edge.web.accounts import revoke_token
+
+    _on_accounts(config_path, revoke_token, name, token_name)
+    click.echo(f"token {token_name} of user {name} revoked")

@@ -9,9 +9,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from cxr_edge.node.state import State
 
@@ -81,6 +83,8 @@ def add_user(state: State, name: str, role: str, password: str, language: str | 
     language = _language(language)
     if len(password) < 10:
         raise AccountError("the password must have at least 10 characters")
+    if problem := weak_password(password, name):
+        raise AccountError(problem)
     if not state.add_user_row(name, role, hash_password(password), time.time(), language):
         raise AccountError(f"user {name} exists already: `cxr-edge user remove {name}` first to replace it")
 
@@ -100,22 +104,76 @@ def set_language(state: State, name: str, language: str | None) -> None:
         raise AccountError(f"no user {name}")
 
 
+MIN_STRENGTH = 3  # zxcvbn's score, 0-4: 3 is "safely unguessable" (about 10^8 guesses and more)
+
+
+@functools.cache
+def _common_passwords() -> frozenset[str]:
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
+    return frozenset(FREQUENCY_LISTS["passwords"])
+
+
+def weak_password(password: str, name: str = "") -> str | None:
+    """Why `password` is refused, or None: one of the 30,000 most common passwords (zxcvbn's list, shipped with the
+    box), or guessable by its patterns (repeats, sequences, keyboard rows, dates, words of the user's own name)."""
+    if password.lower() in _common_passwords():
+        return ("the password is one of the 30,000 most common passwords: choose another, such as three or four "
+                "unrelated words")
+    from zxcvbn import zxcvbn
+
+    found = zxcvbn(password[:100], user_inputs=[name])  # zxcvbn's time grows with the length: 100 is plenty
+    if found["score"] < MIN_STRENGTH:
+        why = found["feedback"]["warning"] or "a guessable pattern"
+        return f"the password is too easy to guess ({why.rstrip('.')}): use a longer phrase of unrelated words"
+    return None
+
+
 def remove_user(state: State, name: str) -> None:
     """The user, and with them (the schema's cascade) their tokens and sessions: logged out at once, everywhere."""
     if not state.remove_user_row(name):
         raise AccountError(f"no user {name}")
 
 
-def new_token(state: State, name: str) -> str:
-    """A bearer token for the API, shown once: only its hash is kept."""
+TOKEN_DAYS = 90  # an API token's life unless told otherwise: a script's token is renewed each quarter
+
+
+def new_token(state: State, name: str, label: str = "", days: float = TOKEN_DAYS) -> str:
+    """A bearer token for the API named `label` (default: from the time), valid for `days`, shown once: only its
+    hash is kept. A user may have several (one per script), each revoked on its own."""
+    now = time.time()
+    label = label or "token-" + datetime.fromtimestamp(now, timezone.utc).strftime("%Y%m%d%H%M%S")
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", label):
+        raise AccountError(f"token name {label!r}: 1 to 64 letters, digits, '.', '-' or '_'")
+    if not 0 < days <= 3650:
+        raise AccountError(f"--days {days}: more than 0 and at most 3650")
     token = secrets.token_urlsafe(32)
-    if not state.add_token(name, _sha256(token), time.time()):
+    added = state.add_token(name, _sha256(token), now, label, now + days * 86400)
+    if added == "no user":
         raise AccountError(f"no user {name}: `cxr-edge user add {name} --role reviewer` first")
+    if added == "taken":
+        raise AccountError(f"user {name} has a token named {label} already: `cxr-edge user revoke {name} {label}` "
+                           "first, or choose another name")
     return token
 
 
+def tokens(state: State, name: str) -> list[dict]:
+    """The user's tokens: name, created, expires, and whether it has expired."""
+    if not state.user_exists(name):
+        raise AccountError(f"no user {name}")
+    now = time.time()
+    return [{**row, "expired": row["expires"] <= now} for row in state.tokens(name)]
+
+
+def revoke_token(state: State, name: str, label: str) -> None:
+    """The named token stops working at once; the user's others go on."""
+    if not state.remove_token(name, label):
+        raise AccountError(f"user {name} has no token named {label}: `cxr-edge user tokens {name}` lists them")
+
+
 def user_for_token(state: State, token: str) -> User | None:
-    row = state.token_user(_sha256(token))
+    """The token's user while it has not expired (nor been revoked)."""
+    row = state.token_user(_sha256(token), time.time())
     return User(row["name"], row["role"], row["language"]) if row else None
 
 

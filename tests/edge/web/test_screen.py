@@ -491,3 +491,43 @@ def test_only_the_configured_host_names_are_answered(screen, edge_bundle, tmp_pa
                      '[web]\nhosts = ["bad host/x"]\n')
     with pytest.raises(Exception, match=r"\[web\] hosts: a list of host names or addresses"):
         load_config(wrong)
+
+
+@pytest.mark.parametrize("password,why", [("password12", "30,000 most common passwords"),
+                                          ("qwertyuiop", "30,000 most common passwords"),
+                                          ("aaaaaaaaaaaa", 'Repeats like "aaa"'),
+                                          ("abcdefghijkl", "Sequences"),
+                                          ("short", "at least 10 characters")])
+def test_a_common_or_guessable_password_is_refused_with_why(screen, password, why):
+    app, state, config = screen
+    refused = CliRunner().invoke(main, ["user", "add", "nurse.joy", "--role", "reviewer", "--config",
+                                        str(config.path)], env={"CXR_EDGE_PASSWORD": password})
+    assert refused.exit_code != 0 and why in refused.output, refused.output
+    assert not accounts.is_user(state, "nurse.joy")
+    accepted = CliRunner().invoke(main, ["user", "add", "nurse.joy", "--role", "reviewer", "--config",
+                                         str(config.path)], env={"CXR_EDGE_PASSWORD": "maize lantern orbit kettle"})
+    assert accepted.exit_code == 0, accepted.output
+
+
+def test_api_tokens_are_named_listed_revoked_one_by_one_and_expire(screen, clock):
+    app, state, config = screen
+
+    def user(*args):
+        shown = CliRunner().invoke(main, ["user", *args, "--config", str(config.path)])
+        assert shown.exit_code == 0, shown.output
+        return shown.output.strip()
+
+    export = user("token", "amina", "--name", "export")
+    backup = user("token", "amina", "--name", "backup", "--days", "1")
+    assert "export" in user("tokens", "amina") and "backup" in user("tokens", "amina")
+    assert export not in user("tokens", "amina")  # the token itself is never kept, so never listed
+    taken = CliRunner().invoke(main, ["user", "token", "amina", "--name", "export", "--config", str(config.path)])
+    assert taken.exit_code != 0 and "has a token named export already" in taken.output
+    client = _client(app)
+    asks = lambda token: client.get("/api/results", headers={"Authorization": f"Bearer {token}"}).status_code  # noqa
+    assert (asks(export), asks(backup)) == (200, 200)
+    assert user("revoke", "amina", "export") == "token export of user amina revoked"
+    assert (asks(export), asks(backup)) == (401, 200)  # revoked one by one
+    clock[0] += 86400 + 1
+    assert asks(backup) == 401  # expired after its day
+    assert "expired" in user("tokens", "amina") and "export" not in user("tokens", "amina")

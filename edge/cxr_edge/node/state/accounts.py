@@ -27,18 +27,29 @@ class Accounts:
         with self._transaction() as db:
             return bool(db.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount)
 
-    def add_token(self, name: str, token_hash: str, now: float) -> bool:
-        """False, and nothing written, when there is no such user."""
+    def add_token(self, name: str, token_hash: str, now: float, label: str, expires: float) -> str:
+        """"added"; or, with nothing written, "no user" or "taken" (the user has a token of that name)."""
         with self._transaction() as db:
             if not db.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
-                return False
-            db.execute("INSERT INTO tokens (hash, user, created) VALUES (?, ?, ?)", (token_hash, name, now))
-            return True
+                return "no user"
+            if db.execute("SELECT 1 FROM tokens WHERE user = ? AND name = ?", (name, label)).fetchone():
+                return "taken"
+            db.execute("INSERT INTO tokens (hash, user, created, name, expires) VALUES (?, ?, ?, ?, ?)",
+                       (token_hash, name, now, label, expires))
+            return "added"
 
-    def token_user(self, token_hash: str) -> dict | None:
-        rows = self.query("SELECT u.name, u.role, u.language FROM tokens t JOIN users u ON u.name = t.user WHERE t.hash = ?",
-                          (token_hash,))
+    def token_user(self, token_hash: str, now: float) -> dict | None:
+        rows = self.query("SELECT u.name, u.role, u.language FROM tokens t JOIN users u ON u.name = t.user "
+                          "WHERE t.hash = ? AND t.expires > ?", (token_hash, now))
         return rows[0] if rows else None
+
+    def tokens(self, name: str) -> list[dict]:
+        """A user's tokens (never their hashes): name, created, expires; oldest first."""
+        return self.query("SELECT name, created, expires FROM tokens WHERE user = ? ORDER BY created, name", (name,))
+
+    def remove_token(self, name: str, label: str) -> bool:
+        with self._transaction() as db:
+            return bool(db.execute("DELETE FROM tokens WHERE user = ? AND name = ?", (name, label)).rowcount)
 
     def set_password_hash(self, name: str, password_hash: str) -> None:
         with self._transaction() as db:

@@ -199,6 +199,15 @@ MIGRATIONS = (
     """
     ALTER TABLE instances ADD COLUMN patient_id TEXT;
     """,
+    # 9: API tokens with a name (listed and revoked one by one) and an expiry; those made before get their name from
+    # their creation time and expire 90 days after it.
+    """
+    ALTER TABLE tokens ADD COLUMN name TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tokens ADD COLUMN expires REAL NOT NULL DEFAULT 0;
+    UPDATE tokens SET name = 'token-' || strftime('%Y%m%d%H%M%S', created, 'unixepoch'),
+        expires = created + 90 * 86400;
+    CREATE UNIQUE INDEX tokens_name ON tokens (user, name);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
