@@ -85,8 +85,8 @@ class Accounts:
             db.execute("DELETE FROM sessions WHERE last_seen < ?", (now - idle_seconds,))
 
     def session(self, session_hash: str) -> dict | None:
-        rows = self.query("SELECT u.name, u.role, u.language, s.csrf, s.created, s.last_seen FROM sessions s JOIN users u ON "
-                          "u.name = s.user WHERE s.hash = ?", (session_hash,))
+        rows = self.query("SELECT u.name, u.role, u.language, s.csrf, s.created, s.last_seen FROM sessions s "
+                          "JOIN users u ON u.name = s.user WHERE s.hash = ?", (session_hash,))
         return rows[0] if rows else None
 
     def touch_session(self, session_hash: str, now: float) -> None:
