@@ -28,7 +28,7 @@ def check_pixels(ds) -> None:
     def number(keyword: str, default: int) -> int:
         try:
             return max(0, int(ds.get(keyword) or default))
-        except (TypeError, ValueError):
+        except Exception:  # noqa: BLE001 - a damaged value (pydicom raises many types): the decoder says what
             return default
 
     rows, columns = number("Rows", 0), number("Columns", 0)
