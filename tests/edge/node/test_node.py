@@ -457,6 +457,7 @@ def test_decompression_bombs_are_refused_unstored_and_cost_the_node_under_50_mb(
     sent = _store(node.port, [deflated], "-xd")
     sent_rle = _store(node.port, [rle], "-xr")
     grown_mb = (_memory_kb(pid, "VmHWM") - before) / 1024
+    print(f"the node's peak memory grew {grown_mb:.1f} MB receiving both bombs")
     assert _responses(sent) == ["Refused: OutOfResources"], sent.stderr
     assert _responses(sent_rle) == ["Refused: OutOfResources"], sent_rle.stderr
     assert grown_mb < 50, f"the node grew {grown_mb:.0f} MB receiving two bombs"
