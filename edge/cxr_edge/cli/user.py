@@ -55,10 +55,15 @@ def add(name: str, role: str, language: str | None, config_path: Path) -> None:
 
     Example: cxr-edge user add dr.lopez --role reviewer --language es --config /etc/cxr-edge/node.toml
     """
-    from cxr_edge.web.accounts import add_user
+    from cxr_edge.web.accounts import add_user, password_problem
+
+    def checked(password: str) -> str:  # before it is asked a second time
+        if problem := password_problem(password, name):
+            raise click.UsageError(problem)
+        return password
 
     password = os.environ.get("CXR_EDGE_PASSWORD") or click.prompt("Password", hide_input=True,
-                                                                  confirmation_prompt=True)
+                                                                  confirmation_prompt=True, value_proc=checked)
     _on_accounts(config_path, add_user, name, role, password, language)
     click.echo(f"user {name} added ({role}{', ' + language if language else ''})")
 

@@ -81,9 +81,7 @@ def add_user(state: State, name: str, role: str, password: str, language: str | 
     if role not in ROLES:
         raise AccountError(f"role {role!r}: one of {', '.join(ROLES)}")
     language = _language(language)
-    if len(password) < 10:
-        raise AccountError("the password must have at least 10 characters")
-    if problem := weak_password(password, name):
+    if problem := password_problem(password, name):
         raise AccountError(problem)
     if not state.add_user_row(name, role, hash_password(password), time.time(), language):
         raise AccountError(f"user {name} exists already: `cxr-edge user remove {name}` first to replace it")
@@ -102,6 +100,16 @@ def set_language(state: State, name: str, language: str | None) -> None:
     """The user's own language for the screen (None: the box's)."""
     if not state.set_user_language(name, _language(language)):
         raise AccountError(f"no user {name}")
+
+
+MIN_LENGTH = 10
+
+
+def password_problem(password: str, name: str = "") -> str | None:
+    """Why `password` cannot be user `name`'s, or None: too short, or weak (weak_password)."""
+    if len(password) < MIN_LENGTH:
+        return f"the password must have at least {MIN_LENGTH} characters"
+    return weak_password(password, name)
 
 
 MIN_STRENGTH = 3  # zxcvbn's score, 0-4: 3 is "safely unguessable" (about 10^8 guesses and more)

@@ -533,3 +533,15 @@ def test_api_tokens_are_named_listed_revoked_one_by_one_and_expire(screen, clock
     clock[0] += 86400 + 1
     assert asks(backup) == 401  # expired after its day
     assert "expired" in user("tokens", "amina") and "export" not in user("tokens", "amina")
+
+
+def test_user_add_says_what_is_wrong_with_a_password_before_asking_it_again(screen):
+    app, state, config = screen
+    typed = "password12\nmaize lantern orbit kettle\nmaize lantern orbit kettle\n"
+    added = CliRunner().invoke(main, ["user", "add", "nurse.kim", "--role", "reviewer", "--config", str(config.path)],
+                               input=typed, env={"CXR_EDGE_PASSWORD": ""})
+    assert added.exit_code == 0, added.output
+    said = added.output
+    assert said.count("Password:") == 2 and said.count("Repeat for confirmation:") == 1, said
+    assert said.index("30,000 most common") < said.index("Repeat for confirmation")
+    assert accounts.is_user(state, "nurse.kim")
