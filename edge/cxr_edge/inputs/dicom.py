@@ -136,6 +136,8 @@ def read_dicom(path: os.PathLike | str, size: int | None = None) -> DicomImage:
         raise ValueError("a DICOM file with no pixel data (damaged, or not an image)")
     check_pixels(ds)  # from the header, before any pixel is decoded
     pixels = _stored_frame(ds, size)
+    if pixels.ndim == 3:  # colour (a secondary capture, a digitised film): gray as a colour PNG is
+        return DicomImage(_colour_to_gray(pixels), header_reasons(ds), without_pixels(ds))
     inverse = _inverse(ds)
 
     def windowed(stored):  # modality LUT or rescale, then the VOI LUT or first window, as the header says
@@ -164,11 +166,22 @@ def _stored_frame(ds, size: int | None) -> np.ndarray:
         raise ValueError(f"DICOM pixel data in transfer syntax '{name}' cannot be decoded here "
                          f"({type(exc).__name__}): damaged, or a variant no decoder here reads; export it "
                          "uncompressed") from None
-    if pixels.ndim == 3 and ds.get("SamplesPerPixel", 1) == 1:
+    colour = ds.get("SamplesPerPixel", 1) == 3
+    if pixels.ndim == (4 if colour else 3):
         pixels = pixels[0]  # multi-frame: the first frame
-    if pixels.ndim != 2:
-        raise ValueError(f"DICOM image of shape {pixels.shape}: a single grayscale frame is expected")
+    if pixels.shape[2:] != ((3,) if colour else ()):
+        raise ValueError(f"DICOM image of shape {pixels.shape}: a grayscale or RGB frame is expected")
     return pixels
+
+
+def _colour_to_gray(rgb: np.ndarray) -> np.ndarray:
+    """A colour frame (pydicom gives RGB, YBR converted) as the image contract makes a colour PNG or JPEG gray:
+    Pillow's ITU-R 601-2 luma, after scaling deeper samples to 8 bits together."""
+    from PIL import Image
+
+    if rgb.dtype != np.uint8:
+        rgb = to_uint8(rgb.astype(np.float64), False, overwrite=True, tails=0.0)
+    return np.array(Image.fromarray(np.ascontiguousarray(rgb), "RGB").convert("L"), dtype=np.uint8)
 
 
 def _inverse(ds) -> bool:
