@@ -11,7 +11,8 @@ from cxr_edge.cli.common import Failure
 
 @click.command("serve", short_help="Run the clinic node: receive DICOM, classify as images arrive.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="The node's TOML configuration file (keys: model, data, site, [dicom], [usb], [send]).")
+              help="The node's TOML configuration file (keys: model, data, site, trusted_keys; sections [dicom], "
+                   "[usb], [send], [web]: docs/box.md).")
 @click.option("--check", is_flag=True,
               help="Check the configuration and the bundle's self-test, print them, and exit 0 (usable) or 2.")
 def command(config_path: Path, check: bool) -> None:

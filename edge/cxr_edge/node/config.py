@@ -116,10 +116,14 @@ class NodeConfig:
     usb: UsbConfig = field(default_factory=UsbConfig)
     send: SendConfig = field(default_factory=SendConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    # the folder of the publishers' keys the node trusts (docs/security.md); None: $CXR_EDGE_TRUSTED_KEYS, else
+    # /etc/cxr-edge/trusted-keys
+    trusted_keys: Path | None = None
 
     def as_dict(self) -> dict:
         return {"config": str(self.path), "model": str(self.model), "data": str(self.data),
                 "site": str(self.site) if self.site else None,
+                "trusted_keys": str(self.trusted_keys) if self.trusted_keys else None,
                 "dicom": {**self.dicom.__dict__, "allowed_callers": list(self.dicom.allowed_callers)},
                 "usb": dict(self.usb.__dict__),
                 "send": {**self.send.__dict__, "dicom": [str(peer) for peer in self.send.dicom]},
@@ -129,7 +133,7 @@ class NodeConfig:
 
 
 # key: (type, required); the tables' keys below. Extend, don't rename: later issues add [web] and [send].
-TOP = {"model": (str, True), "data": (str, True), "site": (str, False)}
+TOP = {"model": (str, True), "data": (str, True), "site": (str, False), "trusted_keys": (str, False)}
 DICOM = {"enabled": (bool, False), "ae_title": (str, False), "bind": (str, False), "port": (int, False),
          "allowed_callers": (list, False), "study_stable_seconds": ((int, float), False),
          "min_free_mb": (int, False)}
@@ -162,7 +166,8 @@ def load_config(path: os.PathLike | str) -> NodeConfig:
     send = _send(tables["send"], where)
     web = _web(tables["web"], where, resolve)
     return NodeConfig(path, resolve(top["model"]), resolve(top["data"]),
-                      resolve(top["site"]) if top.get("site") else None, dicom, UsbConfig(**tables["usb"]), send, web)
+                      resolve(top["site"]) if top.get("site") else None, dicom, UsbConfig(**tables["usb"]), send, web,
+                      resolve(top["trusted_keys"]) if top.get("trusted_keys") else None)
 
 
 def _checked(table: dict, keys: dict, where, prefix: str) -> dict:

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
 from cxr_edge.node.config import NodeConfig
 
@@ -25,15 +26,27 @@ class StartError(RuntimeError):
     """The node cannot start: the message names the file or folder and the fix."""
 
 
+_LOG_LOCK = threading.Lock()
+
+
 def log(message: str) -> None:
-    """One line per event on stderr, for journald: UIDs and AE titles, never a patient's name or ID."""
-    print(f"cxr-edge serve: {message}", file=sys.stderr, flush=True)
+    """One line per event on stderr: UIDs and AE titles, never a patient's name or ID. Written whole, one thread at a
+    time (print writes a line's text and its end apart: two threads' lines merged); with an ISO time stamp unless
+    journald, which stamps them itself, is the reader ($JOURNAL_STREAM, as systemd sets it)."""
+    stamp = "" if os.environ.get("JOURNAL_STREAM") else \
+        datetime.now().astimezone().isoformat(timespec="seconds") + " "
+    with _LOG_LOCK:
+        sys.stderr.write(f"{stamp}cxr-edge serve: {message}\n")
+        sys.stderr.flush()
 
 
 def check_permissions(config: NodeConfig) -> None:
-    """Refuse, as ssh does for its keys, what other users could change."""
-    from cxr_edge.bundle.signature import TrustStore, others_can_write
+    """Refuse, as ssh does for its keys, what other users could change. With `trusted_keys` in the configuration,
+    that folder is the node's trust folder from here on (as $CXR_EDGE_TRUSTED_KEYS would make it)."""
+    from cxr_edge.bundle.signature import TRUST_ENV, TrustStore, others_can_write
 
+    if config.trusted_keys is not None:
+        os.environ[TRUST_ENV] = str(config.trusted_keys)
     try:
         trust = TrustStore.load().folder
     except (OSError, ValueError) as exc:
@@ -115,7 +128,10 @@ def _run(config: NodeConfig, stop: threading.Event, start_web) -> None:
     _few_malloc_arenas()
     classifier = open_classifier(config)
     sticks_classifier = open_classifier(config) if config.usb.enabled else None  # interpreters are per thread
-    log(f"bundle {config.model.name}: {classifier.selftest.summary()}")
+    manifest = classifier.bundle.manifest
+    log(f"bundle {config.model.name} (made {manifest.get('created', '?')} by cxr-edge "
+        f"{manifest.get('cxr_edge_version', '?')}, {manifest.get('quantization', '?')}): "
+        f"{classifier.selftest.summary()}")
     warnings = bundle_warnings(classifier)
     for warning in warnings:
         log(f"WARNING: {warning}")
@@ -198,7 +214,8 @@ def node_status(config: NodeConfig, state, classifier, receiver, threads) -> dic
             "interpreter": f"{backend()} on {platform.machine()}",
             "selftest": classifier.selftest.summary(), "selftest_passed": True,  # the node does not start otherwise
             "operating_point": operating_point_line(classifier).removeprefix("operating point: "),
-            "site": str(config.site) if config.site else _("none: the bundle's threshold, not calibrated for this site"),
+            "site": str(config.site) if config.site else
+            _("none: the bundle's threshold, not calibrated for this site"),
             "dicom": {"enabled": config.dicom.enabled, "listening": receiver is not None and receiver.server is not None,
                       "ae_title": config.dicom.ae_title, "bind": config.dicom.bind, "port": config.dicom.port,
                       "last_association": last[0] if last else None},
@@ -263,11 +280,18 @@ def _few_malloc_arenas() -> None:
         pass
 
 
+def _trust_folder(config: NodeConfig) -> str:
+    from cxr_edge.bundle.signature import DEFAULT_TRUST_DIR, TRUST_ENV
+
+    return str(config.trusted_keys or os.environ.get(TRUST_ENV) or DEFAULT_TRUST_DIR)
+
+
 def describe(config: NodeConfig) -> list[str]:
     """The resolved configuration, as `serve --check` prints it."""
     d = config.dicom
     lines = [f"configuration: {config.path}", f"model: {config.model}", f"data: {config.data}",
-             f"site: {config.site or 'none (the bundle threshold: not calibrated for this site)'}"]
+             f"site: {config.site or 'none (the bundle threshold: not calibrated for this site)'}",
+             f"trusted keys: {_trust_folder(config)}"]
     if d.enabled:
         callers = 'any (["*"]): every calling AE title is accepted' if d.any_caller else ", ".join(d.allowed_callers)
         lines += [f"dicom: {d.ae_title} on {d.bind}:{d.port}; allowed callers: {callers}; study stable after "

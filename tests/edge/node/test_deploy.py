@@ -49,7 +49,10 @@ def test_the_service_is_confined_to_the_data_folder():
 def test_the_example_configuration_is_valid_and_the_sticks_rule_starts_the_mount_service():
     config = load_config(DEPLOY / "node.toml")
     assert config.data == Path("/var/lib/cxr-edge") and config.dicom.allowed_callers == ("XRAYROOM1",)
-    assert config.dicom.bind == "127.0.0.1" and config.usb.enabled and config.usb.mount_points_only
+    assert config.dicom.bind == "127.0.0.1" and not config.usb.enabled and config.usb.mount_points_only
+    # the screen on, on the box's own display until the technician sets an address; the trust folder named
+    assert config.web.enabled and config.web.bind == "127.0.0.1"
+    assert config.trusted_keys == Path("/etc/cxr-edge/trusted-keys")
     rule = (DEPLOY / "99-cxr-edge-sticks.rules").read_text()
     assert 'ENV{SYSTEMD_WANTS}+="cxr-edge-stick@%k.service"' in rule
     assert "ro,nosuid,nodev,noexec" in (DEPLOY / "cxr-edge-stick@.service").read_text()

@@ -467,3 +467,33 @@ def test_decompression_bombs_are_refused_unstored_and_cost_the_node_under_50_mb(
     files = _radiographs(tmp_path / "unit", synth_small, 1)
     assert _store(node.port, files).returncode == 0
     node.wait_classified(1)
+
+
+def test_trusted_keys_in_the_configuration_is_the_node_s_trust_folder(tmp_path, edge_bundle):
+    """`trusted_keys = PATH` in node.toml, as $CXR_EDGE_TRUSTED_KEYS: serve --check names it, and a trust folder there
+    that others can write is refused as the default's would be."""
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    config = _config(tmp_path, edge_bundle, _free_port())
+    config.write_text(f'trusted_keys = "{keys}"\n' + config.read_text())
+    checked = CliRunner().invoke(main, ["serve", "--config", str(config), "--check"])
+    assert checked.exit_code == 0 and f"trusted keys: {keys}" in checked.output, checked.output
+    keys.chmod(0o777)
+    refused = CliRunner().invoke(main, ["serve", "--config", str(config), "--check"])
+    assert refused.exit_code == 2 and str(keys) in refused.output, refused.output
+
+
+def test_serve_help_names_every_section_of_the_configuration():
+    shown = CliRunner().invoke(main, ["serve", "--help"])
+    assert all(section in shown.output for section in ("[dicom]", "[usb]", "[send]", "[web]", "trusted_keys"))
+
+
+def test_log_lines_are_whole_and_time_stamped_outside_journald(node, tmp_path, synth_small):
+    import re
+
+    assert _store(node.port, _radiographs(tmp_path / "unit", synth_small, 3)).returncode == 0
+    node.wait_classified(3)
+    lines = node.text().splitlines()
+    stamped = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d cxr-edge serve: \S")
+    assert lines and all(stamped.match(line) for line in lines), lines[:5]
+    assert any(re.search(r"bundle \S+ \(made \d{4}-\d\d-\d\dT.* by cxr-edge \d", line) for line in lines)
