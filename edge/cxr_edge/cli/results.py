@@ -153,12 +153,15 @@ def _since(text: str | None) -> float | None:
 
 
 def _table(rows: list[dict]) -> str:
+    """What a technician needs to find a patient's row in 80 columns: when, the study's accession number, the label
+    in words, referred or not, where from (a stick's file); every field is in --format csv or json."""
     from cxr_edge.labels import in_words
 
-    lines = [f"{'received':25s}  {'source':18s}  {'label':15s}  {'p_normal':8s}  refer  sop_instance_uid (or path)"]
+    lines = [f"{'received':16s}  {'accession':16s}  {'label':15s}  refer  source"]
     for r in rows:
-        p = "" if r["p_normal"] is None else f"{r['p_normal']:.2f}"
-        lines.append(f"{r['received']:25s}  {r['source'][:18]:18s}  {(in_words(r['label']) or 'ERROR'):15s}  "
-                     f"{p:8s}  {'yes' if r['refer'] else '':5s}  {r['sop_instance_uid'] or r['path']}")
+        when = r["received"][:16].replace("T", " ")
+        where = r["source"] if r["sop_instance_uid"] else f"{r['source']} {r['path']}"
+        lines.append(f"{when:16s}  {r['accession_number'][:16]:16s}  {(in_words(r['label']) or 'ERROR')[:15]:15s}  "
+                     f"{'yes' if r['refer'] else '':5s}  {where}"[:80].rstrip())
     lines.append(f"{len(rows)} image(s)")
     return "\n".join(lines)

@@ -7,14 +7,15 @@ from datetime import datetime
 
 from cxr_edge.run.result import Result
 
-NODE_KEYS = ("study_instance_uid", "sop_instance_uid", "received", "source")
+NODE_KEYS = ("study_instance_uid", "sop_instance_uid", "received", "source", "accession_number")
 
 
 def result_row(record: dict) -> dict:
     """A database row as `classify`'s row keys (the reasons in words and as codes), after the node's own."""
     return {"study_instance_uid": record["study_instance_uid"], "sop_instance_uid": record["sop_instance_uid"],
             "received": datetime.fromtimestamp(record["received"]).astimezone().isoformat(timespec="seconds"),
-            "source": record["source"], **Result.from_record(record["path"], record).as_row()}
+            "source": record["source"], "accession_number": record.get("accession_number") or "",
+            **Result.from_record(record["path"], record).as_row()}
 
 
 def since_time(text: str | None) -> float | None:

@@ -545,3 +545,17 @@ def test_user_add_says_what_is_wrong_with_a_password_before_asking_it_again(scre
     assert said.count("Password:") == 2 and said.count("Repeat for confirmation:") == 1, said
     assert said.index("30,000 most common") < said.index("Repeat for confirmation")
     assert accounts.is_user(state, "nurse.kim")
+
+
+def test_the_results_table_shows_the_accession_time_label_and_referral_in_80_columns(screen):
+    app, state, config = screen
+    _study(state, "2.11", [("1.11", LATERAL)], StudyHeader("P-11", "Zulu^Ann", "ACC-2026-0042"))
+    shown = CliRunner().invoke(main, ["results", "--config", str(config.path)])
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    row = next(line for line in lines if "ACC-2026-0042" in line)
+    assert "COVID-19" in row and " yes " in row and "dicom:UNIT" in row and "1.11" not in row  # no UID alone
+    assert all(len(line) <= 80 for line in lines[:-1])  # but the notice, which wraps as a terminal does
+    listed = json.loads(CliRunner().invoke(main, ["results", "--config", str(config.path), "--format",
+                                                  "json"]).stdout)["results"]
+    assert next(r for r in listed if r["sop_instance_uid"] == "1.11")["accession_number"] == "ACC-2026-0042"

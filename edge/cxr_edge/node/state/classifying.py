@@ -95,11 +95,12 @@ class Classifying:
 # a stored result's columns (cxr_edge.run.result.RECORD_COLUMNS) as a query of `results r` names them
 _RESULT_COLUMNS = ", ".join(f"r.{column}" for column in RECORD_COLUMNS)
 _RESULTS_QUERY = (
-    f"SELECT i.study_instance_uid, i.sop_instance_uid, i.received, i.source, i.path, {_RESULT_COLUMNS} "
-    "FROM instances i JOIN results r ON r.sop_instance_uid = i.sop_instance_uid")
-# a stick's images have no UIDs the node knows (classify reads no header value into a result)
+    f"SELECT i.study_instance_uid, i.sop_instance_uid, i.received, i.source, s.accession_number, i.path, "
+    f"{_RESULT_COLUMNS} FROM instances i JOIN results r ON r.sop_instance_uid = i.sop_instance_uid "
+    "LEFT JOIN studies s ON s.study_instance_uid = i.study_instance_uid")
+# a stick's images have no UIDs or accession the node knows (classify reads no header value into a result)
 _STICK_QUERY = (
-    f"SELECT NULL, NULL, r.classified, 'usb:' || s.label, r.path, {_RESULT_COLUMNS} "
+    f"SELECT NULL, NULL, r.classified, 'usb:' || s.label, NULL, r.path, {_RESULT_COLUMNS} "
     "FROM stick_results r JOIN stick_runs s ON s.id = r.run_id")
 
 
