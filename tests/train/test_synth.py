@@ -62,3 +62,51 @@ def test_classes_differ_but_overlap():
     covid = np.array([lung_mean("covid19", i) for i in range(20)])
     assert covid.mean() > normal.mean()
     assert covid.min() < normal.max()  # overlapping: not separable by one number
+
+
+def test_synth_dicom_writes_dx_files_dciodvfy_accepts_in_every_syntax(tmp_path):
+    """`cxr-train synth --dicom`: a DR unit's files, one syntax after another; dciodvfy finds no error in any (it
+    cannot read a deflated dataset: that one is judged inflated); the box reads each as it reads the same picture
+    uncompressed: the same pixels for a lossless syntax, within 4 gray levels on average for a lossy one."""
+    import subprocess
+
+    import pydicom
+    from click.testing import CliRunner
+
+    from cxr_edge.inputs.dicom import read_dicom
+    from cxr_train.cli import main
+    from cxr_train.synth_dicom import LOSSY, SYNTAXES, write_dicom
+
+    from tests.peers import tool
+
+    names = list(SYNTAXES)
+    written = CliRunner().invoke(main, ["synth", str(tmp_path / "unit"), "--per-class", "3", "--size", "128",
+                                        "--dicom", *(arg for name in names for arg in ("--syntax", name))])
+    assert written.exit_code == 0, written.output
+    files = sorted((tmp_path / "unit").rglob("*.dcm"))
+    assert len(files) == 12
+    seen = set()
+    for path in files:
+        ds = pydicom.dcmread(path)
+        name = next(n for n, uid in SYNTAXES.items() if uid == ds.file_meta.TransferSyntaxUID)
+        seen.add(name)
+        judged = path
+        if name == "deflated":
+            judged = tmp_path / "inflated.dcm"
+            ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+            ds.save_as(judged, enforce_file_format=True)
+        verdict = subprocess.run([tool("dciodvfy"), str(judged)], capture_output=True, text=True)
+        errors = [line for line in (verdict.stdout + verdict.stderr).splitlines() if line.startswith("Error")]
+        assert not errors, (name, errors)
+        assert (ds.Modality, ds.ViewPosition, ds.BodyPartExamined) == ("DX", "PA", "CHEST")
+        label = {"COVID": "covid19", "Normal": "normal", "Lung_Opacity": "lung_opacity",
+                 "Viral Pneumonia": "viral_pneumonia"}[path.parent.parent.name]
+        picture = make_image(label, 128, image_rng(0, label, int(path.stem.rsplit("-", 1)[1]))).pixels
+        bits = 8 if name == "jpeg-baseline" else 12
+        stored = picture.astype(np.uint16) * (1 if bits == 8 else 16) + (0 if bits == 8 else 8)
+        reference = write_dicom(tmp_path / "reference.dcm", stored, bits, pydicom.uid.ExplicitVRLittleEndian,
+                                WindowCenter=ds.WindowCenter, WindowWidth=ds.WindowWidth)
+        gray, expected = (read_dicom(f).pixels.astype(np.int16) for f in (path, reference))
+        difference = np.abs(gray - expected).mean()
+        assert difference < 4 if name in LOSSY else difference == 0, (name, difference)
+    assert seen == set(names)

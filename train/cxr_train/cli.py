@@ -40,11 +40,29 @@ def main() -> None:
 @click.option("--per-class", type=click.IntRange(min=1), required=True, help="Images per class.")
 @click.option("--size", type=click.IntRange(min=32), default=299, show_default=True, help="Image side in pixels.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same bytes.")
-def synth(out: Path, per_class: int, size: int, seed: int) -> None:
-    """Write synthetic chest X-rays in the COVID-19 Radiography Database layout.
+@click.option("--dicom", is_flag=True,
+              help="Write DICOM files as a DR unit sends them (DX, 12-bit, realistic headers, a made-up patient "
+                   "each) instead of PNGs: to try the clinic node with storescu.")
+@click.option("--syntax", "syntaxes", multiple=True, default=("explicit",), show_default=True,
+              type=click.Choice(["explicit", "implicit", "deflated", "rle", "jpeg-baseline", "jpeg-extended-12",
+                                 "jpeg-lossless", "jpeg-lossless-sv1", "jpeg-ls", "jpeg-ls-near", "j2k-lossless",
+                                 "j2k"]),
+              help="With --dicom, the transfer syntaxes to write, taken in turn (repeat the option).")
+def synth(out: Path, per_class: int, size: int, seed: int, dicom: bool, syntaxes: tuple[str, ...]) -> None:
+    """Write synthetic chest X-rays in the COVID-19 Radiography Database layout (PNG), or with --dicom as DICOM
+    files to send to a clinic node.
 
-    Example: cxr-train synth data/synthetic --per-class 250
+    Examples: cxr-train synth data/synthetic --per-class 250;
+    cxr-train synth unit --per-class 3 --size 512 --dicom --syntax explicit --syntax jpeg-ls --syntax j2k
     """
+    if dicom:
+        from .synth_dicom import write_unit_dataset
+
+        with errors_as_failures(ValueError, OSError):
+            files = write_unit_dataset(out, per_class, size, seed, syntaxes)
+        click.echo(f"wrote {len(files)} synthetic DX files ({', '.join(syntaxes)}; {size}x{size}) to {out}")
+        click.echo("Synthetic data: for tests and demos only; models trained on it mean nothing for real patients.")
+        return
     from .synth import write_dataset
 
     with errors_as_failures(ValueError, OSError):

@@ -34,6 +34,7 @@ def write_dicom(path: os.PathLike | str, pixels: np.ndarray, bits: int = 12,
     meta.TransferSyntaxUID = uids.ExplicitVRLittleEndian
     ds = Dataset()
     ds.file_meta = meta
+    meta.MediaStorageSOPInstanceUID = header.get("SOPInstanceUID", meta.MediaStorageSOPInstanceUID)
     ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
     ds.Modality, ds.PresentationIntentType = "DX", "FOR PRESENTATION"
     ds.Rows, ds.Columns = pixels.shape
@@ -47,6 +48,64 @@ def write_dicom(path: os.PathLike | str, pixels: np.ndarray, bits: int = 12,
     if syntax != uids.ExplicitVRLittleEndian:
         transcode(path, syntax)
     return path
+
+
+LOSSY = {"jpeg-baseline", "jpeg-extended-12", "jpeg-ls-near", "j2k"}
+CHEST = {"CodeValue": "51185008", "CodingSchemeDesignator": "SCT", "CodeMeaning": "Chest"}
+
+
+def unit_header(study: str, series: str, number: int, sex: str, bits: int, lossy: bool) -> dict:
+    """What a DR unit writes about a PA chest image, beyond the pixels (every attribute the DX IOD asks for, so that
+    dciodvfy accepts the file): the study and series, the anatomy, the detector, the window over `bits`."""
+    from pydicom.dataset import Dataset
+
+    region = Dataset()
+    for keyword, value in CHEST.items():
+        setattr(region, keyword, value)
+    top = 2 ** bits
+    return {"StudyInstanceUID": study, "SeriesInstanceUID": series, "StudyTime": "093000",
+            "ReferringPhysicianName": "", "StudyID": "1", "AccessionNumber": f"SYN{number:06d}",
+            "StudyDescription": "XR CHEST PA", "SeriesNumber": 1, "InstanceNumber": 1,
+            "PatientSex": sex, "Manufacturer": "cxr-edge synthetic unit", "PatientOrientation": ["L", "F"],
+            "AnatomicRegionSequence": [region], "ImageLaterality": "U", "BodyPartExamined": "CHEST",
+            "ViewPosition": "PA", "ImageType": ["ORIGINAL", "PRIMARY"], "PixelIntensityRelationship": "LIN",
+            "PixelIntensityRelationshipSign": 1, "RescaleIntercept": 0, "RescaleSlope": 1, "RescaleType": "US",
+            "PresentationLUTShape": "IDENTITY", "LossyImageCompression": "01" if lossy else "00",
+            "BurnedInAnnotation": "NO", "WindowCenter": top // 2, "WindowWidth": top, "DetectorType": "SCINTILLATOR",
+            "ImagerPixelSpacing": [0.14, 0.14], "PositionerType": "NONE", "AcquisitionContextSequence": []}
+
+
+def write_unit_dataset(out: os.PathLike | str, per_class: int, size: int = 299, seed: int = 0,
+                       syntaxes: tuple[str, ...] = ("explicit",)) -> list[Path]:
+    """The synthetic images (cxr_train.synth, the same pictures as the PNGs for `seed`) as a DR unit would send them:
+    12-bit DX files (8-bit for baseline JPEG) with realistic headers (unit_header), each a made-up patient in a study
+    of its own, in the transfer syntaxes named (SYNTAXES' short names), taken in turn. <out>/<Class>/images/
+    <Class>-<n>.dcm; returns the files written."""
+    from cxr_edge.labels import DATABASE_FOLDERS, LABELS
+
+    from .synth import image_rng, make_image
+
+    unknown = [name for name in syntaxes if name not in SYNTAXES]
+    if unknown:
+        raise ValueError(f"unknown transfer syntax {unknown[0]!r}: one of {', '.join(SYNTAXES)}")
+    out, written, number = Path(out), [], 0
+    for label in LABELS:
+        folder = out / DATABASE_FOLDERS[label] / "images"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(1, per_class + 1):
+            number += 1
+            name = syntaxes[(number - 1) % len(syntaxes)]
+            bits = 8 if name == "jpeg-baseline" else 12
+            pixels = make_image(label, size, image_rng(seed, label, i)).pixels.astype(np.uint16)
+            stored = pixels if bits == 8 else pixels * 16 + 8  # 12 bits, as a detector's values
+            uid = lambda part: uids.generate_uid(entropy_srcs=[str(seed), label, str(i), part])  # noqa: E731
+            patient = {"PatientName": f"Synthetic^{DATABASE_FOLDERS[label].title()}^{i}",
+                       "PatientID": f"SYN-{number:05d}", "PatientBirthDate": f"{1950 + number % 60}0101"}
+            header = unit_header(uid("study"), uid("series"), number, "FM"[number % 2], bits, name in LOSSY)
+            path = folder / f"{DATABASE_FOLDERS[label]}-{i}.dcm"
+            written.append(write_dicom(path, stored, bits, SYNTAXES[name], SOPInstanceUID=uid("image"),
+                                       **patient, **header))
+    return written
 
 
 def transcode(path: os.PathLike | str, syntax: str) -> None:
