@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= demo-output
 
-.PHONY: demo test test-box bench box-kit pi-check pi-kit litert-matrix install clean translations
+.PHONY: demo node-demo test test-box bench box-kit pi-check pi-kit litert-matrix install clean translations
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ test-box: $(BOX_VENV)/.installed
 
 demo: $(VENV)/.installed-train+dicom
 	OUT=$(DEMO_OUT) BIN=$(BIN) bash scripts/demo.sh
+
+# The clinic node on this machine, on loopback, with the demo's bundle (made first when absent): DICOM images sent
+# by storescu, the screen and its login printed; Ctrl-C stops it (scripts/node_demo.sh). Needs dcmtk.
+node-demo: $(VENV)/.installed-train+dicom
+	OUT=$(DEMO_OUT) BIN=$(BIN) bash scripts/node_demo.sh
 
 bench: $(VENV)/.installed-train+dev+dicom
 	$(BIN)/python -m benchmarks.run_all --json bench-output.json

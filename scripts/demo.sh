@@ -20,7 +20,7 @@ step "3. Convert to an int8 TFLite bundle and check it against the float models"
 # (the generator is cheap): 480 images alone cannot show that int8 keeps 98% of the float labels.
 "$BIN/cxr-train" synth "$OUT/parity-data" --per-class 1000 --size 128 --seed 11 > /dev/null
 set +e
-"$BIN/cxr-convert" "$OUT/run" --out "$OUT/bundle" --parity-data "$OUT/parity-data"
+"$BIN/cxr-convert" "$OUT/run" --out "$OUT/bundle" --parity-data "$OUT/parity-data" --archive
 gate=$?
 set -e
 if [ "$gate" -eq 1 ]; then
@@ -34,6 +34,7 @@ rm -rf "$OUT/keys" "$OUT/trusted-keys"
 mkdir -p "$OUT/keys" "$OUT/trusted-keys"
 "$BIN/cxr-sign" keygen "$OUT/keys/demo-publisher"
 "$BIN/cxr-sign" sign "$OUT/bundle" --key "$OUT/keys/demo-publisher.key"
+"$BIN/cxr-sign" sign "$OUT/bundle.cxrb" --key "$OUT/keys/demo-publisher.key"  # the one file a box is given
 cp "$OUT/keys/demo-publisher.pub" "$OUT/trusted-keys/"
 export CXR_EDGE_TRUSTED_KEYS="$OUT/trusted-keys"
 "$BIN/cxr-edge" info "$OUT/bundle" | grep "^origin"
