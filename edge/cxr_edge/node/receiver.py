@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import sqlite3
 import threading
 import time
 from typing import Callable
@@ -53,6 +54,7 @@ SUCCESS = 0x0000
 SOP_CLASS_NOT_SUPPORTED = 0x0122  # "Refused: SOP Class not supported": not an image the box reads
 OUT_OF_RESOURCES = 0xA700  # "Refused: Out of Resources"
 CANNOT_UNDERSTAND = 0xC210  # "Error: Cannot understand": the dataset does not parse
+PROCESSING_FAILURE = 0x0110  # "Processing failure": the box's own trouble (its database), not the unit's data
 MAX_PDU = 4 * 2**20
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 IMAGES = "images"
@@ -184,9 +186,19 @@ class Receiver:
                      "success, as the PACS has it already")
             return SUCCESS
         relative = f"{IMAGES}/{study}/{uid}.dcm"
-        write_durably(self.state.data / relative, data)
-        added = self.state.add_instance(Instance(uid, sop_class, study, series, f"dicom:{caller}", relative,
-                                                 time.time()), header)
+        try:
+            write_durably(self.state.data / relative, data)
+        except OSError as exc:  # the disk: the unit should keep the image and send it again later
+            self.log(f"refused {uid} from {caller}: it could not be written ({exc.strerror or exc}): out of "
+                     "resources; the unit keeps it and sends it again")
+            return OUT_OF_RESOURCES
+        try:
+            added = self.state.add_instance(Instance(uid, sop_class, study, series, f"dicom:{caller}", relative,
+                                                     time.time()), header)
+        except sqlite3.Error as exc:  # the database (locked past its timeout, full, read-only): not the data's fault
+            self.log(f"refused {uid} from {caller}: it could not be recorded ({type(exc).__name__}: "
+                     f"{loggable(str(exc))}): processing failure; the unit sends it again")
+            return PROCESSING_FAILURE
         self.log(f"stored {uid} (study {study}) from {caller}" if added else f"duplicate {uid} from {caller}")
         self.on_stored()
         return SUCCESS

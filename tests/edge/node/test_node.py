@@ -497,3 +497,88 @@ def test_log_lines_are_whole_and_time_stamped_outside_journald(node, tmp_path, s
     stamped = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d cxr-edge serve: \S")
     assert lines and all(stamped.match(line) for line in lines), lines[:5]
     assert any(re.search(r"bundle \S+ \(made \d{4}-\d\d-\d\dT.* by cxr-edge \d", line) for line in lines)
+
+
+def _store_event(path: Path, caller: str = "UNIT"):
+    """What pynetdicom hands the C-STORE handler, for a file: the request's UIDs and the dataset's bytes."""
+    from types import SimpleNamespace
+
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    data = path.read_bytes()
+    return SimpleNamespace(assoc=SimpleNamespace(requestor=SimpleNamespace(ae_title=caller, address="x")),
+                           request=SimpleNamespace(AffectedSOPClassUID=str(ds.SOPClassUID),
+                                                   AffectedSOPInstanceUID=str(ds.SOPInstanceUID)),
+                           encoded_dataset=lambda: data)
+
+
+def test_storage_trouble_is_answered_as_the_box_s_not_as_bad_data_and_logged(tmp_path, synth_small, monkeypatch):
+    """A full disk while writing a received image: Out of Resources (0xA700; the unit keeps it and sends it
+    again), not "cannot understand"; a database error while recording it: Processing failure (0x0110). Each said in
+    one log line; nothing recorded; the next image stored as usual."""
+    import errno
+    import sqlite3
+
+    from cxr_edge.node import receiver as receiving
+    from cxr_edge.node.config import DicomConfig
+    from cxr_edge.node.receiver import OUT_OF_RESOURCES, PROCESSING_FAILURE, SUCCESS, Receiver
+    from cxr_edge.node.state import State
+
+    first, second, third = _radiographs(tmp_path / "unit", synth_small, 3)
+    log = []
+    state = State(tmp_path / "data")
+    receiver = Receiver(DicomConfig(allowed_callers=("UNIT",), min_free_mb=1), state, log.append)
+    real_write = receiving.write_durably
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(receiving, "write_durably", full)
+    assert receiver.handle_store(_store_event(first)) == OUT_OF_RESOURCES
+    monkeypatch.setattr(receiving, "write_durably", real_write)
+    monkeypatch.setattr(state, "add_instance", lambda *a: (_ for _ in ()).throw(sqlite3.OperationalError(
+        "database is locked")))
+    assert receiver.handle_store(_store_event(second)) == PROCESSING_FAILURE
+    monkeypatch.undo()
+    assert receiver.handle_store(_store_event(third)) == SUCCESS
+    state.close()
+    assert "No space left on device): out of resources" in log[0] and "database is locked" in log[1]
+    assert len(log) == 3 and not any("\n" in line for line in log)
+
+
+def test_a_failed_commit_is_reported_as_itself(tmp_path):
+    """After a COMMIT that fails (a full disk), SQLite has rolled back already: the error raised is the COMMIT's,
+    never "cannot rollback - no transaction is active"."""
+    import sqlite3
+
+    from cxr_edge.node.state import State
+
+    state = State(tmp_path / "data")
+
+    class FullDisk:
+        """The connection, but for a COMMIT that fails as SQLite's does on a full disk (rolled back already)."""
+
+        def __init__(self, db):
+            self.db = db
+
+        @property
+        def in_transaction(self):
+            return self.db.in_transaction
+
+        def execute(self, sql, *args):
+            if sql == "COMMIT":
+                self.db.execute("ROLLBACK")
+                raise sqlite3.OperationalError("database or disk is full")
+            return self.db.execute(sql, *args)
+
+    real = state._db
+    state._db = FullDisk(real)
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="database or disk is full"):
+            with state.transaction() as db:
+                db.execute("INSERT INTO events (time, kind, detail) VALUES (1, 'x', 'y')")
+    finally:
+        state._db = real
+    assert not real.in_transaction  # and the next writer finds no transaction open
+    state.close()

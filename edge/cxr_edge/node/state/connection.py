@@ -115,12 +115,20 @@ class _Transaction:
                     self.db.execute("COMMIT")
                     return
                 except sqlite3.Error:
-                    self.db.execute("ROLLBACK")  # never leave a transaction open for the next writer
+                    self._roll_back()  # never leave a transaction open for the next writer
                     raise
             else:
-                self.db.execute("ROLLBACK")
+                self._roll_back()
         finally:
             self.state._lock.release()
+
+
+    def _roll_back(self) -> None:
+        """ROLLBACK where a transaction is still open: after a failed COMMIT (a full disk, an I/O error) SQLite has
+        rolled back already, and a ROLLBACK then would raise "cannot rollback - no transaction is active" in place
+        of the error that says what happened."""
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
 
 
 def write_durably(path: Path, data: bytes) -> None:
