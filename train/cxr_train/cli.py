@@ -52,8 +52,8 @@ def synth(out: Path, per_class: int, size: int, seed: int, dicom: bool, syntaxes
     """Write synthetic chest X-rays in the COVID-19 Radiography Database layout (PNG), or with --dicom as DICOM
     files to send to a clinic node.
 
-    Examples: cxr-train synth data/synthetic --per-class 250;
-    cxr-train synth unit --per-class 3 --size 512 --dicom --syntax explicit --syntax jpeg-ls --syntax j2k
+    Example: cxr-train synth data/synthetic --per-class 250 (and for a node:
+    cxr-train synth unit --per-class 3 --size 512 --dicom --syntax explicit --syntax jpeg-ls --syntax j2k)
     """
     if dicom:
         from .synth_dicom import write_unit_dataset
