@@ -12,6 +12,7 @@ and every image is classified.
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 import time
 from typing import Callable
@@ -24,6 +25,9 @@ from cxr_edge.node.studies import lead_image
 from cxr_edge.reports.triage import band
 from cxr_edge.run.classify import Classifier, decode
 from cxr_edge.run.result import Result
+
+
+PAUSE_SECONDS, PAUSE_MAX_SECONDS = 1.0, 30.0  # the waits after the database refused a pass: 1, 2, 4 ... 30 s
 
 
 class Worker(threading.Thread):
@@ -48,13 +52,19 @@ class Worker(threading.Thread):
 
     def run(self) -> None:
         _lower_priority()
+        paused = 0  # passes in a row the database refused: the wait doubles, the log says it once
         while not self._stopping.is_set():
             try:
                 batch = self._pass()
             except Exception as exc:  # noqa: BLE001 - the database busy or failing: say so, wait, try again
-                self.log(f"classifying paused: {type(exc).__name__}: {exc}")
-                batch = []
-                self._stopping.wait(5)
+                if not paused:
+                    self.log(f"classifying paused: {type(exc).__name__}: {exc}; trying again")
+                self._stopping.wait(min(PAUSE_MAX_SECONDS, PAUSE_SECONDS * 2 ** paused))
+                paused += 1
+                continue
+            if paused:
+                self.log(f"classifying resumed after {paused} pause(s)")
+                paused = 0
             if not batch:
                 self._wake.wait(timeout=min(1.0, max(0.05, self.stable_seconds / 4)))
                 self._wake.clear()
@@ -67,6 +77,8 @@ class Worker(threading.Thread):
                 return batch
             try:
                 self._classify(instance)
+            except sqlite3.OperationalError:
+                raise  # the database busy, locked or failing: no fault of the image's; it stays pending (run)
             except Exception as exc:  # noqa: BLE001 - one image's fault must not stop the node
                 self.state.record_result(instance.sop_instance_uid, Result(
                     instance.path, error=f"could not be classified ({type(exc).__name__}: {exc})"))

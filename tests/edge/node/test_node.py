@@ -582,3 +582,45 @@ def test_a_failed_commit_is_reported_as_itself(tmp_path):
         state._db = real
     assert not real.in_transaction  # and the next writer finds no transaction open
     state.close()
+
+
+def test_a_database_locked_for_a_while_pauses_classifying_and_never_becomes_the_image_s_result(tmp_path, edge_bundle,
+                                                                                           synth_small, monkeypatch):
+    """Another process holding the database past SQLite's 5 s busy timeout as the worker records a result: the image
+    stays pending, the worker pauses (one log line), resumes, and the image gets its label, not "could not be
+    classified (OperationalError: database is locked)"."""
+    import sqlite3
+
+    from cxr_edge.bundle.load import load_bundle
+    from cxr_edge.node import worker as working
+    from cxr_edge.node.state import Instance, State, StudyHeader
+    from cxr_edge.node.worker import Worker
+    from cxr_edge.run.classify import Classifier
+
+    monkeypatch.setattr(working, "PAUSE_SECONDS", 0.05, raising=False)  # (no such wait before)
+    state = State(tmp_path / "data")
+    [path] = _radiographs(tmp_path / "data" / "images", synth_small, 1)
+    state.add_instance(Instance("1.2.3", "1.2.840.10008.5.1.4.1.1.1.1", "2.3", "2.3.1", "dicom:UNIT",
+                                str(path.relative_to(tmp_path / "data")), time.time()), StudyHeader("P"))
+    real, refusals = state.record_result, [1]  # released before the error row would be written
+
+    def locked_once(*args):
+        if refusals[0]:
+            refusals[0] -= 1
+            raise sqlite3.OperationalError("database is locked")
+        return real(*args)
+
+    monkeypatch.setattr(state, "record_result", locked_once)
+    log = []
+    worker = Worker(Classifier(load_bundle(edge_bundle)), state, 0, log.append)
+    worker.start()
+    deadline = time.monotonic() + 30
+    while state.instance_results()[0]["classified"] is None:
+        assert time.monotonic() < deadline, log
+        time.sleep(0.05)
+    worker.stop()
+    worker.join(10)
+    [row] = state.instance_results()
+    state.close()
+    assert row["label"] in ("normal", "lung_opacity", "viral_pneumonia", "covid19"), row  # not an error row
+    assert sum("classifying paused" in line for line in log) == 1 and any("resumed" in line for line in log), log
