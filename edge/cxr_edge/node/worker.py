@@ -15,6 +15,7 @@ import os
 import sqlite3
 import threading
 import time
+from types import SimpleNamespace
 from typing import Callable
 
 import numpy as np
@@ -28,6 +29,7 @@ from cxr_edge.run.result import Result
 
 
 PAUSE_SECONDS, PAUSE_MAX_SECONDS = 1.0, 30.0  # the waits after the database refused a pass: 1, 2, 4 ... 30 s
+OWED_SECONDS = 60.0  # how often the records owed (a full disk when they were due) are tried again
 
 
 class Worker(threading.Thread):
@@ -41,6 +43,7 @@ class Worker(threading.Thread):
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self.classified = 0
+        self._owed_at = 0.0  # when the owed records were last tried: at start, then every OWED_SECONDS
 
     def wake(self) -> None:
         self._wake.set()
@@ -65,6 +68,9 @@ class Worker(threading.Thread):
             if paused:
                 self.log(f"classifying resumed after {paused} pause(s)")
                 paused = 0
+            if not batch and time.monotonic() - self._owed_at >= OWED_SECONDS:
+                self._owed_at = time.monotonic()
+                self.make_owed()
             if not batch:
                 self._wake.wait(timeout=min(1.0, max(0.05, self.stable_seconds / 4)))
                 self._wake.clear()
@@ -95,7 +101,7 @@ class Worker(threading.Thread):
             result = Result(instance.path, error=decoded.error or f"{decoded.skipped}: not an image")
         picture = self._pictures(instance, result, decoded)
         outgoing = self._publish(instance, result, decoded.header, picture)
-        self.state.record_result(instance.sop_instance_uid, result, outgoing)
+        self.state.record_result(instance.sop_instance_uid, result, outgoing or (), owed=outgoing is None)
         self.classified += 1
         if outgoing:
             self.publisher.discard_unqueued(outgoing)  # e.g. objects sent before a crash, written again
@@ -122,16 +128,18 @@ class Worker(threading.Thread):
             self.log(f"no thumbnail or heatmap kept for {instance.sop_instance_uid}: {type(exc).__name__}")
             return None
 
-    def _publish(self, instance, result: Result, header, picture) -> tuple:
-        """The SR and heatmap to send; a failure to make them is logged and never loses the result."""
+    def _publish(self, instance, result: Result, header, picture) -> tuple | None:
+        """The SR and heatmap to send; None when they could not be made (a full disk): the result is recorded all
+        the same, owing them, and make_owed makes them later."""
         if self.publisher is None:
             return ()
         try:
             return self.publisher.image(instance, result, header, picture)
         except Exception as exc:  # noqa: BLE001 - the result is recorded all the same
             # the type only: a message could quote a header value
-            self.log(f"no SR or heatmap for {instance.sop_instance_uid}: {type(exc).__name__}")
-            return ()
+            self.log(f"no SR or heatmap for {instance.sop_instance_uid} yet ({type(exc).__name__}): owed, made "
+                     "again later")
+            return None
 
     def _settle_studies(self) -> None:
         now = time.time()
@@ -143,8 +151,8 @@ class Worker(threading.Thread):
             final = unclassified == 0 and now - last_received >= self.stable_seconds
             outgoing = self._study_objects(study) if final else ()
             p_abnormal = max((1 - r.probs[0] for _, r in images if r.label), default=None)
-            settled = self.state.set_study(study, lead, first.label, first.refer, final, last_received, outgoing,
-                                           p_abnormal, band(first))
+            settled = self.state.set_study(study, lead, first.label, first.refer, final, last_received,
+                                           outgoing or (), p_abnormal, band(first), owed=outgoing is None)
             if outgoing:
                 self.publisher.discard_unqueued(outgoing)  # a late image came: its Bundle is made again later
             if settled and final:
@@ -152,14 +160,43 @@ class Worker(threading.Thread):
                 if outgoing and self.on_queued:
                     self.on_queued()
 
-    def _study_objects(self, study: str) -> tuple:
+    def _study_objects(self, study: str) -> tuple | None:
+        """The study's FHIR Bundle to send; None when it could not be made (owed, as _publish's)."""
         if self.publisher is None:
             return ()
         try:
             return self.publisher.study(study)
         except Exception as exc:  # noqa: BLE001 - the study is final all the same
-            self.log(f"no FHIR Bundle for study {study}: {type(exc).__name__}")
-            return ()
+            self.log(f"no FHIR Bundle for study {study} yet ({type(exc).__name__}): owed, made again later")
+            return None
+
+    def make_owed(self) -> int:
+        """Make and queue the records owed (an image's SR and heatmap, a final study's FHIR Bundle, not made when
+        they were due: a full disk); returns how many were made. What still cannot be made stays owed."""
+        if self.publisher is None:
+            return 0
+        made = 0
+        for row in self.state.owed_results():
+            instance = SimpleNamespace(id=row["id"], sop_instance_uid=row["sop_instance_uid"],
+                                       study_instance_uid=row["study_instance_uid"], path=row["path"])
+            result = Result.from_record(row["path"], row)
+            decoded = decode(self.state.data / row["path"], self.classifier.size, keep_gray=True)
+            outgoing = self._publish(instance, result, decoded.header, self._pictures(instance, result, decoded))
+            if outgoing is None:
+                return made  # the disk is still full: the rest waits for the next sweep
+            self.state.settle_owed(outgoing, sop_instance_uid=row["sop_instance_uid"])
+            made += 1
+        for study in self.state.owed_studies():
+            outgoing = self._study_objects(study)
+            if outgoing is None:
+                return made
+            self.state.settle_owed(outgoing, study_instance_uid=study)
+            made += 1
+        if made:
+            self.log(f"{made} owed record(s) made and queued")
+            if self.on_queued:
+                self.on_queued()
+        return made
 
 
 def _lower_priority() -> None:

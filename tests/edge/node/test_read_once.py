@@ -74,3 +74,38 @@ def test_a_received_image_is_parsed_twice_and_decoded_once(tmp_path, edge_bundle
     # the header on receipt, the whole file once when classified; its pixels decoded and its heatmap computed once
     assert counted == {"parsed": 2, "decoded": 1, "heatmaps": 1}
     assert thumbnail[:2] == b"\xff\xd8"
+
+
+def test_records_that_a_full_disk_kept_from_being_made_are_owed_then_made(tmp_path, edge_bundle, monkeypatch):
+    """The outbox's disk full as an image is classified and its study becomes final: the result and the study are
+    recorded all the same, owing their SR, heatmap capture and FHIR Bundle (nothing queued, said in the log); once
+    the disk has room, the worker's sweep makes and queues every one, once."""
+    import errno
+
+    from cxr_edge.node import outbox
+
+    source = write_dicom(tmp_path / "unit.dcm", (np.indices((256, 256)).sum(axis=0) % 4096).astype(np.uint16),
+                         bits=12, syntax=uids.ExplicitVRLittleEndian, ViewPosition="PA", BodyPartExamined="CHEST",
+                         StudyInstanceUID=uids.generate_uid(), SeriesInstanceUID=uids.generate_uid())
+    state = State(tmp_path / "data")
+    classifier = Classifier(load_bundle(edge_bundle))
+    log = []
+    assert Receiver(DicomConfig(allowed_callers=("UNIT",), min_free_mb=1), state, log.append).handle_store(
+        _store_event(source)) == 0
+    send = SendConfig(dicom=(Peer("PACS", "127.0.0.1", 4242),), heatmap_capture=True, fhir_url="http://127.0.0.1:9/")
+    worker = Worker(classifier, state, 0, log.append, Publisher(send, classifier, state, log.append))
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(outbox, "write_durably", full)
+    worker._pass()
+    assert state.outbox_items() == [] and state.instance_results()[0]["label"]  # classified, nothing queued
+    assert len(state.owed_results()) == 1 and len(state.owed_studies()) == 1
+    assert any("owed, made again later" in line for line in log)
+    assert worker.make_owed() == 0  # still full: still owed
+    monkeypatch.undo()
+    assert worker.make_owed() == 2
+    assert sorted(item["kind"] for item in state.outbox_items()) == ["capture", "fhir", "sr"]
+    assert state.owed_results() == [] and state.owed_studies() == [] and worker.make_owed() == 0
+    state.close()

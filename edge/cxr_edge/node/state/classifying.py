@@ -29,15 +29,38 @@ class Classifying:
                 "received, id FROM instances WHERE state = 'received' ORDER BY id LIMIT ?", (limit,)).fetchall()
         return [Instance(*row) for row in rows]
 
-    def record_result(self, sop_instance_uid: str, result: Result, outgoing: tuple[Outgoing, ...] = ()) -> None:
+    def record_result(self, sop_instance_uid: str, result: Result, outgoing: tuple[Outgoing, ...] = (),
+                      owed: bool = False) -> None:
         """A classified instance's result, the objects to send about it, and the instance marked classified, in
         one transaction: a crash leaves all or none, so a restart classifies it again or not at all, and never
-        classifies it without queueing its results."""
+        classifies it without queueing its results. `owed`: its objects could not be made (owed_results)."""
         with self._transaction() as db:
             _enqueue(db, outgoing)
             _insert(db, "INSERT OR REPLACE INTO results", {"sop_instance_uid": sop_instance_uid,
-                                                           "classified": time.time(), **result.as_record()})
+                                                           "classified": time.time(), **result.as_record(),
+                                                           "records_owed": int(owed)})
             db.execute("UPDATE instances SET state = 'classified' WHERE sop_instance_uid = ?", (sop_instance_uid,))
+
+    def owed_results(self, limit: int = 20) -> list[dict]:
+        """Classified images whose objects to send are owed: the instance (id, UIDs, path) and its stored result."""
+        return self.query(f"SELECT i.id, i.sop_instance_uid, i.study_instance_uid, i.path, {_RESULT_COLUMNS} FROM "
+                          "results r JOIN instances i ON i.sop_instance_uid = r.sop_instance_uid WHERE "
+                          "r.records_owed = 1 ORDER BY i.id LIMIT ?", (limit,))
+
+    def owed_studies(self) -> list[str]:
+        """Final studies whose FHIR Bundle is owed."""
+        return [row["study_instance_uid"] for row in self.query(
+            "SELECT study_instance_uid FROM studies WHERE records_owed = 1 AND final = 1 ORDER BY id")]
+
+    def settle_owed(self, outgoing: tuple[Outgoing, ...], sop_instance_uid: str | None = None,
+                    study_instance_uid: str | None = None) -> None:
+        """The owed objects of an image (or a study) queued, and it no longer owes them, in one transaction."""
+        with self._transaction() as db:
+            _enqueue(db, outgoing)
+            if sop_instance_uid is not None:
+                db.execute("UPDATE results SET records_owed = 0 WHERE sop_instance_uid = ?", (sop_instance_uid,))
+            if study_instance_uid is not None:
+                db.execute("UPDATE studies SET records_owed = 0 WHERE study_instance_uid = ?", (study_instance_uid,))
 
     def study_images(self, study_instance_uid: str) -> list[tuple[str, Result]]:
         """(SOP Instance UID, result) of each classified image of the study, in the order received."""
@@ -46,15 +69,15 @@ class Classifying:
 
     def set_study(self, study_instance_uid: str, lead: str | None, label: str, refer: bool, final: bool,
                   last_received: float, outgoing: tuple[Outgoing, ...] = (), p_abnormal: float | None = None,
-                  band: str = "") -> bool:
+                  band: str = "", owed: bool = False) -> bool:
         """The study's result (that of its leading image, `lead`), as of its image received at `last_received`, and
         the objects to send about it: False (nothing written, nothing queued) when another image has arrived since,
         so that a late image is never sealed out of a final study."""
         with self._transaction() as db:
             changed = bool(db.execute("UPDATE studies SET lead_sop_instance_uid = ?, label = ?, refer = ?, final = ?, "
-                                      "p_abnormal = ?, band = ? WHERE study_instance_uid = ? AND last_received = ?",
-                                      (lead, label, int(refer), int(final), p_abnormal, band, study_instance_uid,
-                                       last_received)).rowcount)
+                                      "p_abnormal = ?, band = ?, records_owed = ? WHERE study_instance_uid = ? AND "
+                                      "last_received = ?", (lead, label, int(refer), int(final), p_abnormal, band,
+                                                            int(owed), study_instance_uid, last_received)).rowcount)
             if changed:
                 _enqueue(db, outgoing)
             return changed

@@ -208,6 +208,12 @@ MIGRATIONS = (
         expires = created + 90 * 86400;
     CREATE UNIQUE INDEX tokens_name ON tokens (user, name);
     """,
+    # 10: a result (or a final study) whose records to send (SR, heatmap, FHIR Bundle) could not be made when it was
+    # recorded (a full disk): owed, and made by the classifying thread's sweep once they can be.
+    """
+    ALTER TABLE results ADD COLUMN records_owed INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE studies ADD COLUMN records_owed INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
