@@ -604,11 +604,11 @@ def test_a_database_locked_for_a_while_pauses_classifying_and_never_becomes_the_
                                 str(path.relative_to(tmp_path / "data")), time.time()), StudyHeader("P"))
     real, refusals = state.record_result, [1]  # released before the error row would be written
 
-    def locked_once(*args):
+    def locked_once(*args, **kwargs):
         if refusals[0]:
             refusals[0] -= 1
             raise sqlite3.OperationalError("database is locked")
-        return real(*args)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(state, "record_result", locked_once)
     log = []
