@@ -7,7 +7,9 @@ The sender (cxr_edge.node.sender) takes them from there."""
 from __future__ import annotations
 
 import datetime
+import errno
 import json
+import shutil
 from pathlib import Path
 
 from cxr_edge.node.config import SendConfig
@@ -28,9 +30,16 @@ def fhir_destination(url: str) -> str:
     return f"fhir:{url}"
 
 
+class LowSpace(OSError):
+    """Free space in the data folder below the watermark: no outbox file is written (the result owes it)."""
+
+
 class Publisher:
-    def __init__(self, send: SendConfig, classifier, state: State, log):
+    def __init__(self, send: SendConfig, classifier, state: State, log, min_free_mb: int = 0):
+        """`min_free_mb`: below this free space in the data folder (the node's [dicom] min_free_mb), no outbox file
+        is written: the space left is the database's; the results owe their objects until it returns."""
         self.send, self.classifier, self.state, self.log = send, classifier, state, log
+        self.min_free_mb = min_free_mb
         self.producer = Producer.of(classifier)
         self._sweep()
 
@@ -88,6 +97,9 @@ class Publisher:
         return (Outgoing(fhir_destination(self.send.fhir_url), key, "fhir", path, study_instance_uid),)
 
     def _write(self, name: str, data: bytes) -> str:
+        free_mb = shutil.disk_usage(self.state.data).free / 2**20
+        if free_mb < self.min_free_mb:
+            raise LowSpace(errno.ENOSPC, f"free space {free_mb:.0f} MB is below min_free_mb {self.min_free_mb}")
         relative = f"{OUTBOX}/{name}"
         write_durably(Path(self.state.data) / relative, data)
         return relative

@@ -27,6 +27,10 @@ from cxr_edge.node.outbox import dicom_destination, fhir_destination
 from cxr_edge.node.state import Queued, State
 
 TIMEOUT = 5  # seconds for a connection or a reply: within the node's 9 s to stop
+# A FHIR server applies a transaction as a whole and may take tens of seconds on a busy day: waiting less, the node
+# posted the Bundle again while the server was still at the first copy (a server that checks ifNoneExist on arrival
+# and creates at the end then made duplicates). Only a closed connection (this timeout, a refusal) makes a re-post.
+FHIR_TIMEOUT = 60
 RETRY_LATER_HTTP = {401, 403, 408, 429}
 
 
@@ -181,7 +185,7 @@ class Sender(threading.Thread):
             headers["Authorization"] = f"Bearer {self.token}"
         request = urllib.request.Request(url, data=data, headers=headers, method="POST")
         try:
-            with _NO_REDIRECTS.open(request, timeout=TIMEOUT) as response:
+            with _NO_REDIRECTS.open(request, timeout=FHIR_TIMEOUT) as response:
                 reply = response.read(1 << 20)
         except _Redirected as exc:
             raise Refused(f"fhir_url redirects to {exc.location}: set [send] fhir_url to the FHIR base URL itself "

@@ -145,7 +145,7 @@ def _run(config: NodeConfig, stop: threading.Event, start_web) -> None:
         from cxr_edge.node.sender import Sender
 
         sender = Sender(config.send, config.dicom.ae_title, state, log)
-        publisher = Publisher(config.send, classifier, state, log)
+        publisher = Publisher(config.send, classifier, state, log, config.dicom.min_free_mb)
     worker = Worker(classifier, state, config.dicom.study_stable_seconds, log, publisher,
                     sender.wake if sender else None)
     sticks = receiver = web = None

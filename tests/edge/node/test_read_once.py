@@ -109,3 +109,30 @@ def test_records_that_a_full_disk_kept_from_being_made_are_owed_then_made(tmp_pa
     assert sorted(item["kind"] for item in state.outbox_items()) == ["capture", "fhir", "sr"]
     assert state.owed_results() == [] and state.owed_studies() == [] and worker.make_owed() == 0
     state.close()
+
+
+def test_below_the_watermark_no_outbox_file_is_written_and_the_records_wait(tmp_path, edge_bundle, monkeypatch):
+    """Free space below min_free_mb keeps the node from writing outbox files (the space left is the database's):
+    the result owes its SR and capture; once space returns, the sweep makes them."""
+    from collections import namedtuple
+
+    from cxr_edge.node import outbox
+
+    source = write_dicom(tmp_path / "unit.dcm", (np.indices((256, 256)).sum(axis=0) % 4096).astype(np.uint16),
+                         bits=12, syntax=uids.ExplicitVRLittleEndian, ViewPosition="PA", BodyPartExamined="CHEST",
+                         StudyInstanceUID=uids.generate_uid(), SeriesInstanceUID=uids.generate_uid())
+    state = State(tmp_path / "data")
+    classifier = Classifier(load_bundle(edge_bundle))
+    log = []
+    assert Receiver(DicomConfig(allowed_callers=("UNIT",), min_free_mb=1), state, log.append).handle_store(
+        _store_event(source)) == 0
+    send = SendConfig(dicom=(Peer("PACS", "127.0.0.1", 4242),), heatmap_capture=True)
+    worker = Worker(classifier, state, 0, log.append, Publisher(send, classifier, state, log.append, min_free_mb=2048))
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(outbox.shutil, "disk_usage", lambda path: usage(10 * 2**30, 0, 1000 * 2**20))  # 1000 MB
+    worker._pass()
+    assert state.outbox_items() == [] and len(state.owed_results()) == 1
+    assert not (state.data / "outbox").exists() or not any((state.data / "outbox").iterdir())
+    monkeypatch.setattr(outbox.shutil, "disk_usage", lambda path: usage(10 * 2**30, 0, 5000 * 2**20))
+    assert worker.make_owed() == 1 and sorted(i["kind"] for i in state.outbox_items()) == ["capture", "sr"]
+    state.close()

@@ -77,9 +77,10 @@ class FhirEndpoint:
     """A FHIR server's transaction endpoint that records every POST, answers 200 with a transaction-response, or
     `status` when set; `start()` again after `stop()` comes back on the same port."""
 
-    def __init__(self):
+    def __init__(self, delay: float = 0.0):
         self.port, self.posts, self.status, self.server = _free_port(), [], None, None
         self.url = f"http://{HOST}:{self.port}/fhir"
+        self.delay = delay  # seconds a transaction takes, as on a busy server
 
     def start(self) -> "FhirEndpoint":
         endpoint = self
@@ -88,6 +89,7 @@ class FhirEndpoint:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 endpoint.posts.append((self.path, dict(self.headers), body))
+                time.sleep(endpoint.delay)
                 status = endpoint.status or 200
                 reply = {"resourceType": "Bundle", "type": "transaction-response"} if status == 200 else {
                     "resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "invalid",
@@ -279,3 +281,28 @@ def test_a_missing_token_stops_the_node_with_what_to_set(tmp_path, edge_bundle, 
     result = CliRunner().invoke(main, ["serve", "--config", str(config), "--check"])
     assert result.exit_code == 2
     assert "fhir_token_env names CXR_EDGE_FHIR_TOKEN, which is not set in the environment" in result.output
+
+
+def test_a_slow_fhir_server_gets_each_bundle_once(tmp_path, edge_bundle, synth_small, monkeypatch):
+    """A server taking 8 s over a transaction: the node waits for its answer and never posts the Bundle again while
+    the first copy is in progress (with a 5 s timeout it posted again, and again)."""
+    monkeypatch.setenv("CXR_EDGE_FHIR_TOKEN", "secret-token-1")
+    fhir = FhirEndpoint(delay=8).start()
+    node_port = _free_port()
+    path = _config(tmp_path, edge_bundle, node_port, allowed_callers=["XRAYROOM1"], study_stable_seconds=1)
+    with path.open("a") as fh:
+        fh.write(f'[send]\nfhir_url = "{fhir.url}"\nfhir_token_env = "CXR_EDGE_FHIR_TOKEN"\n'
+                 "retry_first_seconds = 0.5\nretry_max_seconds = 2\n")
+    node = Node(path)
+    node.port = node_port
+    try:
+        node.start()
+        sent = _store(node_port, _radiographs(tmp_path / "unit", synth_small, 1))
+        assert sent.returncode == 0, sent.stderr
+        _wait(lambda: any(i["state"] == "sent" for (k, _), i in _outbox(node.config).items() if k == "fhir"), 60,
+              "the Bundle sent", node)
+        time.sleep(3)  # a re-post would come within the retry's 0.5 to 2 s
+        assert len(fhir.posts) == 1, [p[0] for p in fhir.posts]
+    finally:
+        node.stop()
+        fhir.stop()
