@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import gettext as _gettext
-import os
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
@@ -65,11 +64,6 @@ def speaking(code: str):
         yield
     finally:
         set_default(previous)
-
-
-def default_from_environment() -> str:
-    """$CXR_EDGE_LANGUAGE when set (checked), else English."""
-    return check(os.environ[ENVIRONMENT], f"${ENVIRONMENT}") if os.environ.get(ENVIRONMENT) else SOURCE
 
 
 def current() -> str:

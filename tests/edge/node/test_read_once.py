@@ -76,6 +76,18 @@ def test_a_received_image_is_parsed_twice_and_decoded_once(tmp_path, edge_bundle
     assert thumbnail[:2] == b"\xff\xd8"
 
 
+def _received(tmp_path, edge_bundle):
+    """A frontal DX radiograph as the node's C-STORE handler stores it: (the state, a classifier, the log)."""
+    source = write_dicom(tmp_path / "unit.dcm", (np.indices((256, 256)).sum(axis=0) % 4096).astype(np.uint16),
+                         bits=12, syntax=uids.ExplicitVRLittleEndian, ViewPosition="PA", BodyPartExamined="CHEST",
+                         StudyInstanceUID=uids.generate_uid(), SeriesInstanceUID=uids.generate_uid())
+    state = State(tmp_path / "data")
+    log = []
+    assert Receiver(DicomConfig(allowed_callers=("UNIT",), min_free_mb=1), state, log.append).handle_store(
+        _store_event(source)) == 0, log
+    return state, Classifier(load_bundle(edge_bundle)), log
+
+
 def test_records_that_a_full_disk_kept_from_being_made_are_owed_then_made(tmp_path, edge_bundle, monkeypatch):
     """The outbox's disk full as an image is classified and its study becomes final: the result and the study are
     recorded all the same, owing their SR, heatmap capture and FHIR Bundle (nothing queued, said in the log); once
@@ -84,14 +96,7 @@ def test_records_that_a_full_disk_kept_from_being_made_are_owed_then_made(tmp_pa
 
     from cxr_edge.node import outbox
 
-    source = write_dicom(tmp_path / "unit.dcm", (np.indices((256, 256)).sum(axis=0) % 4096).astype(np.uint16),
-                         bits=12, syntax=uids.ExplicitVRLittleEndian, ViewPosition="PA", BodyPartExamined="CHEST",
-                         StudyInstanceUID=uids.generate_uid(), SeriesInstanceUID=uids.generate_uid())
-    state = State(tmp_path / "data")
-    classifier = Classifier(load_bundle(edge_bundle))
-    log = []
-    assert Receiver(DicomConfig(allowed_callers=("UNIT",), min_free_mb=1), state, log.append).handle_store(
-        _store_event(source)) == 0
+    state, classifier, log = _received(tmp_path, edge_bundle)
     send = SendConfig(dicom=(Peer("PACS", "127.0.0.1", 4242),), heatmap_capture=True, fhir_url="http://127.0.0.1:9/")
     worker = Worker(classifier, state, 0, log.append, Publisher(send, classifier, state, log.append))
 
@@ -118,14 +123,7 @@ def test_below_the_watermark_no_outbox_file_is_written_and_the_records_wait(tmp_
 
     from cxr_edge.node import outbox
 
-    source = write_dicom(tmp_path / "unit.dcm", (np.indices((256, 256)).sum(axis=0) % 4096).astype(np.uint16),
-                         bits=12, syntax=uids.ExplicitVRLittleEndian, ViewPosition="PA", BodyPartExamined="CHEST",
-                         StudyInstanceUID=uids.generate_uid(), SeriesInstanceUID=uids.generate_uid())
-    state = State(tmp_path / "data")
-    classifier = Classifier(load_bundle(edge_bundle))
-    log = []
-    assert Receiver(DicomConfig(allowed_callers=("UNIT",), min_free_mb=1), state, log.append).handle_store(
-        _store_event(source)) == 0
+    state, classifier, log = _received(tmp_path, edge_bundle)
     send = SendConfig(dicom=(Peer("PACS", "127.0.0.1", 4242),), heatmap_capture=True)
     worker = Worker(classifier, state, 0, log.append, Publisher(send, classifier, state, log.append, min_free_mb=2048))
     usage = namedtuple("usage", "total used free")

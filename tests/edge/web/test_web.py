@@ -275,8 +275,6 @@ def test_in_each_language_no_page_shows_an_english_sentence_or_scrolls_sideways_
                                                                                            monkeypatch):
     """In Chromium at 390 px (a phone), a user whose language is `code`: every page in it, longer words and all; the
     login page in the browser's language."""
-    from selenium.webdriver.common.by import By
-
     from tests.catalogue import english_in
 
     node, base, config = screen
