@@ -73,6 +73,27 @@ def open_classifier(config: NodeConfig):
         raise StartError(str(exc)) from None
 
 
+def open_state(config: NodeConfig):
+    """The database, migrated and seen to take a write: a node that could only read would log "listening" and then
+    refuse every image, so it does not start (exit 2) and says what to fix."""
+    import sqlite3
+
+    from cxr_edge.node.state import DATABASE, State
+
+    state = None
+    try:
+        state = State(config.data)
+        state.check_writable()
+    except (OSError, sqlite3.Error) as exc:
+        if state is not None:
+            state.close()
+        what = f"the database {config.data / DATABASE}" if isinstance(exc, sqlite3.Error) else \
+            f"the data folder {config.data}"
+        raise StartError(f"{what} cannot be written ({exc}): the node would refuse every image; put the data folder "
+                         f"on a writable disk, owned by the user the node runs as, and start again") from None
+    return state
+
+
 def bundle_warnings(classifier) -> list[str]:
     """What every page, `serve --check` and the log at start say about the bundle, one plain sentence each: trained
     on synthetic images, not shown to match its validated model, the self-test's fallback, a trust folder others
@@ -117,7 +138,6 @@ def run(config: NodeConfig, stop: threading.Event | None = None, start_web=None)
 
 def _run(config: NodeConfig, stop: threading.Event, start_web) -> None:
     from cxr_edge.node.receiver import Receiver
-    from cxr_edge.node.state import State
     from cxr_edge.node.worker import Worker
 
     if threading.current_thread() is threading.main_thread():  # installed first: a SIGTERM during start-up too
@@ -138,7 +158,7 @@ def _run(config: NodeConfig, stop: threading.Event, start_web) -> None:
     token_present(config)
     for warning in send_warnings(config):
         log(f"WARNING: {warning}")
-    state = State(config.data)
+    state = open_state(config)
     sender = publisher = None
     if config.send.enabled:
         from cxr_edge.node.outbox import Publisher

@@ -5,6 +5,7 @@ import json
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -122,6 +123,28 @@ def test_files_others_can_write_are_refused(tmp_path, edge_bundle):
     assert result.exit_code == 2
     assert (f"configuration file {path} can be written by other users: whoever can change it decides what the box "
             f"runs; fix it with `chmod go-w {path}`") in result.output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("what", ["database", "data folder"])
+def test_a_node_that_cannot_write_its_database_or_data_folder_refuses_to_start(tmp_path, edge_bundle, what):
+    from cxr_edge.node.state import State
+
+    from tests.mounts import read_only
+
+    path = _config(tmp_path, edge_bundle, _free_port())
+    State(tmp_path / "data").close()
+    target = tmp_path / "data" / DATABASE if what == "database" else tmp_path / "data"
+    with read_only(target):
+        node = subprocess.Popen([sys.executable, "-c", "from cxr_edge.cli import main; main()", "serve", "--config",
+                                 str(path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            output, _ = node.communicate(timeout=60)
+        finally:
+            node.kill()
+    assert node.returncode == 2, output
+    assert f"the {what} {target} cannot be written" in output and "readonly" in output.replace("-", "").lower()
+    assert "listening" not in output
 
 
 # receiving

@@ -34,6 +34,22 @@ class Connection:
         # after migrating (a table rebuild must not cascade); SQLite leaves it off on every new connection
         self._db.execute("PRAGMA foreign_keys = ON")
 
+    def check_writable(self) -> None:
+        """Raise the OSError or sqlite3.Error that a write would meet: a database or data folder on a read-only
+        mount, or a file the service user cannot write, lets the node open and read, then refuses every image. Leaves
+        nothing behind: the database's write is rolled back, the folder's file removed."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:  # rewriting the version it has is a write: SQLite refuses it on a read-only file
+                version = self._db.execute("PRAGMA user_version").fetchone()[0]
+                self._db.execute(f"PRAGMA user_version = {version}")
+            finally:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+        probe = self.data / ".write-test"
+        write_durably(probe, b"cxr-edge")
+        probe.unlink()
+
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
