@@ -96,6 +96,10 @@ class Publisher:
                            json.dumps(bundle, ensure_ascii=False).encode())
         return (Outgoing(fhir_destination(self.send.fhir_url), key, "fhir", path, study_instance_uid),)
 
+    def has_room(self) -> bool:
+        """Free space in the data folder at or above the watermark: the owed records can be tried."""
+        return shutil.disk_usage(self.state.data).free / 2**20 >= self.min_free_mb
+
     def _write(self, name: str, data: bytes) -> str:
         free_mb = shutil.disk_usage(self.state.data).free / 2**20
         if free_mb < self.min_free_mb:

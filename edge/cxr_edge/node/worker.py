@@ -29,7 +29,9 @@ from cxr_edge.run.result import Result
 
 
 PAUSE_SECONDS, PAUSE_MAX_SECONDS = 1.0, 30.0  # the waits after the database refused a pass: 1, 2, 4 ... 30 s
-OWED_SECONDS = 60.0  # how often the records owed (a full disk when they were due) are tried again
+OWED_SECONDS = 60.0  # how often the records owed (a full disk when they were due) are tried again ...
+SPACE_SECONDS = 5.0  # ... and, while some are owed, how often free space is looked at: they are made once it is back
+MISSING = object()  # a heatmap the capture needs that the disk refused: the image's records are owed
 
 
 class Worker(threading.Thread):
@@ -44,6 +46,7 @@ class Worker(threading.Thread):
         self._stopping = threading.Event()
         self.classified = 0
         self._owed_at = 0.0  # when the owed records were last tried: at start, then every OWED_SECONDS
+        self._owing = False  # a record could not be made since: tried again as soon as there is room
 
     def wake(self) -> None:
         self._wake.set()
@@ -68,12 +71,16 @@ class Worker(threading.Thread):
             if paused:
                 self.log(f"classifying resumed after {paused} pause(s)")
                 paused = 0
-            if not batch and time.monotonic() - self._owed_at >= OWED_SECONDS:
+            if not batch and self._owed_due():
                 self._owed_at = time.monotonic()
                 self.make_owed()
             if not batch:
                 self._wake.wait(timeout=min(1.0, max(0.05, self.stable_seconds / 4)))
                 self._wake.clear()
+
+    def _owed_due(self) -> bool:
+        waited = time.monotonic() - self._owed_at
+        return waited >= OWED_SECONDS or (self._owing and waited >= SPACE_SECONDS and self.publisher.has_room())
 
     def _pass(self) -> list:
         """Classify what is pending, then settle the studies; returns what was pending."""
@@ -99,8 +106,7 @@ class Worker(threading.Thread):
             result = self.classifier.results([(instance.path, decoded.pixels, decoded.reasons)])[0]
         else:
             result = Result(instance.path, error=decoded.error or f"{decoded.skipped}: not an image")
-        picture = self._pictures(instance, result, decoded)
-        outgoing = self._publish(instance, result, decoded.header, picture)
+        outgoing = self._publish(instance, result, decoded.header, self._pictures(instance, result, decoded))
         self.state.record_result(instance.sop_instance_uid, result, outgoing or (), owed=outgoing is None)
         self.classified += 1
         if outgoing:
@@ -112,8 +118,9 @@ class Worker(threading.Thread):
 
     def _pictures(self, instance, result: Result, decoded):
         """The screen's thumbnail and, where a heatmap capture is sent, the heatmap (kept for the screen too, so
-        nothing computes it again); returns the heatmap as RGB pixels for the capture, or None. A failure to keep
-        them is logged and never loses the result."""
+        nothing computes it again); returns the heatmap as RGB pixels for the capture, None when none is sent, or
+        MISSING when the disk refused it (the capture is then owed, not sent without it). A failure to keep them is
+        logged and never loses the result."""
         if decoded.display is None:
             return None
         try:
@@ -126,7 +133,8 @@ class Worker(threading.Thread):
             return np.asarray(keep_heat(self.state.data, instance.id, result, decoded.display, heat).convert("RGB"))
         except OSError as exc:
             self.log(f"no thumbnail or heatmap kept for {instance.sop_instance_uid}: {type(exc).__name__}")
-            return None
+            wanted = result.label and self.publisher is not None and self.publisher.wants_heatmap
+            return MISSING if wanted else None
 
     def _publish(self, instance, result: Result, header, picture) -> tuple | None:
         """The SR and heatmap to send; None when they could not be made (a full disk): the result is recorded all
@@ -134,11 +142,14 @@ class Worker(threading.Thread):
         if self.publisher is None:
             return ()
         try:
+            if picture is MISSING:
+                raise OSError("the heatmap could not be kept")
             return self.publisher.image(instance, result, header, picture)
         except Exception as exc:  # noqa: BLE001 - the result is recorded all the same
             # the type only: a message could quote a header value
             self.log(f"no SR or heatmap for {instance.sop_instance_uid} yet ({type(exc).__name__}): owed, made "
                      "again later")
+            self._owing = True
             return None
 
     def _settle_studies(self) -> None:
@@ -168,6 +179,7 @@ class Worker(threading.Thread):
             return self.publisher.study(study)
         except Exception as exc:  # noqa: BLE001 - the study is final all the same
             self.log(f"no FHIR Bundle for study {study} yet ({type(exc).__name__}): owed, made again later")
+            self._owing = True
             return None
 
     def make_owed(self) -> int:
@@ -175,7 +187,7 @@ class Worker(threading.Thread):
         they were due: a full disk); returns how many were made. What still cannot be made stays owed."""
         if self.publisher is None:
             return 0
-        made = 0
+        made, self._owing = 0, False
         for row in self.state.owed_results():
             instance = SimpleNamespace(id=row["id"], sop_instance_uid=row["sop_instance_uid"],
                                        study_instance_uid=row["study_instance_uid"], path=row["path"])

@@ -16,7 +16,7 @@ import pytest
 from cxr_edge.node.config import ConfigError, load_config
 
 from tests.peers import tool
-from tests.node_harness import HOST, Node, _config, _free_port, _radiographs, _store
+from tests.node_harness import HOST, Node, _config, _free_port, _radiographs, _responses, _store
 
 pytestmark = pytest.mark.slow
 
@@ -117,8 +117,9 @@ class FhirEndpoint:
         return [body["identifier"]["value"] for _, _, body in self.posts]
 
 
-def _send_config(tmp_path, bundle, node_port, orthanc, fhir, **send):
-    path = _config(tmp_path, bundle, node_port, allowed_callers=["XRAYROOM1"], study_stable_seconds=1)
+def _send_config(tmp_path, bundle, node_port, orthanc, fhir, min_free_mb=1, **send):
+    path = _config(tmp_path, bundle, node_port, allowed_callers=["XRAYROOM1"], study_stable_seconds=1,
+                   min_free_mb=min_free_mb)
     settings = {"dicom": [f"ORTHANC@{HOST}:{orthanc.dicom_port}"], "fhir_url": fhir.url,
                 "fhir_token_env": "CXR_EDGE_FHIR_TOKEN", "retry_first_seconds": 0.5, "retry_max_seconds": 2, **send}
     with path.open("a") as fh:
@@ -306,3 +307,61 @@ def test_a_slow_fhir_server_gets_each_bundle_once(tmp_path, edge_bundle, synth_s
     finally:
         node.stop()
         fhir.stop()
+
+
+@pytest.mark.parametrize("min_free_mb", [0, 2], ids=["disk-full", "below-watermark"])
+def test_a_full_disk_as_images_arrive_and_a_study_becomes_final_loses_no_record(tmp_path, edge_bundle, synth_small,
+                                                                               monkeypatch, min_free_mb):
+    """The data folder on a 24 MB file system, filled while images arrive and while their study becomes final,
+    then freed: every image the unit was told was stored ends with its result, its SR and heatmap in the PACS and
+    its report in the EHR's Bundle. With no watermark the writes meet the real ENOSPC (files, SQLite) and the node
+    runs on through it; with one, the node stops short of it, is SIGKILLed while owing records and started again."""
+    from tests.mounts import fill, small_disk
+
+    monkeypatch.setenv("CXR_EDGE_FHIR_TOKEN", "secret-token-1")
+    node_port = _free_port()
+    orthanc = Orthanc(tmp_path / "orthanc", {"CXREDGE": node_port}).start()
+    fhir = FhirEndpoint().start()
+    study = "1.2.826.0.1.3680043.8.498.2001"
+    files = _radiographs(tmp_path / "unit", synth_small, 8, study=study)
+    node = Node(_send_config(tmp_path, edge_bundle, node_port, orthanc, fhir, min_free_mb=min_free_mb))
+    with small_disk(tmp_path / "data", 24):
+        try:
+            node.start()
+            assert _responses(_store(node_port, files[:2])) == ["Success"] * 2
+            _wait(lambda: len(fhir.posts) == 1 and all(i["state"] == "sent" for i in _outbox(node.config).values()),
+                  60, "the first two images' records sent (their outbox files gone)", node)
+            filler = fill(tmp_path / "data", leave_kb=min_free_mb * 1024 + 300)  # two images' worth
+            answers = _responses(_store(node_port, files[2:]))
+            refused = [answer for answer in answers if answer != "Success"]
+            assert refused and set(refused) <= {"Refused: OutOfResources", "Unknown Status: 0x110"}, answers  # 0x0110: processing failure
+            acknowledged = 2 + answers.count("Success")
+            log = node.text()  # each refusal said, with its reason (the watermark's once, as it is crossed)
+            assert (log.count("it could not be") == len(refused) if not min_free_mb else
+                    "is below min_free_mb 2: new images are refused" in log), log
+            _wait(lambda: "owed, made again later" in node.text(), 60, "a record owed while the disk is full", node)
+            if min_free_mb:  # the database has room: the study becomes final, its Bundle owed
+                _wait(lambda: f"no FHIR Bundle for study {study} yet" in node.text(), 60, "the Bundle owed", node)
+            else:  # SQLite cannot write either: classifying waits (the study is not final yet)
+                _wait(lambda: "classifying paused" in node.text(), 60, "classifying paused", node)
+            if min_free_mb:  # killed while owing: the next start makes what is owed
+                node.stop(signal.SIGKILL)
+            filler.unlink()
+            if min_free_mb:
+                node.start()
+
+            def arrived() -> bool:
+                held = orthanc.study(study)
+                reports = [sum(e["resource"]["resourceType"] == "DiagnosticReport" for e in body["entry"])
+                           for _, _, body in fhir.posts]
+                return (len(held) == 2 and [len(uids) for uids in held.values()] == [acknowledged] * 2
+                        and reports[-1:] == [acknowledged]
+                        and all(i["state"] == "sent" for i in _outbox(node.config).values()))
+            _wait(arrived, 180, f"the SRs, heatmaps and report of {acknowledged} images", node)
+            rows = node.rows()
+            assert len(rows) == acknowledged and all(label for _, label in rows), rows
+            assert "could not be classified" not in node.text()
+        finally:
+            for stop in (node.stop if node.process and node.process.poll() is None else None, orthanc.stop, fhir.stop):
+                if stop:
+                    stop()
