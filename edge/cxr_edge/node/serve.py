@@ -11,6 +11,7 @@ classifying nothing.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -26,18 +27,50 @@ class StartError(RuntimeError):
     """The node cannot start: the message names the file or folder and the fix."""
 
 
-_LOG_LOCK = threading.Lock()
+class _Stderr(logging.StreamHandler):
+    """Whole lines on the process's stderr of the moment (a test's capture too): logging writes a record's text and
+    its line end in one call, under the handler's lock, so two threads' lines never merge (print wrote them apart)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _):
+        pass
+
+
+class _Lines(logging.Formatter):
+    """`cxr-edge serve: message`, after an ISO time stamp unless journald, which stamps lines itself, is the reader
+    ($JOURNAL_STREAM, as systemd sets it); a library's record names the library."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = "" if os.environ.get("JOURNAL_STREAM") else \
+            datetime.fromtimestamp(record.created).astimezone().isoformat(timespec="seconds") + " "
+        source = "" if record.name == _LOGGER.name else f"{record.name}: "
+        return f"{stamp}cxr-edge serve: {source}{record.getMessage()}"
+
+
+_LOGGER = logging.getLogger("cxr_edge.serve")
+_HANDLER = _Stderr()
+_HANDLER.setFormatter(_Lines())
+_LOGGER.setLevel(logging.INFO)
+_LOGGER.addHandler(_HANDLER)
+_LOGGER.propagate = False
+
+
+def route_library_logs() -> None:
+    """pynetdicom's warnings and errors (a peer's malformed PDU, an aborted association) in the node's lines: it
+    gives its logger only a NullHandler, so they were lost; its INFO chatter stays out."""
+    library = logging.getLogger("pynetdicom")
+    library.setLevel(logging.WARNING)
+    if _HANDLER not in library.handlers:
+        library.addHandler(_HANDLER)
 
 
 def log(message: str) -> None:
-    """One line per event on stderr: UIDs and AE titles, never a patient's name or ID. Written whole, one thread at a
-    time (print writes a line's text and its end apart: two threads' lines merged); with an ISO time stamp unless
-    journald, which stamps them itself, is the reader ($JOURNAL_STREAM, as systemd sets it)."""
-    stamp = "" if os.environ.get("JOURNAL_STREAM") else \
-        datetime.now().astimezone().isoformat(timespec="seconds") + " "
-    with _LOG_LOCK:
-        sys.stderr.write(f"{stamp}cxr-edge serve: {message}\n")
-        sys.stderr.flush()
+    """One line per event on stderr: UIDs and AE titles, never a patient's name or ID."""
+    _LOGGER.info(message)
 
 
 def check_permissions(config: NodeConfig) -> None:
@@ -129,6 +162,7 @@ def run(config: NodeConfig, stop: threading.Event | None = None, start_web=None)
     from cxr_edge.language import set_default
 
     stop = stop or threading.Event()
+    route_library_logs()
     spoken = set_default(config.web.language)  # the node's threads (a heatmap's caption, a stick's report) speak it
     try:
         _run(config, stop, start_web)

@@ -2,6 +2,7 @@
 X-ray unit, on 127.0.0.1 and a port the test picks; every loop is bounded and stops by itself."""
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -647,3 +648,33 @@ def test_a_database_locked_for_a_while_pauses_classifying_and_never_becomes_the_
     state.close()
     assert row["label"] in ("normal", "lung_opacity", "viral_pneumonia", "covid19"), row  # not an error row
     assert sum("classifying paused" in line for line in log) == 1 and any("resumed" in line for line in log), log
+
+
+def test_log_lines_from_many_threads_and_pynetdicom_s_warnings_are_whole_stamped_lines():
+    """Eight threads logging at once into one pipe, as a busy node's receiver, worker and sender do, and a warning
+    of pynetdicom's: every line whole, stamped and prefixed; pynetdicom's INFO chatter left out."""
+    import re
+
+    script = """
+import logging, threading
+from cxr_edge.node.serve import log, route_library_logs
+route_library_logs()
+def many(n):
+    for i in range(400):
+        log(f"thread {n} line {i} " + "x" * (n * 37))
+threads = [threading.Thread(target=many, args=(n,)) for n in range(8)]
+[t.start() for t in threads]; [t.join() for t in threads]
+logging.getLogger("pynetdicom.assoc").warning("peer aborted the association")
+logging.getLogger("pynetdicom.assoc").info("chatter")
+"""
+    environment = {k: v for k, v in os.environ.items() if k != "JOURNAL_STREAM"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          env=environment)
+    lines = done.stderr.splitlines()
+    whole = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d cxr-edge serve: (thread (\d) line \d+ (x*)|"
+                       r"pynetdicom.assoc: peer aborted the association)$")
+    assert len(lines) == 8 * 400 + 1, done.stderr[-2000:]
+    for line in lines:
+        match = whole.match(line)
+        assert match and (not match.group(2) or len(match.group(3)) == int(match.group(2)) * 37), line
+    assert "chatter" not in done.stderr
