@@ -8,7 +8,7 @@ import logging
 import click
 
 from cxr_edge import DISCLAIMER
-from cxr_edge.cli import bench, calibrate, classify, evaluate, info, results, reviews, serve, user
+from cxr_edge.cli import bench, calibrate, candidate, classify, evaluate, info, results, reviews, serve, user
 from cxr_edge.cli.common import version_option
 from cxr_edge.cli.options import interpreter_version
 
@@ -28,5 +28,5 @@ def main() -> None:
     config.settings.reading_validation_mode = config.IGNORE
 
 
-for _module in (classify, info, calibrate, evaluate, bench, serve, results, reviews, user):
+for _module in (classify, info, calibrate, evaluate, bench, serve, results, reviews, user, candidate):
     main.add_command(_module.command)

@@ -12,7 +12,7 @@ from cxr_edge.cli.common import Failure
 @click.command("serve", short_help="Run the clinic node: receive DICOM, classify as images arrive.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="The node's TOML configuration file (keys: model, data, site, trusted_keys; sections [dicom], "
-                   "[usb], [send], [web]: docs/box.md).")
+                   "[usb], [send], [web], [candidate]: docs/box.md).")
 @click.option("--check", is_flag=True,
               help="Check the configuration and the bundle's self-test, print them, and exit 0 (usable) or 2.")
 def command(config_path: Path, check: bool) -> None:
@@ -29,6 +29,7 @@ def command(config_path: Path, check: bool) -> None:
     from cxr_edge.node.config import ConfigError, load_config
     from cxr_edge.node.serve import (
         StartError,
+        active_config,
         bundle_warnings,
         check_permissions,
         describe,
@@ -42,6 +43,7 @@ def command(config_path: Path, check: bool) -> None:
         config = load_config(config_path)
         if check:
             check_permissions(config)
+            config = active_config(config)
             token_present(config)
             for line in describe(config) + [f"WARNING: {w}" for w in send_warnings(config)]:
                 click.echo(line)

@@ -107,6 +107,23 @@ class WebConfig:
 
 
 @dataclass(frozen=True)
+class CandidateConfig:
+    """A bundle run beside the active one on the same images, its results kept apart (shadow mode: docs/box.md)."""
+
+    model: Path | None = None  # the candidate bundle; None: none, unless a stick brings one
+    stick_folder: str = ""  # a folder on a stick where a signed candidate bundle (.cxrb) is looked for; "": never
+    share: float = 1.0  # the share of images the candidate classifies, drawn by their UID (unbiased, repeatable)
+    # the comparison's margins: how much worse than the active bundle the candidate may be and still PASS
+    max_sensitivity_drop: float = 0.05
+    max_specificity_drop: float = 0.05
+    max_accuracy_drop: float = 0.05
+
+    @property
+    def enabled(self) -> bool:
+        return self.model is not None or bool(self.stick_folder)
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     path: Path
     model: Path
@@ -116,6 +133,7 @@ class NodeConfig:
     usb: UsbConfig = field(default_factory=UsbConfig)
     send: SendConfig = field(default_factory=SendConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    candidate: CandidateConfig = field(default_factory=CandidateConfig)
     # the folder of the publishers' keys the node trusts (docs/security.md); None: $CXR_EDGE_TRUSTED_KEYS, else
     # /etc/cxr-edge/trusted-keys
     trusted_keys: Path | None = None
@@ -129,7 +147,9 @@ class NodeConfig:
                 "send": {**self.send.__dict__, "dicom": [str(peer) for peer in self.send.dicom]},
                 "web": {**self.web.__dict__, "confirmatory_codes": list(self.web.confirmatory_codes),
                         "confirmatory_findings": dict(self.web.confirmatory_findings),
-                        "trusted_proxies": list(self.web.trusted_proxies), "hosts": list(self.web.hosts)}}
+                        "trusted_proxies": list(self.web.trusted_proxies), "hosts": list(self.web.hosts)},
+                "candidate": {**self.candidate.__dict__,
+                              "model": str(self.candidate.model) if self.candidate.model else None}}
 
 
 # key: (type, required); the tables' keys below. Extend, don't rename: later issues add [web] and [send].
@@ -145,7 +165,10 @@ WEB = {"enabled": (bool, False), "bind": (str, False), "port": (int, False), "tl
        "tls_key": (str, False), "confirmatory_codes": (list, False), "confirmatory_findings": (dict, False),
        "session_hours": ((int, float), False), "trusted_proxies": (list, False), "language": (str, False),
        "hosts": (list, False)}
-TABLES = {"dicom": DICOM, "usb": USB, "send": SEND, "web": WEB}
+CANDIDATE = {"model": (str, False), "stick_folder": (str, False), "share": ((int, float), False),
+             "max_sensitivity_drop": ((int, float), False), "max_specificity_drop": ((int, float), False),
+             "max_accuracy_drop": ((int, float), False)}
+TABLES = {"dicom": DICOM, "usb": USB, "send": SEND, "web": WEB, "candidate": CANDIDATE}
 
 
 def load_config(path: os.PathLike | str) -> NodeConfig:
@@ -165,9 +188,10 @@ def load_config(path: os.PathLike | str) -> NodeConfig:
     resolve = lambda value: (base / value).resolve() if not os.path.isabs(value) else Path(value)  # noqa: E731
     send = _send(tables["send"], where)
     web = _web(tables["web"], where, resolve)
+    candidate = _candidate(tables["candidate"], where, resolve)
     return NodeConfig(path, resolve(top["model"]), resolve(top["data"]),
                       resolve(top["site"]) if top.get("site") else None, dicom, UsbConfig(**tables["usb"]), send, web,
-                      resolve(top["trusted_keys"]) if top.get("trusted_keys") else None)
+                      candidate, resolve(top["trusted_keys"]) if top.get("trusted_keys") else None)
 
 
 def _checked(table: dict, keys: dict, where, prefix: str) -> dict:
@@ -261,6 +285,28 @@ def _send(given: dict, where) -> SendConfig:
     if send.retry_first_seconds > send.retry_max_seconds:
         raise ConfigError(f"{where('[send] retry_first_seconds')}: larger than retry_max_seconds")
     return send
+
+
+def _candidate(given: dict, where, resolve) -> CandidateConfig:
+    values = dict(given)
+    if values.get("model"):
+        values["model"] = resolve(values["model"])
+    else:
+        values.pop("model", None)
+    folder = values.get("stick_folder", "")
+    if folder and (folder in (".", "..") or "/" in folder or "\\" in folder):
+        raise ConfigError(f"{where('[candidate] stick_folder')}: the name of a folder at the top of a stick, e.g. "
+                          f"\"cxr-edge-candidate\", got {folder!r}")
+    candidate = CandidateConfig(**values)
+    if not (math.isfinite(candidate.share) and 0 < candidate.share <= 1):
+        raise ConfigError(f"{where('[candidate] share')}: the share of images the candidate classifies, more than 0 "
+                          f"and at most 1, got {candidate.share!r}")
+    for key in ("max_sensitivity_drop", "max_specificity_drop", "max_accuracy_drop"):
+        value = getattr(candidate, key)
+        if not (math.isfinite(value) and 0 <= value < 1):
+            raise ConfigError(f"{where('[candidate] ' + key)}: a proportion from 0 to 1 (0.05: five points), got "
+                              f"{value!r}")
+    return candidate
 
 
 def _web(given: dict, where, resolve) -> WebConfig:

@@ -106,6 +106,30 @@ def open_classifier(config: NodeConfig):
         raise StartError(str(exc)) from None
 
 
+def active_config(config: NodeConfig) -> NodeConfig:
+    """The configuration with the bundle a promotion made active (cxr_edge.node.bundles), said in the log."""
+    from cxr_edge.node.bundles import PromotionError, effective
+
+    try:
+        active = effective(config)
+    except PromotionError as exc:
+        raise StartError(str(exc)) from None
+    if active.model != config.model:
+        log(f"running the promoted bundle {active.model} (data/active.json), not the configuration's model "
+            f"{config.model.name}; `cxr-edge candidate rollback` goes back")
+    return active
+
+
+def _shadow_worker(config: NodeConfig, classifier, state):
+    """The candidate's thread, or None when there is no usable candidate (the log says why)."""
+    if not config.candidate.enabled:
+        return None
+    from cxr_edge.node.candidate import ShadowWorker, open_candidate
+
+    candidate = open_candidate(config, classifier.bundle.manifest_sha256, log)
+    return ShadowWorker(candidate, state, config.candidate.share, log) if candidate is not None else None
+
+
 def open_state(config: NodeConfig):
     """The database, migrated and seen to take a write: a node that could only read would log "listening" and then
     refuse every image, so it does not start (exit 2) and says what to fix."""
@@ -178,6 +202,7 @@ def _run(config: NodeConfig, stop: threading.Event, start_web) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
     check_permissions(config)
+    config = active_config(config)
     _import_decoders(config.send.dicom)
     _few_malloc_arenas()
     classifier = open_classifier(config)
@@ -202,16 +227,24 @@ def _run(config: NodeConfig, stop: threading.Event, start_web) -> None:
         publisher = Publisher(config.send, classifier, state, log, config.dicom.min_free_mb)
     worker = Worker(classifier, state, config.dicom.study_stable_seconds, log, publisher,
                     sender.wake if sender else None)
+    shadow = _shadow_worker(config, classifier, state)
     sticks = receiver = web = None
     try:
         worker.start()
         if sender is not None:
             sender.start()
             log(f"sending results to {', '.join(_destinations(config))}")
+        if shadow is not None:
+            shadow.start()
+            log(f"candidate {shadow.classifier.bundle.path.name} runs beside the active bundle on "
+                f"{config.candidate.share:.0%} of images, when none waits; its results are never shown or sent")
         if sticks_classifier is not None:
             from cxr_edge.node.sticks import StickWatcher
 
-            sticks = StickWatcher(config.usb, sticks_classifier, state, log)
+            from cxr_edge.node.candidate import stage_from_stick
+
+            stage = (lambda stick: stage_from_stick(config, stick, log)) if config.candidate.stick_folder else None
+            sticks = StickWatcher(config.usb, sticks_classifier, state, log, on_stick=stage)
             sticks.start()
             log(f"watching {config.usb.watch} for sticks")
         if config.dicom.enabled and not stop.is_set():
@@ -222,11 +255,11 @@ def _run(config: NodeConfig, stop: threading.Event, start_web) -> None:
             log(f"listening as {config.dicom.ae_title} on {config.dicom.bind}:{config.dicom.port}, accepting "
                 f"{callers}")
         if config.web.enabled and start_web is not None and not stop.is_set():
-            threads = (worker, sticks, sender)
+            threads = (worker, sticks, sender, shadow)
             web = start_web(config, state, lambda: node_status(config, state, classifier, receiver, threads),
                             lambda: open_classifier(config), log, warnings, bundle_line(config, classifier))
         while not stop.wait(0.5):
-            for thread in (worker, sticks, sender, web):
+            for thread in (worker, sticks, sender, shadow, web):
                 if thread is not None and not thread.is_alive():
                     raise StartError(f"the {thread.name} thread stopped unexpectedly (its last log line says why)")
     finally:
@@ -237,11 +270,11 @@ def _run(config: NodeConfig, stop: threading.Event, start_web) -> None:
         if receiver:
             receiver.stop(timeout=8)
         worker.stop()
-        for thread in (sticks, sender):
+        for thread in (sticks, sender, shadow):
             if thread:
                 thread.stop()
         worker.join(timeout=max(0.1, 9 - (time.monotonic() - started)))
-        for thread in (sticks, sender, web):
+        for thread in (sticks, sender, shadow, web):
             if thread:
                 thread.join(timeout=max(0.1, 9 - (time.monotonic() - started)))
         state.close()
@@ -361,4 +394,12 @@ def describe(config: NodeConfig) -> list[str]:
         lines.append("send: nothing (no [send] destinations)")
     w = config.web
     lines.append(f"web: {'https' if w.tls else 'http'}://{w.bind}:{w.port}/" if w.enabled else "web: disabled")
+    c = config.candidate
+    if c.enabled:
+        source = str(c.model) if c.model else f"a signed bundle in the folder {c.stick_folder} of a stick"
+        lines.append(f"candidate: {source}, on {c.share:.0%} of images; margins: sensitivity "
+                     f"{c.max_sensitivity_drop:g}, specificity {c.max_specificity_drop:g}, agreement with readers "
+                     f"{c.max_accuracy_drop:g}")
+    else:
+        lines.append("candidate: none")
     return lines

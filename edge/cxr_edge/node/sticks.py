@@ -25,8 +25,10 @@ REPORTS = "reports"
 
 class StickWatcher(threading.Thread):
     def __init__(self, config: UsbConfig, classifier, state: State, log: Callable[[str], None],
-                 poll_seconds: float = 1.0):
+                 poll_seconds: float = 1.0, on_stick: Callable[[Path], object] | None = None):
+        """`on_stick`: called with each stick as it appears, before its run (a candidate bundle staged from it)."""
         super().__init__(name="cxr-sticks", daemon=True)
+        self.on_stick = on_stick
         self.config, self.classifier, self.state, self.log = config, classifier, state, log
         self.poll_seconds = poll_seconds
         self.watch = Path(config.watch)
@@ -46,6 +48,8 @@ class StickWatcher(threading.Thread):
                     return
                 self._seen.add(stick)
                 try:
+                    if self.on_stick is not None:
+                        self.on_stick(stick)
                     finished = self.classify_stick(stick)
                 except Exception as exc:  # noqa: BLE001 - one stick's fault must not stop the watcher
                     self.log(f"stick {_label(stick)}: could not be classified ({type(exc).__name__}: {exc})")

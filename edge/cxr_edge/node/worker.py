@@ -94,7 +94,8 @@ class Worker(threading.Thread):
                 raise  # the database busy, locked or failing: no fault of the image's; it stays pending (run)
             except Exception as exc:  # noqa: BLE001 - one image's fault must not stop the node
                 self.state.record_result(instance.sop_instance_uid, Result(
-                    instance.path, error=f"could not be classified ({type(exc).__name__}: {exc})"))
+                    instance.path, error=f"could not be classified ({type(exc).__name__}: {exc})"),
+                    bundle=self.classifier.bundle.manifest_sha256)
                 self.log(f"could not classify {instance.sop_instance_uid}: {type(exc).__name__}: {exc}")
         self._settle_studies()
         return batch
@@ -107,7 +108,8 @@ class Worker(threading.Thread):
         else:
             result = Result(instance.path, error=decoded.error or f"{decoded.skipped}: not an image")
         outgoing = self._publish(instance, result, decoded.header, self._pictures(instance, result, decoded))
-        self.state.record_result(instance.sop_instance_uid, result, outgoing or (), owed=outgoing is None)
+        self.state.record_result(instance.sop_instance_uid, result, outgoing or (), owed=outgoing is None,
+                                 bundle=self.classifier.bundle.manifest_sha256)
         self.classified += 1
         if outgoing:
             self.publisher.discard_unqueued(outgoing)  # e.g. objects sent before a crash, written again

@@ -110,6 +110,13 @@ def calibrate(classifier: Classifier, source: Path, target_sensitivity: float) -
                       target_sensitivity)
 
 
+def calibration_floors(target_sensitivity: float) -> dict[str, int]:
+    """The fewest abnormal and normal images a threshold is written from (FLOOR_MARGIN)."""
+    return {"abnormal": max(images_for_margin(target_sensitivity, FLOOR_MARGIN),
+                            math.ceil(1 / max(1e-9, 1 - target_sensitivity))),
+            "normal": images_for_margin(0.5, FLOOR_MARGIN)}
+
+
 def figures_of(classifier: Classifier, results: list, truth_by_path: dict[str, str],
                target_sensitivity: float) -> dict:
     """The figures of `calibrate` from rows classified already (a folder's, or the reviewed images of the clinic
@@ -131,9 +138,7 @@ def figures_of(classifier: Classifier, results: list, truth_by_path: dict[str, s
     p_abnormal = 1.0 - probs[:, 0]
     stage2 = probs[:, 1:] / np.maximum(p_abnormal, 1e-12)[:, None]
     n_abnormal, n_normal = int(is_abnormal.sum()), int((~is_abnormal).sum())
-    floors = {"abnormal": max(images_for_margin(target_sensitivity, FLOOR_MARGIN),
-                              math.ceil(1 / max(1e-9, 1 - target_sensitivity))),
-              "normal": images_for_margin(0.5, FLOOR_MARGIN)}
+    floors = calibration_floors(target_sensitivity)
     figures = {"images": len(results), "used": len(used), "abnormal": n_abnormal, "normal": n_normal,
                "unreadable": [{"path": printable(r.path), "error": r.error} for r in unreadable],
                "excluded_referred": excluded, "target_sensitivity": target_sensitivity, "floors": floors,

@@ -69,7 +69,8 @@ def result_of(image: dict) -> Result:
 
 
 # The audit trail's actions, stored in English (a fixed set, as codes are) and shown in the reader's language.
-AUDIT_ACTIONS = (N_("logged in"), N_("viewed"), N_("printed"), N_("reviewed"), N_("recorded a confirmatory result"))
+AUDIT_ACTIONS = (N_("logged in"), N_("viewed"), N_("printed"), N_("reviewed"), N_("recorded a confirmatory result"),
+                 N_("promoted a candidate bundle"), N_("rolled back to the previous bundle"))
 STICK_STATES = {"running": N_("running"), "finished": N_("finished"), "interrupted": N_("interrupted")}
 
 

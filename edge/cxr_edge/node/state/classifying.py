@@ -30,7 +30,7 @@ class Classifying:
         return [Instance(*row) for row in rows]
 
     def record_result(self, sop_instance_uid: str, result: Result, outgoing: tuple[Outgoing, ...] = (),
-                      owed: bool = False) -> None:
+                      owed: bool = False, bundle: str = "") -> None:
         """A classified instance's result, the objects to send about it, and the instance marked classified, in
         one transaction: a crash leaves all or none, so a restart classifies it again or not at all, and never
         classifies it without queueing its results. `owed`: its objects could not be made (owed_results)."""
@@ -38,7 +38,7 @@ class Classifying:
             _enqueue(db, outgoing)
             _insert(db, "INSERT OR REPLACE INTO results", {"sop_instance_uid": sop_instance_uid,
                                                            "classified": time.time(), **result.as_record(),
-                                                           "records_owed": int(owed)})
+                                                           "records_owed": int(owed), "bundle": bundle})
             db.execute("UPDATE instances SET state = 'classified' WHERE sop_instance_uid = ?", (sop_instance_uid,))
 
     def owed_results(self, limit: int = 20) -> list[dict]:

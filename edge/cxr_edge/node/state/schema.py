@@ -214,6 +214,24 @@ MIGRATIONS = (
     ALTER TABLE results ADD COLUMN records_owed INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE studies ADD COLUMN records_owed INTEGER NOT NULL DEFAULT 0;
     """,
+    # 11: each result names the bundle that made it (its manifest's sha256; '' for those made before); a candidate
+    # bundle's results (shadow mode: cxr_edge.node.candidate) in a table of their own, one per image and bundle, so
+    # that nothing that shows or sends results can take one for the clinician's.
+    """
+    ALTER TABLE results ADD COLUMN bundle TEXT NOT NULL DEFAULT '';
+    CREATE TABLE shadow_results (
+        sop_instance_uid TEXT NOT NULL REFERENCES instances (sop_instance_uid),
+        bundle TEXT NOT NULL,
+        classified REAL NOT NULL,
+        label TEXT NOT NULL,
+        p_normal REAL, p_lung_opacity REAL, p_viral_pneumonia REAL, p_covid19 REAL,
+        refer INTEGER NOT NULL,
+        reasons TEXT NOT NULL,
+        error TEXT NOT NULL,
+        ood_score REAL,
+        PRIMARY KEY (sop_instance_uid, bundle)
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
