@@ -4,6 +4,7 @@ disk), uncompressed and JPEG Lossless; then one image a second offered, the time
 image's result in the database; then the node's memory over many received images.
 
     .venv/bin/python -m benchmarks.node [--size 2560] [--images 40] [--memory-images 500] [--json node.json]
+    .venv/bin/python -m benchmarks.node --parts candidate   # latency and memory without and with a candidate
 
 An untrained alexnet-edge int8 bundle, marked deployable here (speed does not depend on training). Loopback only
 (127.0.0.1, ports picked here). Needs dcmtk (storescu, storescp).
@@ -28,6 +29,7 @@ import numpy as np
 HOST = "127.0.0.1"
 SYNTAXES = {"uncompressed": ("1.2.840.10008.1.2.1", []), "jpeg-lossless": ("1.2.840.10008.1.2.4.70", ["-xs"])}
 TARGET_RATIO, TARGET_P95_S, TARGET_PEAK_MB = 0.7, 1.5, 350
+ROUNDS = 3  # each way, with and without a candidate
 
 
 def _port() -> int:
@@ -80,14 +82,14 @@ def storescp_seconds(files, flags, out: Path) -> float:
 
 
 class Node:
-    def __init__(self, work: Path, bundle: Path):
+    def __init__(self, work: Path, bundle: Path, candidate: Path | None = None):
         self.port = _port()
         work.mkdir(parents=True, exist_ok=True)
         self.data = work / "data"
         self.config = work / "node.toml"
         self.config.write_text(f'model = "{bundle}"\ndata = "{self.data}"\n[dicom]\nbind = "{HOST}"\n'
                                f'port = {self.port}\nallowed_callers = ["BENCH"]\nstudy_stable_seconds = 1\n'
-                               'min_free_mb = 100\n')
+                               'min_free_mb = 100\n' + (f'[candidate]\nmodel = "{candidate}"\n' if candidate else ''))
         self.process = subprocess.Popen([sys.executable, "-c", "from cxr_edge.cli import main; main()", "serve",
                                          "--config", str(self.config)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -110,6 +112,21 @@ class Node:
             if time.monotonic() > deadline or self.process.poll() is not None:
                 raise RuntimeError(f"the node classified {len(self.classified())} of {count} images")
             time.sleep(0.1)
+
+    def shadow_classified(self, count: int, timeout: float = 300) -> int:
+        """Wait until the candidate has classified `count` images (or `timeout`); how many it has."""
+        from cxr_edge.node.state import State
+
+        deadline = time.monotonic() + timeout
+        while True:
+            state = State(self.data)
+            try:
+                done = state.query("SELECT count(*) AS n FROM shadow_results")[0]["n"]
+            finally:
+                state.close()
+            if done >= count or time.monotonic() > deadline:
+                return done
+            time.sleep(0.2)
 
     def memory_mb(self) -> tuple[float, float]:
         """(resident now, peak resident) of the node's process, MB."""
@@ -152,12 +169,14 @@ def throughput(work: Path, bundle: Path, size: int, images: int, log) -> dict:
     return rows
 
 
-def latency(work: Path, bundle: Path, size: int, count: int, log) -> dict:
-    """One image a second: seconds from storescu's return (the C-STORE response) to the result's commit."""
+def latency(work: Path, bundle: Path, size: int, count: int, log, candidate: Path | None = None,
+            name: str = "latency") -> dict:
+    """One image a second: seconds from storescu's return (the C-STORE response) to the result's commit; with
+    `candidate`, a candidate bundle classifying beside the active one (shadow mode)."""
     import pydicom
 
-    files = write_files(work / "send-latency", count, size, SYNTAXES["uncompressed"][0])
-    node = Node(work / "node-latency", bundle)
+    files = write_files(work / f"send-{name}", count, size, SYNTAXES["uncompressed"][0])
+    node = Node(work / f"node-{name}", bundle, candidate)
     answered = {}
     try:
         for path in files:
@@ -167,13 +186,39 @@ def latency(work: Path, bundle: Path, size: int, count: int, log) -> dict:
             time.sleep(max(0.0, 1.0 - (time.monotonic() - start)))
         node.wait_classified(count)
         done = node.classified()
+        shadow = node.shadow_classified(count if candidate else 0)
+        peak = node.memory_mb()[1]
     finally:
         node.stop()
     seconds = np.array([done[uid] - t for uid, t in answered.items()])
     p50, p95 = np.percentile(seconds, [50, 95])
-    log(f"latency at 1 image/s ({count} images): response to result p50 {p50:.2f} s, p95 {p95:.2f} s "
-        f"(target p95 <= {TARGET_P95_S} s)")
-    return {"images": count, "p50_s": round(float(p50), 3), "p95_s": round(float(p95), 3)}
+    beside = f" with a candidate beside it ({shadow} images classified by it)" if candidate else ""
+    log(f"latency at 1 image/s ({count} images){beside}: response to result p50 {p50:.2f} s, p95 {p95:.2f} s "
+        f"(target p95 <= {TARGET_P95_S} s); peak memory {peak:.0f} MB")
+    return {"images": count, "p50_s": round(float(p50), 3), "p95_s": round(float(p95), 3),
+            "peak_mb": round(peak, 1), **({"candidate_classified": shadow} if candidate else {})}
+
+
+def with_candidate(work: Path, bundle: Path, size: int, count: int, log) -> dict:
+    """The receive-to-result latency and the node's peak memory without and with a candidate bundle (shadow mode),
+    side by side in one run: the candidate must not delay the active result."""
+    candidate = work / "candidate-bundle"
+    shutil.copytree(bundle, candidate)
+    manifest = json.loads((candidate / "manifest.json").read_text())
+    (candidate / "manifest.json").write_text(json.dumps({**manifest, "created": "candidate"}))  # another bundle
+    rounds = {"without": [], "with": []}
+    for i in range(ROUNDS):  # alternated, so that a drift of the machine falls on both
+        rounds["without"].append(latency(work, bundle, size, count, log, name=f"without-candidate-{i}"))
+        rounds["with"].append(latency(work, bundle, size, count, log, candidate, name=f"with-candidate-{i}"))
+    p95 = {k: float(np.mean([r["p95_s"] for r in v])) for k, v in rounds.items()}
+    peak = {k: float(np.mean([r["peak_mb"] for r in v])) for k, v in rounds.items()}
+    spread = max(r["p95_s"] for r in rounds["without"]) - min(r["p95_s"] for r in rounds["without"])
+    log(f"with a candidate / without (mean of {ROUNDS} alternated rounds each): p95 latency "
+        f"x{p95['with'] / p95['without']:.2f} ({p95['without']:.3f} s -> {p95['with']:.3f} s; the runs without span "
+        f"{spread:.3f} s), peak memory x{peak['with'] / peak['without']:.2f} ({peak['without']:.0f} -> "
+        f"{peak['with']:.0f} MB)")
+    return {**rounds, "p95_ratio": round(p95["with"] / p95["without"], 3),
+            "peak_memory_ratio": round(peak["with"] / peak["without"], 3), "p95_spread_without_s": round(spread, 3)}
 
 
 def memory(work: Path, bundle: Path, size: int, count: int, log) -> dict:
@@ -221,6 +266,8 @@ def measure(size: int = 2560, images: int = 40, memory_images: int = 500, memory
             figures["latency"] = latency(work, work / "bundle", size, latency_images, log)
         if "memory" in parts:
             figures["memory"] = memory(work, work / "bundle", memory_size, memory_images, log)
+        if "candidate" in parts:
+            figures["candidate"] = with_candidate(work, work / "bundle", size, latency_images, log)
     return figures
 
 

@@ -104,11 +104,18 @@ def mcnemar(y_true: np.ndarray, reference: np.ndarray, candidate: np.ndarray) ->
 
 
 def drop_check(name: str, values: tuple[float, float], interval: tuple[float, float], limit: float,
-               n: int) -> Check:
+               n: int, fail_only_if_significant: bool = False) -> Check:
     """A drop from the float value to the quantized one that must stay at or below `limit`. Settling: the
-    interval's upper half-width shrinks as 1/sqrt(images), as a bootstrap's does."""
+    interval's upper half-width shrinks as 1/sqrt(images), as a bootstrap's does. `fail_only_if_significant`: an
+    estimate past the limit FAILs only when the drop is also significant (its interval above 0), else it is
+    INCONCLUSIVE; for the few hundred images of a clinic's reviews (shadow mode), where an estimate alone is past
+    a 5-point margin by chance for two equally good models (benchmarks.candidate_power)."""
     estimate = values[0] - values[1]
     low, high = interval
+    if estimate > limit + 1e-12 and fail_only_if_significant and low <= 0:
+        # the interval's lower half-width shrinks as 1/sqrt(images) too: images at which it clears 0
+        settle = math.ceil(n * ((estimate - low) / estimate) ** 2)
+        return Check(name, *values, estimate, low, high, limit, False, INCONCLUSIVE, settle)
     if estimate > limit + 1e-12:
         verdict, settle = FAIL, None
     elif high <= limit + 1e-12:

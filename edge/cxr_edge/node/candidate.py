@@ -1,5 +1,6 @@
 """Shadow mode: a candidate bundle classifies the images the active bundle has classified, in a thread that works
-only while no received image waits and at the lowest priority, so that the active result is never later for it.
+only while no received image waits and the unit has been quiet for QUIET_SECONDS, at the lowest priority, so that
+the active result is never later for it.
 Its results are kept apart (state.shadow) and never shown as the clinician's, sent to the PACS or the EHR; the
 comparison on the clinic's reviews (cxr_edge.site.compare) says whether it is as good, and `cxr-edge candidate
 promote` makes it active (cxr_edge.node.bundles).
@@ -14,8 +15,8 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -25,6 +26,7 @@ from cxr_edge.run.result import Result
 
 STAGED = "candidate"  # the data folder's folder of the candidate a stick brought
 BUSY_SECONDS = 0.5  # how often a waiting candidate looks whether the receiving queue is empty again
+QUIET_SECONDS = 2.0  # ... and whether the unit has been quiet this long: images come in bursts (a patient's views)
 IDLE_SECONDS = 2.0
 
 
@@ -124,15 +126,18 @@ class ShadowWorker(threading.Thread):
         after, paused = 0, False  # the last image id seen this run (sampled out or classified)
         while not self._stopping.is_set():
             try:
-                if self.state.queue_length():  # received images wait for the active bundle: it goes first
+                if self._busy():  # received images wait for the active bundle, or more are coming: they go first
                     self._stopping.wait(BUSY_SECONDS)
                     continue
                 batch = self.state.shadow_pending(self.bundle, after)
                 for instance in batch:
-                    if self._stopping.is_set() or self.state.queue_length():
+                    if self._stopping.is_set() or self._busy():
                         break
                     if sampled(instance.sop_instance_uid, self.share):
-                        self.state.record_shadow(instance.sop_instance_uid, self.bundle, self._classify(instance))
+                        result = self._classify(instance)
+                        if result is None:  # an image arrived meanwhile: this one again later
+                            break
+                        self.state.record_shadow(instance.sop_instance_uid, self.bundle, result)
                         self.classified += 1
                     after = instance.id
                 if paused:
@@ -140,15 +145,23 @@ class ShadowWorker(threading.Thread):
                     paused = False
                 if not batch:
                     self._stopping.wait(IDLE_SECONDS)
-            except sqlite3.OperationalError as exc:  # the database busy or failing: wait, as the worker does
+            except Exception as exc:  # noqa: BLE001 - the database busy or failing: wait (never stop the node)
                 if not paused:
                     self.log(f"candidate classifying paused: {type(exc).__name__}: {exc}")
                     paused = True
                 self._stopping.wait(IDLE_SECONDS)
 
-    def _classify(self, instance) -> Result:
+    def _busy(self) -> bool:
+        """An image waits for the active bundle, or one arrived less than QUIET_SECONDS ago (more may follow)."""
+        return bool(self.state.queue_length()) or time.time() - self.state.last_received() < QUIET_SECONDS
+
+    def _classify(self, instance) -> Result | None:
+        """The candidate's result, or None when a received image began waiting during the decode: the active
+        bundle's image goes first, and the model is not run beside it."""
         try:
             decoded = decode(self.state.data / instance.path, self.classifier.size)
+            if self.state.queue_length():
+                return None
             if decoded.pixels is None:
                 return Result(instance.path, error=decoded.error or f"{decoded.skipped}: not an image")
             return self.classifier.results([(instance.path, decoded.pixels, decoded.reasons)])[0]
@@ -170,6 +183,7 @@ def evaluate(config: NodeConfig, state, active, candidate) -> dict:
     `calibration` holds the candidate's figures from the reviews, from which promotion writes its site file."""
     import numpy as np
 
+    from cxr_edge.reasons import THRESHOLD_FREE
     from cxr_edge.site.calibrate import calibration_floors
     from cxr_edge.site.compare import compare, threshold_from_reviews
     from cxr_edge.web.reviews import calibration_set
@@ -180,6 +194,10 @@ def evaluate(config: NodeConfig, state, active, candidate) -> dict:
     shadow = state.shadow_results_of(sha, [uid_of[r.path] for r in results])
     pairs = [(r, Result.from_record(r.path, shadow[uid_of[r.path]])) for r in results
              if uid_of[r.path] in shadow and r.label and shadow[uid_of[r.path]]["label"]]
+    # images either bundle refers whatever its threshold (out of distribution, header): neither judges them, and
+    # calibration leaves them out; counted, since a candidate that refers more is a cost of its own
+    referred = [sum(bool(THRESHOLD_FREE & set(pair[i].reason_codes)) for pair in pairs) for i in (0, 1)]
+    pairs = [pair for pair in pairs if not any(THRESHOLD_FREE & set(r.reason_codes) for r in pair)]
     target = float((active.site.figures.get("target_sensitivity") if active.site else None)
                    or active.bundle.manifest.get("target_sensitivity") or 0.95)
     thresholds = [threshold_from_reviews(who, [pair[i] for pair in pairs], truth, target)
@@ -189,9 +207,10 @@ def evaluate(config: NodeConfig, state, active, candidate) -> dict:
                "agreement with readers": config.candidate.max_accuracy_drop}
     probs = [np.array([pair[i].probs for pair in pairs], np.float64).reshape(-1, 4) for i in (0, 1)]
     calibration = {"ready": thresholds[1]["calibrated"], "floors": calibration_floors(target)}
-    report = compare([truth[a.path] for a, _ in pairs], probs[0], probs[1],
-                     (thresholds[0]["threshold"], thresholds[1]["threshold"]), margins, calibration)
+    rules = tuple(None if t["calibrated"] else t["threshold"] for t in thresholds)  # None: calibrated, resampled
+    report = compare([truth[a.path] for a, _ in pairs], probs[0], probs[1], rules, margins, calibration, target)
     return {**report, "counts": state.shadow_counts(sha), "left_out": left_out, "target_sensitivity": target,
+            "referred_whatever_the_threshold": {"active": referred[0], "candidate": referred[1]},
             "calibrated": {"active": thresholds[0]["calibrated"], "candidate": thresholds[1]["calibrated"]},
             "bundles": {"active": {"name": active.bundle.path.name, "manifest_sha256": active.bundle.manifest_sha256},
                         "candidate": {"name": candidate.bundle.path.name, "manifest_sha256": sha,
@@ -243,7 +262,39 @@ def format_comparison(report: dict) -> str:
         lines.append(f"readers said {label} ({row['images']}): active agreed {row['active']['rate']:.2f} "
                      f"({row['active']['low']:.2f}-{row['active']['high']:.2f}), candidate "
                      f"{row['candidate']['rate']:.2f} ({row['candidate']['low']:.2f}-{row['candidate']['high']:.2f})")
+    referred = report["referred_whatever_the_threshold"]
+    if any(referred.values()):
+        lines.append(f"left out: referred whatever the threshold (out of distribution, header) by the active "
+                     f"{referred['active']}, by the candidate {referred['candidate']}")
     if report["left_out"]:
         lines.append(f"left out: {report['left_out']} reviewed image(s) the reader found not assessable")
     lines.append(verdict_words(report))
     return "\n".join(lines)
+
+
+class CandidateStatus:
+    """The status page's candidate section: the comparison made again only when a result or a review changed its
+    inputs, and at most every REFRESH_SECONDS (its bootstrap takes a moment on a Pi)."""
+
+    REFRESH_SECONDS = 30.0
+
+    def __init__(self, config: NodeConfig, state, active, shadow: ShadowWorker | None):
+        self.config, self.state, self.active, self.shadow = config, state, active, shadow
+        self._key, self._made, self._report = None, 0.0, None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> dict | None:
+        if not self.config.candidate.enabled:
+            return None
+        if self.shadow is None:
+            return {"running": False}
+        counts = self.state.shadow_counts(self.shadow.bundle)
+        reviews = self.state.query("SELECT count(*) AS n FROM reviews")[0]["n"]
+        with self._lock:
+            stale = self._key != (counts, reviews) and time.monotonic() - self._made >= self.REFRESH_SECONDS
+            if self._report is None or stale:
+                report = evaluate(self.config, self.state, self.active, self.shadow.classifier)
+                self._key, self._made, self._report = (counts, reviews), time.monotonic(), report
+            report = self._report
+        return {"running": True, "name": self.shadow.classifier.bundle.path.name, "counts": counts,
+                "verdict": report["verdict"], "reviewed": report["reviewed"], "more_reviews": report["more_reviews"]}

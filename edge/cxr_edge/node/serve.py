@@ -256,7 +256,13 @@ def _run(config: NodeConfig, stop: threading.Event, start_web) -> None:
                 f"{callers}")
         if config.web.enabled and start_web is not None and not stop.is_set():
             threads = (worker, sticks, sender, shadow)
-            web = start_web(config, state, lambda: node_status(config, state, classifier, receiver, threads),
+            candidate = None
+            if config.candidate.enabled:
+                from cxr_edge.node.candidate import CandidateStatus
+
+                candidate = CandidateStatus(config, state, classifier, shadow)
+            web = start_web(config, state,
+                            lambda: node_status(config, state, classifier, receiver, threads, candidate),
                             lambda: open_classifier(config), log, warnings, bundle_line(config, classifier))
         while not stop.wait(0.5):
             for thread in (worker, sticks, sender, shadow, web):
@@ -281,7 +287,7 @@ def _run(config: NodeConfig, stop: threading.Event, start_web) -> None:
         log(f"stopped in {time.monotonic() - started:.1f} s")
 
 
-def node_status(config: NodeConfig, state, classifier, receiver, threads) -> dict:
+def node_status(config: NodeConfig, state, classifier, receiver, threads, candidate=None) -> dict:
     """What the status page and /healthz show: no patient data. Called for each request, in its language."""
     from cxr_edge.language import _
 
@@ -309,6 +315,7 @@ def node_status(config: NodeConfig, state, classifier, receiver, threads) -> dic
             "queue": queue, "free_mb": int(shutil.disk_usage(config.data).free / 2**20),
             "outbox": state.outbox(), "stick_runs": state.stick_runs()[-10:],
             "expected": expected, "expected_source": source, "site_calibrated": classifier.site is not None,
+            "candidate": candidate() if candidate else None,
             "threads_alive": all(t.is_alive() for t in threads if t is not None)
             and (not config.dicom.enabled or (receiver is not None and receiver.server is not None))}
 

@@ -115,7 +115,8 @@ def create_app(context: Context) -> Starlette:
                        headline=triage.headline, band_of=triage.band, band_words=triage.band_words,
                        band_advice=triage.band_advice, finding_words=reviews.finding_words,
                        filters=worklist.filter_names, languages=language.languages, language_name=language.name_of,
-                       action_words=words.action_words, stick_state=words.stick_state, viewer_words=words.viewer_words)
+                       action_words=words.action_words, stick_state=words.stick_state, viewer_words=words.viewer_words,
+                       candidate_verdict=words.candidate_verdict)
 
     def render(request: Request, view: views.View) -> HTMLResponse:
         with language.using(language_of(context, request)):

@@ -78,6 +78,24 @@ def action_words(action: str) -> str:
     return _(action) if action in AUDIT_ACTIONS else action
 
 
+def candidate_verdict(candidate: dict) -> str:
+    """The shadow comparison's verdict (cxr_edge.node.candidate.CandidateStatus) in the reader's language."""
+    n = candidate["reviewed"]
+    if candidate["verdict"] == "PASS":
+        return ngettext("Not worse than the active bundle on %(num)s reviewed image: it can be promoted.",
+                        "Not worse than the active bundle on %(num)s reviewed images: it can be promoted.",
+                        n) % {"num": n}
+    if candidate["verdict"] == "FAIL":
+        return ngettext("Worse than the active bundle on %(num)s reviewed image: keep the active one.",
+                        "Worse than the active bundle on %(num)s reviewed images: keep the active one.", n) % {"num": n}
+    if candidate["more_reviews"] is not None:
+        return ngettext("Cannot tell yet from %(num)s reviewed image: about %(more)s more would settle it.",
+                        "Cannot tell yet from %(num)s reviewed images: about %(more)s more would settle it.",
+                        n) % {"num": n, "more": candidate["more_reviews"]}
+    return ngettext("Cannot tell yet from %(num)s reviewed image: review normal and abnormal images.",
+                    "Cannot tell yet from %(num)s reviewed images: review normal and abnormal images.", n) % {"num": n}
+
+
 def stick_state(state: str) -> str:
     return _(STICK_STATES[state]) if state in STICK_STATES else state
 

@@ -16,6 +16,7 @@ from cxr_edge import DISCLAIMER, notice
 from cxr_edge.bundle.load import load_bundle
 from cxr_edge.cli import main
 from cxr_edge.language import SOURCE, languages, using
+from cxr_edge.node.candidate import CandidateStatus, ShadowWorker
 from cxr_edge.node.config import load_config
 from cxr_edge.node.serve import bundle_line, bundle_warnings, node_status
 from cxr_edge.node.state import Instance, State, StudyHeader
@@ -28,6 +29,8 @@ from cxr_edge.web.access import PUBLIC
 from cxr_edge.web.app import Context, create_app
 from cxr_edge.web.reviews import calibration_set
 from cxr_edge.web.words import age_sex, person_name
+
+from tests.bundle_edits import edited_copy
 
 PASSWORD = "a long enough password"
 FRONTAL_COVID = Result("images/f.dcm", "covid19", (0.05, 0.05, 0.05, 0.85))
@@ -47,8 +50,9 @@ def screen(tmp_path, edge_bundle):
     """The app on a node database with three studies: a confident COVID-19 (a frontal film and its referred lateral
     view), a lateral view alone, a normal film; a reviewer and an admin."""
     config_path = tmp_path / "node.toml"
+    candidate = edited_copy(edge_bundle, tmp_path / "candidate-bundle", lambda m: m.update(created="candidate"))
     config_path.write_text(f'model = "{edge_bundle}"\ndata = "{tmp_path / "data"}"\n[dicom]\nenabled = false\n'
-                           "[web]\nenabled = true\n")
+                           f'[web]\nenabled = true\n[candidate]\nmodel = "{candidate}"\n')
     config = load_config(config_path)
     state = State(config.data)
     _study(state, "2.1", [("1.1", FRONTAL_COVID), ("1.2", LATERAL)],
@@ -59,7 +63,9 @@ def screen(tmp_path, edge_bundle):
     accounts.add_user(state, "amina", "reviewer", PASSWORD)
     accounts.add_user(state, "root", "admin", PASSWORD)
     classifier = Classifier(load_bundle(edge_bundle))
-    context = Context(config, state, lambda m: None, lambda: node_status(config, state, classifier, None, []),
+    shadow = ShadowWorker(Classifier(load_bundle(candidate)), state, 1.0, lambda m: None)  # not started
+    beside = CandidateStatus(config, state, classifier, shadow)  # the status page's section, in every language
+    context = Context(config, state, lambda m: None, lambda: node_status(config, state, classifier, None, [], beside),
                       lambda: classifier, bundle_warnings(classifier), bundle_line(config, classifier))
     app = create_app(context)
     yield app, state, config
@@ -131,6 +137,17 @@ def test_each_json_twin_holds_its_pages_data(screen):
     assert [image["id"] for image in study["images"]] == [int(n) for n in re.findall(r'id="image-(\d+)"', html)]
     assert study["patient_id"] in html and study["band"] == "abnormal"
     assert client.get("/status.json").json()["status"]["bundle"] in client.get("/status").text
+
+
+def test_the_status_page_shows_the_candidate_s_counts_and_verdict(screen):
+    app, state, _ = screen
+    client = _client(app, "amina")
+    candidate = client.get("/status.json").json()["status"]["candidate"]
+    assert candidate["name"] == "candidate-bundle" and candidate["verdict"] == "INCONCLUSIVE"
+    assert candidate["counts"] == {"active": 4, "candidate": 0, "candidate_reviewed": 0}
+    page = client.get("/status").text
+    assert "Candidate bundle" in page and "0 by the candidate and 4 by the active bundle" in page
+    assert "Cannot tell yet from 0 reviewed images: review normal and abnormal images." in page
 
 
 def test_bands_put_a_confident_covid_above_a_referred_lateral_view_and_say_why(screen):
@@ -233,8 +250,9 @@ def test_a_right_to_left_override_or_a_huge_name_cannot_disturb_the_page(tmp_pat
     """Names as an older database may hold them (the receiver cleans them now): shown isolated, without the
     override, cut to 64 characters; the patient ID after the name stays in order."""
     config_path = tmp_path / "node.toml"
+    candidate = edited_copy(edge_bundle, tmp_path / "candidate-bundle", lambda m: m.update(created="candidate"))
     config_path.write_text(f'model = "{edge_bundle}"\ndata = "{tmp_path / "data"}"\n[dicom]\nenabled = false\n'
-                           "[web]\nenabled = true\n")
+                           f'[web]\nenabled = true\n[candidate]\nmodel = "{candidate}"\n')
     config = load_config(config_path)
     state = State(config.data)
     _study(state, "2.1", [("1.1", NORMAL)], StudyHeader("12345-678", "Banda^Ruth\u202e"))

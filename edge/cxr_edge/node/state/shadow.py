@@ -24,6 +24,11 @@ class Shadow:
                 "i.sop_instance_uid AND c.bundle = ?) ORDER BY i.id LIMIT ?", (after, bundle, limit)).fetchall()
         return [Instance(*row) for row in rows]
 
+    def last_received(self) -> float:
+        """When the newest image was received (0 before the first)."""
+        rows = self.query("SELECT received FROM instances ORDER BY id DESC LIMIT 1")
+        return rows[0]["received"] if rows else 0.0
+
     def record_shadow(self, sop_instance_uid: str, bundle: str, result: Result) -> None:
         with self._transaction() as db:
             _insert(db, "INSERT OR REPLACE INTO shadow_results", {"sop_instance_uid": sop_instance_uid,
