@@ -17,7 +17,7 @@ import argparse
 
 import numpy as np
 
-from cxr_edge.gate import FAIL, INCONCLUSIVE, PASS, Limits, evaluate_gate, images_for_wilson_low
+from cxr_edge.site.gate import FAIL, INCONCLUSIVE, PASS, Limits, evaluate_gate, images_for_wilson_low
 
 SIZES = (500, 1000, 2000, 4000, 6000)  # 6,000: the Database's validation and test splits together
 RATES = (0.0, 0.005, 0.01, 0.015, 0.02)

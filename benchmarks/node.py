@@ -121,7 +121,7 @@ class Node:
         while True:
             state = State(self.data)
             try:
-                done = state.query("SELECT count(*) AS n FROM shadow_results")[0]["n"]
+                done = state.shadow_total()
             finally:
                 state.close()
             if done >= count or time.monotonic() > deadline:

@@ -24,7 +24,7 @@ def make_bundle(out: Path, work: Path) -> dict:
     from click.testing import CliRunner
 
     from cxr_convert.bundle import ConvertOptions, build_bundle
-    from cxr_edge.gate import Limits
+    from cxr_edge.site.gate import Limits
     from cxr_train.cli import main as train
     from cxr_train.synth import write_dataset
 

@@ -26,7 +26,7 @@ from cxr_train.data import label_indices, load_pixels
 from cxr_train.dataset import DatasetError, read_split, scan, select
 from cxr_train.fit import RunError, load_run
 
-from cxr_edge.gate import BOOTSTRAP_SAMPLES, Limits, evaluate_gate
+from cxr_edge.site.gate import BOOTSTRAP_SAMPLES, Limits, evaluate_gate
 from .parity import cascade_labels, compare, image_sources, parity_markdown, predict_keras, predict_tflite
 from .reliability import model_reliability, reliability_png
 from .selftest import make_selftest

@@ -55,7 +55,7 @@ def main(run_dir: Path, out: Path, quantization, calibration_samples, max_accura
     Example: cxr-convert runs/first --out bundles/first
     """
     from .bundle import ConvertError, ConvertOptions, build_bundle
-    from cxr_edge.gate import Limits, verdict_line
+    from cxr_edge.site.gate import Limits, verdict_line
 
     key = None
     if sign_key is not None:  # asked before converting: a wrong passphrase should not cost a conversion

@@ -15,7 +15,7 @@ from cxr_edge.models.cascade import combine
 from cxr_edge.models.interpreter import TFLiteModel, predict_in_batches
 from cxr_train.evaluate import classification_metrics
 
-from cxr_edge.gate import verdict_line
+from cxr_edge.site.gate import verdict_line
 
 
 @dataclass(frozen=True)

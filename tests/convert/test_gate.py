@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from cxr_edge.gate import (
+from cxr_edge.site.gate import (
     FAIL,
     INCONCLUSIVE,
     PASS,

@@ -81,7 +81,7 @@ def _from_reviews(config_path: Path, threads, out: Path, site_name: str, target_
     from cxr_edge.cli.common import node_config
     from cxr_edge.node.state import State
     from cxr_edge.site.calibrate import CalibrationError, figures_of
-    from cxr_edge.web.reviews import calibration_set
+    from cxr_edge.node.truth import calibration_set
 
     config = node_config(config_path, "reviews")
     classifier = make_classifier(config.model, threads, False, False, min_confidence)

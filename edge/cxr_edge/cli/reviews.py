@@ -36,7 +36,7 @@ def command(config_path: Path, fmt: str, with_identifiers: bool) -> None:
     from cxr_edge import DISCLAIMER
     from cxr_edge.cli.common import node_config
     from cxr_edge.node.state import State
-    from cxr_edge.web.reviews import reviewed_rows, truth_of
+    from cxr_edge.node.truth import reviewed_rows, truth_of
 
     config = node_config(config_path, "reviews")
     state = State(config.data)

@@ -186,7 +186,7 @@ def evaluate(config: NodeConfig, state, active, candidate) -> dict:
     from cxr_edge.reasons import THRESHOLD_FREE
     from cxr_edge.site.calibrate import calibration_floors
     from cxr_edge.site.compare import compare, threshold_from_reviews
-    from cxr_edge.web.reviews import calibration_set
+    from cxr_edge.node.truth import calibration_set
 
     sha = candidate.bundle.manifest_sha256
     results, truth, left_out = calibration_set(state, config.web.confirmatory_findings)
@@ -289,7 +289,7 @@ class CandidateStatus:
         if self.shadow is None:
             return {"running": False}
         counts = self.state.shadow_counts(self.shadow.bundle)
-        reviews = self.state.query("SELECT count(*) AS n FROM reviews")[0]["n"]
+        reviews = self.state.review_count()
         with self._lock:
             stale = self._key != (counts, reviews) and time.monotonic() - self._made >= self.REFRESH_SECONDS
             if self._report is None or stale:

@@ -1,7 +1,7 @@
 """Is a candidate bundle as good as the active one on this clinic's own reviewed images? (shadow mode)
 
 Both bundles classified the same images (cxr_edge.node.candidate); clinicians reviewed some of them (the reader's
-finding, or a confirmatory result where it names a label: cxr_edge.web.reviews.calibration_set). Each bundle is
+finding, or a confirmatory result where it names a label: cxr_edge.node.truth.calibration_set). Each bundle is
 put at its own threshold, calibrated on those same reviews as `cxr-edge calibrate --from-reviews` would (at the
 active bundle's target sensitivity), so that neither is judged at an operating point made for the other. Three
 checks: the candidate's sensitivity and specificity for abnormal, and its agreement with the readers on the four
@@ -9,7 +9,7 @@ labels, may each be lower than the active bundle's by at most a margin ([candida
 default). The drops' 95% intervals come from a paired bootstrap over images in which each calibrated threshold is
 chosen again on every resample (a threshold chosen on the reviews is uncertain too; held fixed, the intervals were
 too narrow and equally good bundles FAILed often); the verdicts are the parity gate's own rules and code
-(cxr_edge.gate.drop_check: PASS when the whole interval is within the margin), with one change for a clinic's few
+(cxr_edge.site.gate.drop_check: PASS when the whole interval is within the margin), with one change for a clinic's few
 hundred reviews: an estimate past the margin FAILs only when the drop is also significant (its interval above 0),
 else it is INCONCLUSIVE. McNemar's exact test (the gate's) and each label's agreement are shown beside. The
 verdict is PASS only when every check passes and the reviews are enough to calibrate the candidate (calibration's
@@ -23,7 +23,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from cxr_edge.gate import _CHUNK, BOOTSTRAP_SAMPLES, FAIL, INCONCLUSIVE, PASS, drop_check, mcnemar
+from cxr_edge.site.gate import _CHUNK, BOOTSTRAP_SAMPLES, FAIL, INCONCLUSIVE, PASS, drop_check, mcnemar
 from cxr_edge.labels import LABELS
 from cxr_edge.models.cascade import sensitivity_threshold
 from cxr_edge.site.calibrate import ABNORMAL, CalibrationError, figures_of

@@ -7,8 +7,6 @@ from __future__ import annotations
 from cxr_edge.labels import LABELS, in_words
 from cxr_edge.language import N_, _
 from cxr_edge.node.state import State
-from cxr_edge.run.result import Result
-from cxr_edge.site.calibrate import ABNORMAL
 
 FINDINGS = (*LABELS, "other_abnormal", "not_assessable")
 _OTHER_FINDINGS = {"other_abnormal": N_("Other abnormality"), "not_assessable": N_("Not assessable")}
@@ -61,33 +59,3 @@ def add_confirmation(state: State, study_uid: str, user: str, code: str, allowed
 def _append(state: State, study_uid: str, user: str, kind: str, agree, finding: str, confirmation: str,
             note: str) -> None:
     state.append_review(study_uid, user, kind, agree, finding, confirmation, note.strip()[:2000])
-
-
-# the reader's finding as the label calibration takes: a disease named, "abnormal" (stage 1 only), or none
-FINDING_LABELS = {**{label: label for label in LABELS}, "other_abnormal": ABNORMAL, "not_assessable": ""}
-
-def reviewed_rows(state: State) -> list[dict]:
-    """One row per image of every reviewed study, with the study's latest review and latest confirmatory result
-    (entries are never changed: the latest is the clinic's current word)."""
-    return state.reviewed_rows()
-
-
-def truth_of(row: dict, confirmatory_findings: dict[str, str]) -> str:
-    """The label a reviewed image counts as: the confirmatory result's where it names one, else the reader's."""
-    confirmed = confirmatory_findings.get(row["confirmation"] or "", "")
-    return FINDING_LABELS.get(confirmed or "", "") or FINDING_LABELS.get(row["finding"] or "", "")
-
-
-def calibration_set(state: State, confirmatory_findings: dict[str, str]) -> tuple[list[Result], dict[str, str], int]:
-    """The reviewed images as `calibrate` takes them: their rows as classified, the truth by path, and how many
-    reviewed images were left out (the reader found them not assessable: no label to learn from). Only images the
-    reader judged count: a confirmatory result of the study labels them, never an image the reader did not judge."""
-    results, truth, left_out = [], {}, 0
-    for row in reviewed_rows(state):
-        label = truth_of(row, confirmatory_findings) if row["finding"] not in ("", None, "not_assessable") else ""
-        if not label:
-            left_out += 1
-            continue
-        results.append(Result.from_record(row["path"], row))
-        truth[row["path"]] = label
-    return results, truth, left_out

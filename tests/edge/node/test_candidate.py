@@ -323,3 +323,58 @@ def test_a_node_runs_a_candidate_beside_the_active_bundle_and_never_shows_or_sen
         for stop in (node.stop if node.process and node.process.poll() is None else None, orthanc.stop, fhir.stop):
             if stop:
                 stop()
+
+
+@pytest.mark.slow
+def test_a_node_ignores_a_stick_s_unsigned_candidate_and_stages_a_trusted_one(tmp_path, edge_bundle, monkeypatch):
+    """Through the node's stick watcher: the log says why a stick's candidate is ignored, and a trusted one is copied
+    into the data folder, to run from the next start."""
+    import shutil
+
+    from cxr_convert.signing import keygen, load_private_key, sign_bundle
+
+    from cxr_edge.bundle.archive import write_archive
+
+    from tests.node_harness import Node, _config, _free_port
+
+    keys = keygen(tmp_path / "release")
+    trust = tmp_path / "trusted-keys"
+    trust.mkdir()
+    shutil.copy(keys[1], trust / "release.pub")
+    signed = shutil.copytree(edge_bundle, tmp_path / "active-signed")
+    sign_bundle(signed, load_private_key(keys[0]), "release")  # the active bundle too: keys are installed
+    media = tmp_path / "media"
+    media.mkdir()
+    config = _config(tmp_path, signed, _free_port())
+    text = config.read_text().replace(f'model = "{signed}"', f'model = "{signed}"\ntrusted_keys = "{trust}"')
+    config.write_text(text + f'[usb]\nenabled = true\nwatch = "{media}"\nmount_points_only = false\n'
+                      '[candidate]\nstick_folder = "cxr-edge-candidate"\n')
+    node = Node(config).start()
+    try:
+        unsigned = tmp_path / "staging-unsigned" / "cxr-edge-candidate"
+        unsigned.mkdir(parents=True)
+        write_archive(edge_bundle, unsigned / "v2.cxrb")
+        unsigned.parent.rename(media / "STICK1")
+        deadline = time.monotonic() + 30
+        while "candidate v2.cxrb on stick STICK1 ignored" not in node.text():
+            assert time.monotonic() < deadline, node.text()
+            time.sleep(0.2)
+        assert not (tmp_path / "data" / "candidate").exists()
+        trusted = tmp_path / "staging-signed" / "cxr-edge-candidate"
+        trusted.mkdir(parents=True)
+        candidate = edited_copy(signed, tmp_path / "v3", lambda m: m.update(created="v3"))
+        sign_bundle(candidate, load_private_key(keys[0]), "release")
+        write_archive(candidate, trusted / "v3.cxrb")
+        trusted.parent.rename(media / "STICK2")
+        while "candidate v3.cxrb from stick STICK2 staged (signed by 'release')" not in node.text():
+            assert time.monotonic() < deadline + 30, node.text()
+            time.sleep(0.2)
+        assert len(list((tmp_path / "data" / "candidate").glob("*.cxrb"))) == 1
+        assert node.stop() == 0
+        before = len(node.text())
+        node.start()  # the staged candidate runs from the next start
+        staged = next((tmp_path / "data" / "candidate").glob("*.cxrb")).name
+        assert f"candidate {staged} runs beside the active bundle" in node.text()[before:], node.text()[before:]
+    finally:
+        if node.process.poll() is None:
+            node.stop()

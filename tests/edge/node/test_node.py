@@ -48,8 +48,8 @@ def _write(tmp_path, text: str) -> Path:
 
 @pytest.mark.parametrize("text,message", [
     ('data = "/d"\n', "model: missing, and required"),
-    ('model = "/m"\ndata = "/d"\ncolour = "red"\n', "colour: unknown key (the keys at the top are: data, dicom, model, "
-                                                    "send, site, trusted_keys, usb, web)"),
+    ('model = "/m"\ndata = "/d"\ncolour = "red"\n', "colour: unknown key (the keys at the top are: candidate, data, dicom, "
+                                                    "model, send, site, trusted_keys, usb, web)"),
     ('model = "/m"\ndata = "/d"\n[dicom]\nport = "104"\nallowed_callers = ["*"]\n',
      "[dicom] port: a whole number expected, got '104'"),
     ('model = "/m"\ndata = "/d"\n[dicom]\nport = true\nallowed_callers = ["*"]\n',

@@ -51,7 +51,7 @@ def linear_bundle(tiny_run, tmp_path_factory):
     import keras
 
     from cxr_convert.bundle import ConvertOptions, build_bundle
-    from cxr_edge.gate import Limits
+    from cxr_edge.site.gate import Limits
 
     run = tmp_path_factory.mktemp("runs") / "linear"
     handmade_run_dir(tiny_run, run)

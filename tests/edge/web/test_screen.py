@@ -27,7 +27,7 @@ from cxr_edge.run.result import Result
 from cxr_edge.web import accounts
 from cxr_edge.web.access import PUBLIC
 from cxr_edge.web.app import Context, create_app
-from cxr_edge.web.reviews import calibration_set
+from cxr_edge.node.truth import calibration_set
 from cxr_edge.web.words import age_sex, person_name
 
 from tests.bundle_edits import edited_copy

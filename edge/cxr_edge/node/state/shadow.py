@@ -24,6 +24,14 @@ class Shadow:
                 "i.sop_instance_uid AND c.bundle = ?) ORDER BY i.id LIMIT ?", (after, bundle, limit)).fetchall()
         return [Instance(*row) for row in rows]
 
+    def review_count(self) -> int:
+        """Review entries so far (each a change the comparison may see)."""
+        return self.query("SELECT count(*) AS n FROM reviews")[0]["n"]
+
+    def shadow_total(self) -> int:
+        """A candidate's results so far, whichever the bundle."""
+        return self.query("SELECT count(*) AS n FROM shadow_results")[0]["n"]
+
     def last_received(self) -> float:
         """When the newest image was received (0 before the first)."""
         rows = self.query("SELECT received FROM instances ORDER BY id DESC LIMIT 1")
