@@ -190,7 +190,7 @@ class Worker(threading.Thread):
         if self.publisher is None:
             return 0
         made, self._owing = 0, False
-        for row in self.state.owed_results():
+        for row in self.state.owed_results(bundle=self.classifier.bundle.manifest_sha256):
             instance = SimpleNamespace(id=row["id"], sop_instance_uid=row["sop_instance_uid"],
                                        study_instance_uid=row["study_instance_uid"], path=row["path"])
             result = Result.from_record(row["path"], row)

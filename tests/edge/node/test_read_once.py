@@ -116,6 +116,24 @@ def test_records_that_a_full_disk_kept_from_being_made_are_owed_then_made(tmp_pa
     state.close()
 
 
+def test_records_owed_by_another_bundle_s_result_are_not_made_by_this_one(tmp_path, edge_bundle):
+    """A result owing its SR when a promotion made another bundle active: the new bundle would name itself in
+    objects about a result it did not make, so they wait (for a rollback) rather than be made wrong."""
+    from cxr_edge.run.result import Result
+
+    state, classifier, log = _received(tmp_path, edge_bundle)
+    send = SendConfig(dicom=(Peer("PACS", "127.0.0.1", 4242),), heatmap_capture=True)
+    worker = Worker(classifier, state, 0, log.append, Publisher(send, classifier, state, log.append))
+    instance = state.pending()[0]
+    result = Result(instance.path, "normal", (0.9, 0.05, 0.03, 0.02))
+    state.record_result(instance.sop_instance_uid, result, owed=True, bundle="another-bundle")
+    assert worker.make_owed() == 0 and state.outbox_items() == []
+    assert len(state.owed_results()) == 1  # still owed, for a rollback
+    state.record_result(instance.sop_instance_uid, result, owed=True, bundle=classifier.bundle.manifest_sha256)
+    assert worker.make_owed() == 1 and sorted(i["kind"] for i in state.outbox_items()) == ["capture", "sr"]
+    state.close()
+
+
 def test_below_the_watermark_no_outbox_file_is_written_and_the_records_wait(tmp_path, edge_bundle, monkeypatch):
     """Free space below min_free_mb keeps the node from writing outbox files (the space left is the database's):
     the result owes its SR and capture; once space returns, the sweep makes them."""

@@ -41,11 +41,14 @@ class Classifying:
                                                            "records_owed": int(owed), "bundle": bundle})
             db.execute("UPDATE instances SET state = 'classified' WHERE sop_instance_uid = ?", (sop_instance_uid,))
 
-    def owed_results(self, limit: int = 20) -> list[dict]:
-        """Classified images whose objects to send are owed: the instance (id, UIDs, path) and its stored result."""
+    def owed_results(self, limit: int = 20, bundle: str | None = None) -> list[dict]:
+        """Classified images whose objects to send are owed: the instance (id, UIDs, path) and its stored result;
+        with `bundle`, only those that bundle made (or made before results named theirs): another bundle's (before a
+        promotion) cannot be recorded truthfully by this one, whose name the objects would carry."""
+        where, args = ("AND r.bundle IN ('', ?) ", (bundle, limit)) if bundle else ("", (limit,))
         return self.query(f"SELECT i.id, i.sop_instance_uid, i.study_instance_uid, i.path, {_RESULT_COLUMNS} FROM "
                           "results r JOIN instances i ON i.sop_instance_uid = r.sop_instance_uid WHERE "
-                          "r.records_owed = 1 ORDER BY i.id LIMIT ?", (limit,))
+                          f"r.records_owed = 1 {where}ORDER BY i.id LIMIT ?", args)
 
     def owed_studies(self) -> list[str]:
         """Final studies whose FHIR Bundle is owed."""
