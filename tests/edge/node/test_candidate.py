@@ -120,6 +120,9 @@ def test_promote_is_refused_on_fail_and_changes_nothing(tmp_path, edge_bundle):
     config, _ = _clinic(tmp_path, edge_bundle, 0.45, 60, 120)
     shown = CliRunner().invoke(main, ["candidate", "--config", str(config)])
     assert shown.exit_code == 1 and "FAIL: worse than the active bundle" in shown.output, shown.output
+    report = json.loads(CliRunner().invoke(main, ["candidate", "--config", str(config), "--format", "json"]).stdout)
+    assert report["verdict"] == "FAIL" and report["counts"]["candidate_reviewed"] == 180
+    assert [c["name"] for c in report["checks"]] == ["sensitivity", "specificity", "agreement with readers"]
     assert "images classified: active 180, candidate 180 (of which 180 reviewed)" in shown.output
     refused = CliRunner().invoke(main, ["candidate", "promote", "--config", str(config)])
     assert refused.exit_code == 1 and "not promoted: the verdict is FAIL" in refused.output
