@@ -52,7 +52,7 @@ def promote(config: NodeConfig, candidate: Path, manifest_sha256: str, site_reco
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     model = folder / f"{manifest_sha256[:16]}{candidate.suffix if candidate.is_file() else ''}"
     if not model.exists():
-        _copy_durably(candidate, model)
+        copy_durably(candidate, model)
     site = None
     if site_record is not None:
         site = folder / f"{manifest_sha256[:16]}.site.json"
@@ -85,7 +85,7 @@ def _point(config: NodeConfig, record: dict) -> None:
     sync_folder(config.data)
 
 
-def _copy_durably(source: Path, target: Path) -> None:
+def copy_durably(source: Path, target: Path) -> None:
     """A bundle (folder or .cxrb file) copied whole under a temporary name, synced, then renamed into place."""
     partial = target.with_name(target.name + ".partial")
     if partial.is_dir():

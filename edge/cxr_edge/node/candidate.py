@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -93,15 +92,10 @@ def stage_from_stick(config: NodeConfig, stick: Path, log: Callable[[str], None]
         return None
     staged = config.data / STAGED / f"{bundle.manifest_sha256[:16]}.cxrb"
     if not staged.exists():
-        from cxr_edge.atomic import sync_folder
+        from cxr_edge.node.bundles import copy_durably
 
         staged.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        partial = staged.with_suffix(".partial")
-        shutil.copyfile(path, partial)
-        with open(partial, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(partial, staged)
-        sync_folder(staged.parent)
+        copy_durably(path, staged)
         os.utime(staged)  # the newest staged is the candidate
         log(f"candidate {path.name} from stick {stick.name} staged (signed by {bundle.origin.signer!r}); it runs "
             "beside the active bundle from the next start")
@@ -122,7 +116,9 @@ class ShadowWorker(threading.Thread):
         self._stopping.set()
 
     def run(self) -> None:
-        _lowest_priority()
+        from cxr_edge.node.worker import lower_priority
+
+        lower_priority(19)  # below the active bundle's classifying (10) and receiving (0)
         after, paused = 0, False  # the last image id seen this run (sampled out or classified)
         while not self._stopping.is_set():
             try:
@@ -169,14 +165,6 @@ class ShadowWorker(threading.Thread):
             return Result(instance.path, error=f"could not be classified ({type(exc).__name__}: {exc})")
 
 
-def _lowest_priority() -> None:
-    """nice 19: below the active bundle's classifying (10) and receiving (0)."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-    except (AttributeError, OSError):
-        pass
-
-
 def evaluate(config: NodeConfig, state, active, candidate) -> dict:
     """The comparison of `candidate` with the `active` Classifier on the node's reviewed images both classified
     (cxr_edge.site.compare), with how many images each classified and how many of the candidate's were reviewed.
@@ -186,14 +174,14 @@ def evaluate(config: NodeConfig, state, active, candidate) -> dict:
     from cxr_edge.reasons import THRESHOLD_FREE
     from cxr_edge.site.calibrate import calibration_floors
     from cxr_edge.site.compare import compare, threshold_from_reviews
-    from cxr_edge.node.truth import calibration_set
+    from cxr_edge.node.truth import judged
 
     sha = candidate.bundle.manifest_sha256
-    results, truth, left_out = calibration_set(state, config.web.confirmatory_findings)
-    uid_of = {row["path"]: row["sop_instance_uid"] for row in state.reviewed_rows()}
-    shadow = state.shadow_results_of(sha, [uid_of[r.path] for r in results])
-    pairs = [(r, Result.from_record(r.path, shadow[uid_of[r.path]])) for r in results
-             if uid_of[r.path] in shadow and r.label and shadow[uid_of[r.path]]["label"]]
+    found, left_out = judged(state, config.web.confirmatory_findings)
+    truth = {result.path: label for _, result, label in found}
+    shadow = state.shadow_results_of(sha, [row["sop_instance_uid"] for row, _, _ in found])
+    pairs = [(r, Result.from_record(r.path, shadow[row["sop_instance_uid"]])) for row, r, _ in found
+             if row["sop_instance_uid"] in shadow and r.label and shadow[row["sop_instance_uid"]]["label"]]
     # images either bundle refers whatever its threshold (out of distribution, header): neither judges them, and
     # calibration leaves them out; counted, since a candidate that refers more is a cost of its own
     referred = [sum(bool(THRESHOLD_FREE & set(pair[i].reason_codes)) for pair in pairs) for i in (0, 1)]

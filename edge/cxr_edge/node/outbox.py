@@ -98,10 +98,13 @@ class Publisher:
 
     def has_room(self) -> bool:
         """Free space in the data folder at or above the watermark: the owed records can be tried."""
-        return shutil.disk_usage(self.state.data).free / 2**20 >= self.min_free_mb
+        return self._free_mb() >= self.min_free_mb
+
+    def _free_mb(self) -> float:
+        return shutil.disk_usage(self.state.data).free / 2**20
 
     def _write(self, name: str, data: bytes) -> str:
-        free_mb = shutil.disk_usage(self.state.data).free / 2**20
+        free_mb = self._free_mb()
         if free_mb < self.min_free_mb:
             raise LowSpace(errno.ENOSPC, f"free space {free_mb:.0f} MB is below min_free_mb {self.min_free_mb}")
         relative = f"{OUTBOX}/{name}"

@@ -239,9 +239,8 @@ def _run(config: NodeConfig, stop: threading.Event, start_web) -> None:
             log(f"candidate {shadow.classifier.bundle.path.name} runs beside the active bundle on "
                 f"{config.candidate.share:.0%} of images, when none waits; its results are never shown or sent")
         if sticks_classifier is not None:
-            from cxr_edge.node.sticks import StickWatcher
-
             from cxr_edge.node.candidate import stage_from_stick
+            from cxr_edge.node.sticks import StickWatcher
 
             stage = (lambda stick: stage_from_stick(config, stick, log)) if config.candidate.stick_folder else None
             sticks = StickWatcher(config.usb, sticks_classifier, state, log, on_stick=stage)

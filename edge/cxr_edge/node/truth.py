@@ -24,16 +24,22 @@ def truth_of(row: dict, confirmatory_findings: dict[str, str]) -> str:
     return FINDING_LABELS.get(confirmed or "", "") or FINDING_LABELS.get(row["finding"] or "", "")
 
 
-def calibration_set(state: State, confirmatory_findings: dict[str, str]) -> tuple[list[Result], dict[str, str], int]:
-    """The reviewed images as `calibrate` takes them: their rows as classified, the truth by path, and how many
-    reviewed images were left out (the reader found them not assessable: no label to learn from). Only images the
-    reader judged count: a confirmatory result of the study labels them, never an image the reader did not judge."""
-    results, truth, left_out = [], {}, 0
+def judged(state: State, confirmatory_findings: dict[str, str]) -> tuple[list[tuple[dict, Result, str]], int]:
+    """(row, result as classified, truth) of each reviewed image with a label to learn from, and how many reviewed
+    images were left out (the reader found them not assessable). Only images the reader judged count: a
+    confirmatory result of the study labels them, never an image the reader did not judge."""
+    found, left_out = [], 0
     for row in reviewed_rows(state):
         label = truth_of(row, confirmatory_findings) if row["finding"] not in ("", None, "not_assessable") else ""
         if not label:
             left_out += 1
             continue
-        results.append(Result.from_record(row["path"], row))
-        truth[row["path"]] = label
-    return results, truth, left_out
+        found.append((row, Result.from_record(row["path"], row), label))
+    return found, left_out
+
+
+def calibration_set(state: State, confirmatory_findings: dict[str, str]) -> tuple[list[Result], dict[str, str], int]:
+    """The reviewed images as `calibrate` takes them: their rows as classified, the truth by path, and how many
+    reviewed images were left out (judged)."""
+    found, left_out = judged(state, confirmatory_findings)
+    return [result for _, result, _ in found], {result.path: label for _, result, label in found}, left_out

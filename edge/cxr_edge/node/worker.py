@@ -57,7 +57,7 @@ class Worker(threading.Thread):
         self._wake.set()
 
     def run(self) -> None:
-        _lower_priority()
+        lower_priority(10)
         paused = 0  # passes in a row the database refused: the wait doubles, the log says it once
         while not self._stopping.is_set():
             try:
@@ -213,10 +213,11 @@ class Worker(threading.Thread):
         return made
 
 
-def _lower_priority() -> None:
-    """This thread (a task of its own to Linux) at nice 10: on a 2-core box, receiving, which the X-ray unit waits
-    on, gets the CPU first; classifying takes what is left, and catches up between studies."""
+def lower_priority(nice: int) -> None:
+    """This thread (a task of its own to Linux) at `nice`: classifying at 10, so that on a 2-core box receiving,
+    which the X-ray unit waits on, gets the CPU first, and classifying takes what is left and catches up between
+    studies; a candidate bundle (cxr_edge.node.candidate) at 19, below both."""
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
     except (AttributeError, OSError):  # not Linux, or not allowed: the same work, at the same priority
         pass

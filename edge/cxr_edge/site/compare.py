@@ -58,11 +58,12 @@ def compare(truth: list[str], active_probs: np.ndarray, candidate_probs: np.ndar
     is_abnormal = truth_array != LABELS[0]
     named = np.isin(truth_array, LABELS)  # agreement on the four labels: only where the truth names one
     y4 = np.array([LABELS.index(t) if t in LABELS else -1 for t in truth_array], dtype=np.int64)
-    scores = [1.0 - np.asarray(p, np.float64).reshape(-1, len(LABELS))[:, 0] for p in (active_probs, candidate_probs)]
-    disease = [1 + np.argmax(_stage2(p), axis=1) for p in (active_probs, candidate_probs)]
+    probs = [np.asarray(p, np.float64).reshape(-1, len(LABELS)) for p in (active_probs, candidate_probs)]
+    scores = [1.0 - p[:, 0] for p in probs]
+    disease = [1 + np.argmax(p[:, 1:], axis=1) for p in probs]  # stage 2's choice (combine's), before scaling
     rules = [t if t is not None else _calibrated(sc, is_abnormal, target) for t, sc in zip(thresholds, scores)]
-    point = np.array([_rates(sc[None], dis[None], is_abnormal[None], y4[None], named[None], t, target, thr)
-                      for sc, dis, t, thr in zip(scores, disease, thresholds, rules)])[:, :, 0]  # (2 bundles, 3)
+    point = np.array([_rates(sc[None], dis[None], is_abnormal[None], y4[None], named[None], rule, target)
+                      for sc, dis, rule in zip(scores, disease, rules)])[:, :, 0]  # (2 bundles, 3)
     drops = _resampled_drops(scores, disease, is_abnormal, y4, named, thresholds, target, samples, seed)
     parts = (is_abnormal.sum(), (~is_abnormal).sum(), named.sum())
     checks, settle = [], []
@@ -101,9 +102,10 @@ def _calibrated(scores: np.ndarray, is_abnormal: np.ndarray, target: float) -> f
     return sensitivity_threshold(scores, is_abnormal, target) if is_abnormal.any() else float("nan")
 
 
-def _rates(scores, disease, abnormal, y4, named, threshold, target, fixed) -> np.ndarray:
+def _rates(scores, disease, abnormal, y4, named, threshold: float | None, target: float) -> np.ndarray:
     """Sensitivity, specificity and agreement with readers (3, B) of one bundle on B weightings of the images
-    (rows: an image index drawn per column), its threshold `threshold` or, None, calibrated per row."""
+    (rows: an image index drawn per column), at `threshold`, or, None, one calibrated per row as
+    sensitivity_threshold does (vectorised over the rows)."""
     if threshold is None:
         masked = np.where(abnormal, scores, -np.inf)
         ranked = -np.sort(-masked, axis=1)  # each row's abnormal scores, highest first
@@ -111,7 +113,7 @@ def _rates(scores, disease, abnormal, y4, named, threshold, target, fixed) -> np
         needed = np.maximum(np.ceil(target * count - 1e-9).astype(np.int64), 1)
         cut = np.where(count > 0, ranked[np.arange(len(ranked)), np.minimum(needed, scores.shape[1]) - 1], np.nan)
     else:
-        cut = np.full(len(scores), fixed, np.float64)
+        cut = np.full(len(scores), threshold, np.float64)
     said = scores >= cut[:, None]
     label = np.where(said, disease, 0)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -126,15 +128,10 @@ def _resampled_drops(scores, disease, abnormal, y4, named, thresholds, target, s
     n, parts = len(abnormal), []
     for start in range(0, samples, _CHUNK):
         picks = rng.integers(0, n, (min(_CHUNK, samples - start), n))
-        rates = [_rates(sc[picks], dis[picks], abnormal[picks], y4[picks], named[picks], t, target, t)
+        rates = [_rates(sc[picks], dis[picks], abnormal[picks], y4[picks], named[picks], t, target)
                  for sc, dis, t in zip(scores, disease, thresholds)]
         parts.append((rates[0] - rates[1]).T)
     return np.concatenate(parts) if parts else np.zeros((0, 3))
-
-
-def _stage2(probs) -> np.ndarray:
-    probs = np.asarray(probs, np.float64).reshape(-1, len(LABELS))
-    return probs[:, 1:] / np.maximum(1.0 - probs[:, 0], 1e-12)[:, None]
 
 
 def _empty(name: str, margin: float) -> dict:

@@ -95,9 +95,7 @@ def _clinic(tmp_path, edge_bundle, noise: float, n_abnormal: int, n_normal: int)
 
     candidate = edited_copy(edge_bundle, tmp_path / "candidate-bundle",
                             lambda m: m.update(created="2026-12-01T00:00:00Z"))
-    config = tmp_path / "node.toml"
-    config.write_text(f'model = "{edge_bundle}"\ndata = "{tmp_path / "data"}"\n[dicom]\nallowed_callers = ["X"]\n'
-                      f'[candidate]\nmodel = "{candidate}"\n')
+    config = _node_config(tmp_path, edge_bundle, f'model = "{candidate}"')
     shas = [load_bundle(path).manifest_sha256 for path in (edge_bundle, candidate)]
     truth, active, shadow = _reviews(n_abnormal, n_normal, noise)
     state = State(tmp_path / "data")
@@ -249,9 +247,14 @@ def test_a_candidate_on_a_stick_signed_by_a_trusted_key_is_staged(tmp_path, edge
 
 
 def _stick_config(tmp_path, edge_bundle):
+    return _node_config(tmp_path, edge_bundle, 'stick_folder = "cxr-edge-candidate"')
+
+
+def _node_config(tmp_path, edge_bundle, candidate: str):
+    """node.toml with bundle A active and the [candidate] line given."""
     path = tmp_path / "node.toml"
     path.write_text(f'model = "{edge_bundle}"\ndata = "{tmp_path / "data"}"\n[dicom]\nallowed_callers = ["X"]\n'
-                    f'[candidate]\nstick_folder = "cxr-edge-candidate"\n')
+                    f'[candidate]\n{candidate}\n')
     return path
 
 

@@ -37,15 +37,10 @@ class Connection:
     def check_writable(self) -> None:
         """Raise the OSError or sqlite3.Error that a write would meet: a database or data folder on a read-only
         mount, or a file the service user cannot write, lets the node open and read, then refuses every image. Leaves
-        nothing behind: the database's write is rolled back, the folder's file removed."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:  # rewriting the version it has is a write: SQLite refuses it on a read-only file
-                version = self._db.execute("PRAGMA user_version").fetchone()[0]
-                self._db.execute(f"PRAGMA user_version = {version}")
-            finally:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
+        nothing behind: the database keeps the version it had, the folder's file is removed."""
+        with self._transaction() as db:  # rewriting the version it has is a write: refused on a read-only file
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            db.execute(f"PRAGMA user_version = {version}")
         probe = self.data / ".write-test"
         write_durably(probe, b"cxr-edge")
         probe.unlink()
@@ -137,7 +132,6 @@ class _Transaction:
                 self._roll_back()
         finally:
             self.state._lock.release()
-
 
     def _roll_back(self) -> None:
         """ROLLBACK where a transaction is still open: after a failed COMMIT (a full disk, an I/O error) SQLite has
