@@ -28,7 +28,7 @@ from cxr_edge.bundle.load import FORMAT_VERSION, load_bundle
 from cxr_edge.inputs.images import prepare
 from cxr_edge.labels import LABELS
 from cxr_edge.models.interpreter import TFLiteModel, backend
-from cxr_edge.run.bench import generated_images
+from cxr_edge.run.bench import generated_images, per_image_ms
 from cxr_edge.run.classify import BATCH, Classifier, decode, run_folder
 from cxr_train.alexnet import PRESETS, build_model
 
@@ -76,15 +76,6 @@ def efficiency_ceiling(invoke_cpu_s: float, paths: list[Path], size: int) -> dic
     return {"invoke_cpu_ms_per_image": round(1000 * invoke_cpu_s, 3),
             "decode_cpu_ms_per_image": round(1000 * decode_cpu_s, 3),
             "pipeline_efficiency_ceiling": round(invoke_cpu_s / (invoke_cpu_s + decode_cpu_s), 3)}
-
-
-def per_image_ms(fn, inputs, repeats: int = 1) -> float:
-    fn(inputs[0])  # warm-up: first invoke allocates and (for Keras) traces
-    start = time.perf_counter()
-    for _ in range(repeats):
-        for x in inputs:
-            fn(x)
-    return 1000 * (time.perf_counter() - start) / (repeats * len(inputs))
 
 
 def peak_memory_mb(bundle: Path, folder: Path) -> float:

@@ -2,6 +2,7 @@
 comparisons of the Pi's reports and DICOM results with the host's.
 
     python scripts/pi_assets.py bundle OUT          # an int8 alexnet-edge bundle (untrained, seeded)
+    python scripts/pi_assets.py bundle-mixed OUT    # the same with layers in float16 and int16 (--search's kinds)
     python scripts/pi_assets.py images OUT          # 8 radiographs, 8 DICOM (6 syntaxes, large, marked), a corrupt one
     python scripts/pi_assets.py cpuinfo cortex-a72  # a Raspberry Pi 4 (a72) or Pi 5 (a76) cpuinfo
     python scripts/pi_assets.py compare HOST.json PI.json LABEL [pinned|selftest]
@@ -36,7 +37,10 @@ WRITTEN_AT = ("InstanceCreationDate", "InstanceCreationTime",  # SOP Common, bot
 PIXELS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 
-def make_bundle(out: Path) -> None:
+def make_bundle(out: Path, mixed: bool = False) -> None:
+    """An untrained alexnet-edge bundle, int8; or, `mixed`, int8 but for layers of both kinds the quantization
+    search keeps out of int8 (cxr_convert.precision): the first convolution (and the input's scaling) in float with
+    float16 weights, the last two dense layers with int16 activations."""
     import keras
     import numpy as np
 
@@ -52,14 +56,29 @@ def make_bundle(out: Path) -> None:
     keras.utils.set_random_seed(0)
     calibration = np.stack([to_model_input(make_image(lb, 299, image_rng(5, lb, i)).pixels, 227)
                             for i in range(4) for lb in LABELS])
-    models = {f"stage{n}.tflite": convert(build_model("alexnet-edge", k, name=f"stage{n}"), "int8", calibration)
-              for n, k in ((1, 2), (2, 3))}
+    stages = {f"stage{n}": build_model("alexnet-edge", k, name=f"stage{n}") for n, k in ((1, 2), (2, 3))}
+    if mixed:
+        models = {f"{s}.tflite": _mixed(convert(m, "float32"), calibration) for s, m in stages.items()}
+    else:
+        models = {f"{s}.tflite": convert(m, "int8", calibration) for s, m in stages.items()}
     write_bundle(out, models, {"format_version": FORMAT_VERSION, "cxr_edge_version": __version__,
                                "image_contract": {"version": IMAGE_CONTRACT_VERSION, "resize_filter": RESIZE_FILTER},
-                               "labels": list(LABELS), "quantization": "int8",
-                               "input": {"size": 227, "channels": 1, "dtype": "uint8"}, "stage1_threshold": 0.5,
+                               "labels": list(LABELS), "quantization": "int8+float16+int16" if mixed else "int8",
+                               "input": {"size": 227, "channels": 1,
+                                         "dtype": "int8" if mixed else "uint8"}, "stage1_threshold": 0.5,
                                "min_confidence": 0.6, "deployable": False,
                                "training_data": {"name": "untrained pi-check model", "synthetic": True}})
+
+
+def _mixed(float32: bytes, calibration) -> bytes:
+    from cxr_convert import precision
+
+    ops = precision.graph(float32)
+    first_conv = next(op.name for op in ops if op.kind == "CONV_2D")
+    last_dense = [op.name for op in ops if op.kind == "FULLY_CONNECTED"][-1]
+    layers = {name: "float16" for name in precision.with_inputs(ops, first_conv)}
+    layers.update({name: "int16" for name in precision.with_inputs(ops, last_dense)})
+    return precision.quantize(float32, calibration, precision.Recipe(layers=layers))
 
 
 def make_images(out: Path) -> None:
@@ -249,8 +268,8 @@ def _masked(reason: str) -> str:
 
 def main() -> None:
     command, *args = sys.argv[1:]
-    if command == "bundle":
-        make_bundle(Path(args[0]))
+    if command in ("bundle", "bundle-mixed"):
+        make_bundle(Path(args[0]), mixed=command == "bundle-mixed")
     elif command == "images":
         make_images(Path(args[0]))
     elif command == "cpuinfo":

@@ -12,10 +12,12 @@ rm -rf "$KIT" && mkdir -p "$KIT/bundles"
 # The Pi installs the way a clinic box does: from the box kit alone (bookworm's Python; trixie's with
 # BOX_KIT_TARGETS="aarch64:3.13").
 BIN="$BIN" KIT="$KIT/box-kit" BOX_KIT_TARGETS=${BOX_KIT_TARGETS:-aarch64:3.11} bash scripts/box_kit.sh > /dev/null
-# An untrained alexnet-edge bundle (the 227-px AlexNet trunk's int8 kernels) and a small trained tiny bundle
-# (varied, confident labels: an untrained model's outputs hardly move with the input), made here; plus the
-# bundle folders in CXR_PI_BUNDLES="DIR ..." (the demo's, your own).
+# An untrained alexnet-edge bundle (the 227-px AlexNet trunk's int8 kernels), the same with layers of the kinds
+# `cxr-convert --search` keeps out of int8 (float16 weights with float arithmetic, int16 activations), and a small
+# trained tiny bundle (varied, confident labels: an untrained model's outputs hardly move with the input), made
+# here; plus the bundle folders in CXR_PI_BUNDLES="DIR ..." (the demo's, your own).
 "$BIN/python" scripts/pi_assets.py bundle "$KIT/bundles/alexnet-edge"
+"$BIN/python" scripts/pi_assets.py bundle-mixed "$KIT/bundles/alexnet-edge-mixed"
 train=$(mktemp -d /tmp/cxr-pi-kit-train.XXXXXX)
 "$BIN/cxr-train" synth "$train/data" --per-class 60 --size 128 --seed 0 > /dev/null
 "$BIN/cxr-train" fit "$train/data" --out "$train/run" --preset tiny --epochs-stage1 15 --epochs-stage2 15 \

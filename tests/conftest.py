@@ -6,6 +6,8 @@ from cxr_train.synth import write_dataset
 
 TESTS = Path(__file__).resolve().parent
 TINY_BUNDLE = TESTS / "edge" / "tiny-bundle"
+# What `cxr-convert --search` makes of the outlier run (python -m scripts.make_outlier_run OUT --test-bundle DIR)
+MIXED_BUNDLE = TESTS / "edge" / "mixed-bundle"
 # Fixtures that train or convert a model with TensorFlow: a test that uses one is marked `trains`.
 TRAINING_FIXTURES = {"tiny_run", "handmade_run"}
 
@@ -107,7 +109,7 @@ def handmade_run(tiny_run, tmp_path_factory):
     gate's verdict on them never depends on how a training run happened to go. 180 images per class give
     216 parity images (validation and test), more than the 189 at which agreement of every image clears the
     default 0.98 with its whole 95% interval."""
-    from .handmade import coded_models, handmade_run_dir, write_coded_dataset
+    from scripts.handmade import coded_models, handmade_run_dir, write_coded_dataset
 
     root = tmp_path_factory.mktemp("runs")
     run = root / "handmade"

@@ -22,6 +22,7 @@ from cxr_edge.atomic import umask_mode
 from cxr_edge.bundle.files import FORMAT_VERSION, MANIFEST, OOD_FILE, SELFTEST_FILE, sha256_bytes
 from cxr_edge.inputs.images import IMAGE_CONTRACT_VERSION, RESIZE_FILTER
 from cxr_edge.labels import LABELS, STAGE1_LABELS, STAGE2_LABELS
+from cxr_edge.models.interpreter import TFLiteModel
 from cxr_train.data import label_indices, load_pixels
 from cxr_train.dataset import DatasetError, read_split, scan, select
 from cxr_train.fit import RunError, load_run
@@ -52,6 +53,7 @@ class ConvertOptions:
     parity_split: str = "val+test"
     parity_data: str | None = None  # a labelled folder whose images join the parity set
     bootstrap_samples: int = BOOTSTRAP_SAMPLES
+    search: bool = False  # search candidates on the validation images; the verdict on the test images
 
 
 def stratified_sample(records, n: int, seed: int) -> list:
@@ -103,15 +105,29 @@ def parity_records(records, options: ConvertOptions, log) -> dict[str, tuple[str
     images of --parity-data, less any that are exact copies of a training image."""
     if options.parity_split not in PARITY_SPLITS:
         raise ConvertError(f"--parity-split {options.parity_split!r}: choose one of {', '.join(PARITY_SPLITS)}")
-    parts = {split: (None, select(records, split)) for split in options.parity_split.split("+")}
+    splits = options.parity_split.split("+")
+    if options.search:  # the search chooses on the validation images: the verdict must come from others
+        if "test" not in splits:
+            raise ConvertError("--search chooses on the validation images, so its verdict needs the test split: "
+                               "leave out --parity-split val (the default val+test then means: search on val, "
+                               "judge on test)")
+        splits = ["test"]
+    parts = {split: (None, select(records, split)) for split in splits}
     if options.parity_data:
         found = scan(options.parity_data)
         for problem in found.unreadable:
             log(f"--parity-data: left out {problem}")
-        trained = {r.sha256 for r in select(records, "train")}
-        extra = [r for r in found.records if r.sha256 not in trained]
+        seen = {r.sha256 for r in select(records, "train")}
+        extra = [r for r in found.records if r.sha256 not in seen]
         if len(extra) < len(found.records):
             log(f"--parity-data: left out {len(found.records) - len(extra)} exact copies of training images")
+        if options.search:
+            chosen_on = {r.sha256 for r in select(records, "val")}
+            kept = [r for r in extra if r.sha256 not in chosen_on]
+            if len(kept) < len(extra):
+                log(f"--parity-data: left out {len(extra) - len(kept)} exact copies of validation images "
+                    "(the search chose on them)")
+            extra = kept
         parts["parity_data"] = (options.parity_data, extra)
     return parts
 
@@ -167,6 +183,8 @@ def build_bundle(run_dir: os.PathLike | str, out: os.PathLike | str, options: Co
                  calibration: np.ndarray | None = None, log=print) -> dict:
     """Convert, check and write the bundle; returns the manifest. `calibration` overrides the drawn set."""
     run, out = Path(run_dir), Path(out)
+    if options.search and options.quantization != "int8":
+        raise ConvertError("--search chooses the quantization itself: leave out --quantization")
     config, stage1, stage2, records = _load_run(run)
     data_dir = options.data_dir or config["data_dir"]
     if not Path(data_dir).is_dir():
@@ -176,22 +194,31 @@ def build_bundle(run_dir: os.PathLike | str, out: os.PathLike | str, options: Co
         if calibration is None:
             calibration = calibration_set(select(records, "train"), data_dir, size, options.calibration_samples,
                                           options.seed)
+        verdict_records = parity_records(records, options, log)
         parts = {name: (load_pixels(folder or data_dir, part, size), label_indices(part))
-                 for name, (folder, part) in parity_records(records, options, log).items()}
+                 for name, (folder, part) in verdict_records.items()}
         test_pixels = parts["test"][0] if "test" in parts else load_pixels(data_dir, select(records, "test"), size)
     except DatasetError as exc:
         raise ConvertError(str(exc)) from None
     pixels = np.concatenate([p for p, _ in parts.values()])
     y_true = np.concatenate([y for _, y in parts.values()])
-    images = {"split": options.parity_split, "parity_data": options.parity_data,
-              "counts": {name: len(y) for name, (_, y) in parts.items()}}
+    images = {"split": "test" if options.search else options.parity_split, "parity_data": options.parity_data,
+              "counts": {name: len(y) for name, (_, y) in parts.items()},
+              "files": {name: [r.path for r in part] for name, (_, part) in verdict_records.items()}}
 
     start = time.perf_counter()
     log(f"converting both stages to TFLite float32 and {options.quantization} ({len(calibration)} calibration images)")
     deployed = (("stage1", with_features(stage1)), ("stage2", stage2))
     float32 = {s: convert(m, "float32") for s, m in deployed}
-    quantized = float32 if options.quantization == "float32" else {
-        s: convert(m, options.quantization, calibration) for s, m in deployed}
+    search_report = None
+    if options.search:
+        found = _search(dict(deployed), float32, calibration, (stage1, stage2, threshold), records,
+                        (data_dir, size), options, log)
+        quantized, quantization, search_report = found.models, found.quantization, found.report
+    else:
+        quantization = options.quantization
+        quantized = float32 if quantization == "float32" else {
+            s: convert(m, quantization, calibration) for s, m in deployed}
     log(f"parity check on {len(y_true)} held-out images ({image_sources(images)})")
     reference = predict_keras(stage1, stage2, pixels)
     deployed_pred = predict_tflite(quantized["stage1"], quantized["stage2"], pixels)
@@ -199,10 +226,10 @@ def build_bundle(run_dir: os.PathLike | str, out: os.PathLike | str, options: Co
               "tflite_float32": compare(y_true, threshold, reference, predict_tflite(float32["stage1"], float32["stage2"], pixels)),
               "quantized": compare(y_true, threshold, reference, deployed_pred)}
     gate = evaluate_gate(y_true, cascade_labels(reference, threshold), cascade_labels(deployed_pred, threshold),
-                         options.limits, options.bootstrap_samples, options.seed, options.quantization)
+                         options.limits, options.bootstrap_samples, options.seed, quantization)
     calibration_figures = {"float": model_reliability(y_true, threshold, reference),
                            "quantized": model_reliability(y_true, threshold, deployed_pred)}
-    parity = {"quantization": options.quantization, "n_images": len(y_true), "images": images,
+    parity = {"quantization": quantization, "n_images": len(y_true), "images": images,
               "threshold": threshold, "models": models, "gate": gate, "calibration": calibration_figures}
     test_flagged = (deployed_pred.p_abnormal[_part(parts, "test")] if "test" in parts else
                     predict_tflite(quantized["stage1"], quantized["stage2"], test_pixels).p_abnormal) >= threshold
@@ -210,6 +237,8 @@ def build_bundle(run_dir: os.PathLike | str, out: os.PathLike | str, options: Co
     if deployed[0][1] is not stage1:
         parity["ood"], extra_files[OOD_FILE] = _ood(quantized["stage1"], records, data_dir, size, test_pixels,
                                                     options.seed, log)
+    if search_report is not None:
+        parity["search"] = search_report
     if options.debug_quantization and options.quantization == "int8":
         log("running TensorFlow's quantization debugger (per-layer error)")
         parity["layer_errors"] = {s: debug_quantization(m, calibration) for s, m in (("stage1", stage1), ("stage2", stage2))}
@@ -221,22 +250,27 @@ def build_bundle(run_dir: os.PathLike | str, out: os.PathLike | str, options: Co
                               "applies_to": "every image"},
                    "stage2": {"file": "stage2.tflite", "labels": list(STAGE2_LABELS), "output": "softmax",
                               "applies_to": "images at or above stage1_threshold for abnormal"}},
-        "input": {"size": size, "channels": 1, "dtype": "uint8" if options.quantization == "int8" else "float32",
+        "input": {"size": size, "channels": 1, "dtype": TFLiteModel(quantized["stage1"]).input.dtype.name,
                   "pixels": "raw grayscale 0..255; the model scales them itself"},
         "image_contract": {"version": IMAGE_CONTRACT_VERSION, "resize_filter": RESIZE_FILTER},
-        "quantization": options.quantization, "stage1_threshold": threshold,
+        "quantization": quantization, "stage1_threshold": threshold,
         "target_sensitivity": config.get("target_sensitivity"), "min_confidence": options.min_confidence,
         "training_data": {"name": config.get("data_name"), "synthetic": bool(config.get("synthetic")),
                           "counts": config.get("counts")},
         "run": {"preset": config.get("preset"), "seed": config.get("seed"), "run_dir": str(run.resolve()),
                 "trained_on": config.get("parallel")},
         "metrics": {"float": _summary(models["keras_float"]), "quantized": _summary(models["quantized"])},
-        "parity_gate": parity["gate"], "deployable": gate["passed"],
+        "parity_gate": parity["gate"], "deployable": gate["passed"] and (search_report or {}).get("found", True),
         # what a run on the box is compared with when no site file says otherwise (cxr_edge.site.site_file.monitor)
         "expected": {"flagged_abnormal": float(test_flagged.mean()), "split": "test", "images": len(test_flagged)},
     }
     if "ood" in parity:
         manifest["ood"] = parity["ood"]
+    if search_report is not None:
+        chosen = next(c for c in search_report["candidates"] if c["name"] == search_report["chosen"])
+        manifest["search"] = {"chosen": chosen["name"], "found": search_report["found"],
+                              "candidates_tried": search_report["candidates_tried"], "layers": chosen["layers"],
+                              "calibration": chosen["calibration"]}
     log("self-test: reference inputs and the converted models' outputs for them")
     model_files = {f"{s}.tflite": data for s, data in quantized.items()}
     manifest = write_bundle(out, {**model_files, **extra_files}, manifest,
@@ -244,6 +278,25 @@ def build_bundle(run_dir: os.PathLike | str, out: os.PathLike | str, options: Co
                              "reliability.png": reliability_png(calibration_figures)})
     log(f"conversion and parity check took {time.perf_counter() - start:.1f} s")
     return manifest
+
+
+def _search(deployed: dict, float32: dict, calibration, float_run: tuple, records, data: tuple,
+            options: ConvertOptions, log):
+    """The search's candidates judged on the validation images (cxr_convert.search)."""
+    from . import search
+
+    (stage1, stage2, threshold), (data_dir, size) = float_run, data
+    val = select(records, "val")
+    try:
+        pixels = load_pixels(data_dir, val, size)
+    except DatasetError as exc:
+        raise ConvertError(str(exc)) from None
+    log(f"searching for a quantization that passes on the {len(val)} validation images")
+    selection = search.Selection(pixels, label_indices(val), predict_keras(stage1, stage2, pixels), threshold,
+                                 options.limits, options.bootstrap_samples, options.seed, [r.path for r in val])
+    more = lambda: calibration_set(select(records, "train"), data_dir, size,  # noqa: E731
+                                   search.MORE_CALIBRATION * len(calibration), options.seed)
+    return search.run(search.candidates(deployed, float32, calibration, more, log), selection, float32, log)
 
 
 def write_bundle(out: os.PathLike | str, models: dict[str, bytes], manifest: dict,

@@ -38,6 +38,10 @@ from cxr_train.cli import verbose_option
 @click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False), default=None,
               help="Where the run's images are now, if they moved.")
 @click.option("--debug-quantization", is_flag=True, help="Add a per-layer quantization error report to parity.json.")
+@click.option("--search", is_flag=True,
+              help="Try quantizations in order of cost on the box (int8, other calibrations, the worst layers out of "
+                   "int8 one at a time, float16, float32) until one passes the gate on the validation images; the "
+                   "verdict then comes from the test images, which no choice depended on.")
 @click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.6, show_default=True,
               help="The box refers images whose label's probability is below this.")
 @click.option("--archive", is_flag=True, help="Also write BUNDLE_DIR.cxrb, the bundle as one file.")
@@ -45,7 +49,7 @@ from cxr_train.cli import verbose_option
               help="Sign the bundle with this private key (NAME.key from `cxr-sign keygen`).")
 @verbose_option
 def main(run_dir: Path, out: Path, quantization, calibration_samples, max_accuracy_drop, max_f1_drop, min_agreement,
-         min_float_accuracy, parity_split, parity_data, bootstrap_samples, data_dir, debug_quantization,
+         min_float_accuracy, parity_split, parity_data, bootstrap_samples, data_dir, debug_quantization, search,
          min_confidence, archive, sign_key) -> None:
     """Convert a training run to a TFLite bundle and check it against the float models.
 
@@ -64,7 +68,8 @@ def main(run_dir: Path, out: Path, quantization, calibration_samples, max_accura
         key = signing_key(sign_key)
     limits = Limits(max_accuracy_drop, max_f1_drop, min_agreement, min_float_accuracy)
     options = ConvertOptions(quantization, calibration_samples, limits, data_dir, debug_quantization, min_confidence,
-                             parity_split=parity_split, parity_data=parity_data, bootstrap_samples=bootstrap_samples)
+                             parity_split=parity_split, parity_data=parity_data, bootstrap_samples=bootstrap_samples,
+                             search=search)
     with errors_as_failures(ConvertError, ValueError, OSError):
         manifest = build_bundle(run_dir, out, options, log=lambda msg: click.echo(msg, err=True))
     if key is not None:
@@ -90,6 +95,10 @@ def main(run_dir: Path, out: Path, quantization, calibration_samples, max_accura
     click.echo(verdict_line(gate))
     for failure in gate["failures"]:
         click.echo(f"  {failure}")
+    found = manifest.get("search", {})
+    if found and not found["found"]:
+        click.echo(f"  the search tried {found['candidates_tried']} candidates and none passed on the validation "
+                   f"images; the bundle holds the best, {found['chosen']}")
     if not manifest["deployable"]:
         click.echo(f"bundle written to {out} with \"deployable\": false")
         sys.exit(1)

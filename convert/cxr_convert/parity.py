@@ -105,6 +105,10 @@ def parity_markdown(parity: dict) -> str:
                   "| op | tensor | mean squared error | max abs error |", "|---|---|---|---|"]
         lines += [f"| {r.get('op_name')} | {str(r.get('tensor_name', ''))[:60]} | {r.get('mean_squared_error', 0):.3g} | "
                   f"{r.get('max_abs_error', 0):.3g} |" for r in layers[:5]]
+    if "search" in parity:
+        from .search import search_markdown
+
+        lines += ["", *search_markdown(parity["search"], f"{parity['n_images']} images ({image_sources(parity['images'])})")]
     lines += ["", *gate_markdown(parity["gate"], parity["quantization"])]  # the verdict closes the file
     return "\n".join(lines) + "\n"
 

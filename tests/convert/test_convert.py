@@ -79,7 +79,7 @@ def test_parity_data_adds_its_images_and_leaves_out_copies_of_training_images(ha
 
     from cxr_train.dataset import read_split, select
 
-    from tests.handmade import write_coded_dataset
+    from scripts.handmade import write_coded_dataset
 
     extra = write_coded_dataset(tmp_path / "extra", per_class=10, seed=11)
     config = json.loads((handmade_run / "config.json").read_text())

@@ -31,6 +31,16 @@ def generated_images(folder: Path, count: int, size: int = 299) -> list[Path]:
     return paths
 
 
+def per_image_ms(fn, inputs, repeats: int = 1) -> float:
+    """Mean milliseconds of `fn` per input, after one warm-up call (the first invoke allocates; Keras traces)."""
+    fn(inputs[0])
+    start = time.perf_counter()
+    for _ in range(repeats):
+        for x in inputs:
+            fn(x)
+    return 1000 * (time.perf_counter() - start) / (repeats * len(inputs))
+
+
 def _stats(seconds: list[float]) -> dict:
     ms = np.array(seconds) * 1000
     return {"p50_ms": round(float(np.percentile(ms, 50)), 3), "p95_ms": round(float(np.percentile(ms, 95)), 3),

@@ -14,7 +14,7 @@ from cxr_edge.cli import main
 from cxr_edge.site.calibrate import labelled_images
 from cxr_edge.site.stats import auc_delong, binomial_p_value, images_for_margin, wilson
 
-from tests.handmade import hand_set_model, handmade_run_dir
+from scripts.handmade import hand_set_model, handmade_run_dir
 
 K, CENTRE = 10.0, 0.5  # the hand-set stage 1: p(abnormal) = sigmoid(K * (mean brightness - CENTRE))
 NORMAL_B = np.linspace(0.2, 0.6, 100)  # each labelled image's mean brightness, so its score is known in advance

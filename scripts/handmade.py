@@ -1,5 +1,6 @@
 """Run folders whose models are set by hand, not trained: for tests whose figures must not depend on how a
-training run happened to go (conftest's handmade_run, test_calibration's linear bundle)."""
+training run happened to go (conftest's handmade_run, test_calibration's linear bundle), and the model that full
+int8 breaks, for `cxr-convert --search` (scripts/make_outlier_run.py)."""
 
 import json
 import shutil
@@ -81,3 +82,43 @@ def coded_models(size: int = 64):
     stage2 = hand_set_model(keras.layers.AveragePooling2D(size // 2), 3, w2, [200 * c1, 0, -200 * c2],
                             "stage2", size)
     return stage1, stage2
+
+
+OUTLIER_SCALE = 1000.0  # the outlier layer's last output: this many times the image's mean brightness
+
+
+def outlier_models(size: int = 64):
+    """The coded models, but stage 1 reads the brightness through a layer, "outlier", whose eight outputs are the
+    brightness seven times and OUTLIER_SCALE times it once (a channel that fires a thousand times harder than the
+    rest, as a layer that reacts to burned-in text would). Int8 spreads that tensor's 256 steps over 0 to 700, about
+    2.7 each, and the brightness the head reads (0.3 to 0.7) falls into the lowest step: every image is called
+    normal. Kept in float, the layer and its reader give the float model's answers."""
+    import keras
+
+    outlier = keras.layers.Dense(8, name="outlier")
+    head = np.zeros((8, 2))
+    head[0] = [-200.0, 200.0]  # logits +-200 (brightness - 0.5), from the first output only
+    stage1 = hand_set_model(lambda x: outlier(keras.layers.GlobalAveragePooling2D()(x)), 2, head, [100.0, -100.0],
+                            "stage1", size)
+    weights = np.ones((1, 8), np.float32)
+    weights[0, 7] = OUTLIER_SCALE
+    outlier.set_weights([weights, np.zeros(8, np.float32)])
+    return stage1, coded_models(size)[1]
+
+
+def write_run(run: Path, data: Path, models, size: int = 64) -> Path:
+    """A run folder, as `cxr-train fit` leaves one, for hand-set `models` (stage 1, stage 2) on the labelled folder
+    `data`: its split (seed 0), its configuration (stage 1 threshold 0.5) and the two models."""
+    from cxr_edge.labels import LABELS
+    from cxr_train.dataset import make_split, scan, write_split
+
+    run.mkdir(parents=True)
+    found = scan(data)
+    write_split(make_split(found.records, seed=0), run / "split.csv")
+    config = {"preset": "hand-set", "image_size": size, "seed": 0, "data_dir": str(data), "data_name": data.name,
+              "synthetic": True, "counts": found.counts(), "stage1_threshold": 0.5, "target_sensitivity": None,
+              "labels": list(LABELS)}
+    (run / "config.json").write_text(json.dumps(config, indent=2))
+    for model in models:
+        model.save(run / f"{model.name}.keras")
+    return run

@@ -1,0 +1,157 @@
+"""`cxr-convert --search`: candidates in order of cost, judged on the validation images, the verdict on the test
+images; on hand-set models whose verdicts do not depend on a training run (scripts/handmade.py)."""
+
+import hashlib
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from cxr_convert import precision
+from cxr_convert.cli import main
+from cxr_edge.bundle.load import load_bundle
+from cxr_edge.run.classify import Classifier
+from scripts.handmade import write_coded_dataset
+from scripts.make_outlier_run import make_outlier_run
+
+from tests.conftest import MIXED_BUNDLE
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("outlier")
+    return {"outlier": make_outlier_run(root), "healthy": make_outlier_run(root, healthy=True), "root": root}
+
+
+def convert(run, out, *args):
+    result = CliRunner().invoke(main, [str(run), "--out", str(out), *args])
+    parity = json.loads((out / "parity.json").read_text()) if (out / "parity.json").is_file() else None
+    return result, parity
+
+
+@pytest.fixture(scope="module")
+def searched(runs):
+    return convert(runs["outlier"], runs["root"] / "searched", "--search")
+
+
+def test_plain_int8_fails_the_outlier_model(runs):
+    result, parity = convert(runs["outlier"], runs["root"] / "plain")
+    assert result.exit_code == 1, result.output
+    assert parity["gate"]["verdict"] == "FAIL" and "search" not in parity
+    assert parity["models"]["quantized"]["cascade"]["agreement"] == pytest.approx(0.25)  # all called normal
+
+
+def test_the_search_passes_it_with_the_outlier_layer_out_of_int8(searched, runs):
+    result, parity = searched
+    assert result.exit_code == 0, result.output
+    search = parity["search"]
+    tried = search["candidates"]
+    assert search["found"] and search["candidates_tried"] == len(tried) >= 5
+    # full int8, more calibration images and the other range algorithms all fail: the outlier is in every image
+    assert [c["validation"]["verdict"] for c in tried[:4]] == ["FAIL"] * 4
+    assert tried[0]["name"] == "int8" and "calibration images" in tried[1]["name"]
+    chosen = tried[-1]
+    assert chosen["name"] == search["chosen"] and chosen["validation"]["verdict"] == "PASS"
+    assert any("outlier" in layer["layer"] for layer in chosen["layers"])
+    assert parity["gate"]["verdict"] == "PASS" and parity["quantization"] == chosen["quantization"]
+
+    bundle = runs["root"] / "searched"
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["deployable"] and manifest["search"]["layers"] == chosen["layers"]
+    types = precision.tensor_types((bundle / "stage1.tflite").read_bytes())
+    kept = {layer["layer"] for layer in chosen["layers"]}
+    assert all(types[name] == "float32" for name in kept)  # what the report names is what the model holds
+    assert {"int8"} <= set(types.values())  # and the rest is int8
+    assert Classifier(load_bundle(bundle)).selftest.status == "passed"
+    # every candidate's cost, and the report says where the verdict came from
+    assert all(c["cost"]["size_bytes"] > 0 and c["cost"]["ms_per_image"] > 0 and c["cost"]["peak_memory_mb"] > 0
+               for c in tried)
+    text = (bundle / "parity.md").read_text()
+    assert f"{len(tried)} candidates tried" in text and "which no choice depended on" in text
+    assert "against full int8 and float32" in text
+
+
+def test_the_committed_mixed_bundle_is_what_the_search_makes(searched):
+    _, parity = searched
+    committed = json.loads((MIXED_BUNDLE / "manifest.json").read_text())
+    assert committed["search"]["layers"] == next(c for c in parity["search"]["candidates"]
+                                                 if c["name"] == parity["search"]["chosen"])["layers"]
+
+
+def test_the_verdict_s_images_are_disjoint_from_the_search_s(searched):
+    _, parity = searched
+    searched_on = set(parity["search"]["images"]["files"])
+    judged_on = set(parity["images"]["files"]["test"])
+    assert len(searched_on) == parity["search"]["images"]["count"] == 240
+    assert len(judged_on) == parity["n_images"] == 240 and not searched_on & judged_on
+
+
+def test_parity_data_copies_of_validation_images_are_left_out_of_the_verdict(runs, tmp_path):
+    from cxr_train.dataset import read_split, select
+
+    run, data = runs["healthy"], runs["root"] / "data"
+    extra = write_coded_dataset(tmp_path / "extra", per_class=5, seed=77)
+    val = select(read_split(run / "split.csv"), "val")[:6]
+    for record in val:
+        shutil.copy(data / record.path, extra / record.label / f"copy-{record.path.replace('/', '-')}")
+    result, parity = convert(run, tmp_path / "bundle", "--search", "--parity-data", str(extra))
+    assert result.exit_code == 0, result.output
+    assert "left out 6 exact copies of validation images (the search chose on them)" in result.output
+    digest = lambda path: hashlib.sha256(path.read_bytes()).hexdigest()  # noqa: E731
+    searched_on = {digest(data / p) for p in parity["search"]["images"]["files"]}
+    judged_on = {digest(extra / p) for p in parity["images"]["files"]["parity_data"]}
+    assert len(judged_on) == 20 and not searched_on & judged_on
+
+
+def test_a_model_int8_keeps_passes_at_the_first_candidate_without_ranking_layers(runs):
+    result, parity = convert(runs["healthy"], runs["root"] / "healthy", "--search")
+    assert result.exit_code == 0, result.output
+    assert parity["search"]["candidates_tried"] == 1 and parity["search"]["chosen"] == "int8"
+    assert "ranking the layers" not in result.output  # the debugger never ran
+    manifest = json.loads((runs["root"] / "healthy" / "manifest.json").read_text())
+    assert manifest["quantization"] == "int8" and manifest["input"]["dtype"] == "uint8" and manifest["deployable"]
+
+
+def test_a_search_where_nothing_passes_writes_no_deployable_bundle_and_exits_non_zero(runs, tmp_path):
+    """240 images cannot show agreement >= 0.999 with their whole interval: every candidate is inconclusive."""
+    out = tmp_path / "nothing"
+    result, parity = convert(runs["healthy"], out, "--search", "--min-agreement", "0.999")
+    assert result.exit_code == 1, result.output
+    search = parity["search"]
+    assert not search["found"] and search["candidates"][-1]["name"] == "float32"
+    assert {c["validation"]["verdict"] for c in search["candidates"] if "validation" in c} == {"INCONCLUSIVE"}
+    assert "none passed on the validation images" in result.output
+    assert "**None passed**" in (out / "parity.md").read_text()
+    assert not json.loads((out / "manifest.json").read_text())["deployable"]
+    assert not load_bundle(out, allow_unverified=True).deployable
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--parity-split", "val"], "its verdict needs the test split"),
+    (["--quantization", "float16"], "--search chooses the quantization itself"),
+])
+def test_search_refuses_what_would_make_its_verdict_meaningless(runs, tmp_path, args, message):
+    result = CliRunner().invoke(main, [str(runs["healthy"]), "--out", str(tmp_path / "b"), "--search", *args])
+    assert result.exit_code != 0 and message in result.output
+    assert not (tmp_path / "b").exists()
+
+
+def test_a_layer_the_quantizer_cannot_keep_is_an_error_not_a_silent_int8(runs):
+    """ai-edge-quantizer drops a rule it cannot apply without a word; precision.quantize checks the result."""
+    import numpy as np
+
+    from cxr_convert.tflite import convert as to_tflite
+    from scripts.handmade import outlier_models
+
+    float32 = to_tflite(outlier_models()[0], "float32")
+    calibration = np.full((4, 64, 64, 1), 128, np.uint8)
+    ops = precision.graph(float32)
+    outlier = next(op.name for op in ops if "outlier" in op.name)
+    kept = precision.quantize(float32, calibration, precision.Recipe(layers={outlier: "float16"}))
+    assert precision.tensor_types(kept)[outlier] == "float32"
+    with pytest.raises(ValueError, match="cannot keep"):
+        precision._check_applied(precision.quantize(float32, calibration, precision.Recipe()),
+                                 precision.Recipe(layers={outlier: "float16"}), ops)
