@@ -296,7 +296,7 @@ def _search(deployed: dict, float32: dict, calibration, float_run: tuple, record
                                  options.limits, options.bootstrap_samples, options.seed, [r.path for r in val])
     more = lambda: calibration_set(select(records, "train"), data_dir, size,  # noqa: E731
                                    search.MORE_CALIBRATION * len(calibration), options.seed)
-    return search.run(search.candidates(deployed, float32, calibration, more, log), selection, float32, log)
+    return search.run(deployed, float32, calibration, more, selection, log)
 
 
 def write_bundle(out: os.PathLike | str, models: dict[str, bytes], manifest: dict,

@@ -1,11 +1,12 @@
-"""`cxr-convert --search`: quantization candidates in order of their cost on the box, each judged by the parity
-gate on the validation images, stopping at the first that passes.
+"""`cxr-convert --search`: quantization candidates, cheapest on the box first, each judged by the parity gate on
+the validation images, stopping at the first that passes.
 
-The order: full int8 as today; int8 with more calibration images and with other range algorithms; int8 with the
-layers the quantization debugger finds worst kept out of int8 (float16 weights and float arithmetic, then int16
-activations), one more layer at a time; last, float16 and float32. Trying many variants on one set of images turns
-the gate into a search target (one passes by chance), so the search sees the validation images only, and the
-chosen candidate's verdict is measured afterwards on the test images, which no choice depended on (bundle.py).
+First full int8 (the cheapest kind): as today, with more calibration images, with other range algorithms. Then the
+quantization debugger's worst layers out of int8, one more at a time, each set as twins (float arithmetic with
+float16 weights, int16 activations; the one measured faster judged first); last float16, then float32. Trying many
+variants on one set of images turns the gate into a search target (one passes by chance), so the search sees the
+validation images only, and the chosen candidate's verdict is measured afterwards on the test images, which no
+choice depended on (bundle.py).
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ MORE_CALIBRATION = 4  # "more calibration images": this many times --calibration
 MAX_LAYERS = 8  # the debugger's worst layers the search takes out of int8, one more at a time
 TIMED_IMAGES = 50  # batch-1 inferences behind each candidate's time per image (as `make bench`)
 STAGES = ("stage1", "stage2")
+# Times within this share of each other are a tie, and the earlier candidate (float16 before int16) goes first: 20
+# timings of one hand-set model here spread by 0.23-0.24 of their median ((max - min) / median).
+TIME_TIE = 0.25
 
 
 @dataclass
@@ -66,9 +70,9 @@ class SearchResult:
     report: dict
 
 
-def candidates(deployed: dict, float32: dict[str, bytes], calibration: np.ndarray,
-               more_calibration: Callable[[], np.ndarray], log) -> Iterator[Candidate]:
-    """The candidates, cheapest on the box first. The debugger runs only when the int8 variants have all failed."""
+def int8_candidates(deployed: dict, float32: dict[str, bytes], calibration: np.ndarray,
+                    more_calibration: Callable[[], np.ndarray]) -> Iterator[Candidate]:
+    """Full int8, the cheapest kind on the box: as today, then with more calibration images and other ranges."""
     n = len(calibration)
     yield Candidate("int8", "int8", lambda: {s: convert(m, "int8", calibration) for s, m in deployed.items()},
                     calibration=f"{n} images, min-max ranges (TensorFlow's converter)")
@@ -82,22 +86,29 @@ def candidates(deployed: dict, float32: dict[str, bytes], calibration: np.ndarra
         yield Candidate(name, "int8", lambda r=recipe: _quantize(float32, calibration, {s: r for s in STAGES}),
                         calibration=f"{n} images, {recipe.activation_ranges} activation ranges, "
                                     f"{recipe.weight_ranges} weight ranges (ai-edge-quantizer)")
-    log("ranking the layers by the quantization debugger's per-layer error")
+
+
+def wider_candidates(deployed: dict, float32: dict[str, bytes], calibration: np.ndarray) -> Iterator[list[Candidate]]:
+    """Groups of candidates, each dearer than the one before: the debugger's worst layers out of int8, one more at a
+    time (twins: float16 and int16), then float16, then float32."""
     kept_before: set = set()
     for k, layers in enumerate(_layers_out_of_int8(deployed, float32, calibration), start=1):
         if layers == kept_before:
             continue  # the next layer was already out of int8, as an input of one before it
         kept_before = layers
+        twins = []
         for layer_precision in precision.LAYER_PRECISIONS:
             recipes = {s: precision.Recipe(layers={name: layer_precision for stage, name in layers if stage == s})
                        for s in STAGES}
             named = "layer" if k == 1 else "layers"
-            yield Candidate(f"int8, worst {k} {named} {layer_precision}", f"int8+{layer_precision}",
-                            lambda r=recipes: _quantize(float32, calibration, r),
-                            [{"stage": s, "layer": name, "precision": layer_precision} for s, name in sorted(layers)],
-                            f"{n} images, min-max ranges (ai-edge-quantizer)")
-    yield Candidate("float16", "float16", lambda: {s: convert(m, "float16") for s, m in deployed.items()})
-    yield Candidate("float32", "float32", lambda: dict(float32))
+            twins.append(Candidate(f"int8, worst {k} {named} {layer_precision}", f"int8+{layer_precision}",
+                                   lambda r=recipes: _quantize(float32, calibration, r),
+                                   [{"stage": s, "layer": name, "precision": layer_precision}
+                                    for s, name in sorted(layers)],
+                                   f"{len(calibration)} images, min-max ranges (ai-edge-quantizer)"))
+        yield twins
+    yield [Candidate("float16", "float16", lambda: {s: convert(m, "float16") for s, m in deployed.items()})]
+    yield [Candidate("float32", "float32", lambda: dict(float32))]
 
 
 def _quantize(float32: dict[str, bytes], calibration: np.ndarray, recipes: dict) -> dict[str, bytes]:
@@ -126,38 +137,86 @@ def _layers_out_of_int8(deployed, float32, calibration) -> Iterator[set[tuple[st
         yield set(kept)
 
 
-def run(candidate_list: Iterator[Candidate], selection: Selection, float32: dict[str, bytes], log) -> SearchResult:
-    """Judge candidates in order on the validation images until one passes; the best one if none does."""
-    start = time.perf_counter()
-    tried, chosen, best = [], None, None
-    labels = cascade_labels(selection.reference, selection.threshold)
-    for number, candidate in enumerate(candidate_list, start=1):
-        log(f"candidate {number}: {candidate.name}")
-        try:
-            models = candidate.build()
-        except ValueError as exc:  # a recipe ai-edge-quantizer cannot apply: say so, go on
-            tried.append({**_describe(candidate), "skipped": str(exc)})
-            log(f"  skipped: {exc}")
-            continue
-        predictions = predict_tflite(models["stage1"], models["stage2"], selection.pixels)
-        gate = evaluate_gate(selection.y_true, labels, cascade_labels(predictions, selection.threshold),
-                             selection.limits, selection.bootstrap_samples, selection.seed, candidate.name)
-        entry = {**_describe(candidate), "validation": _summary(gate), "cost": cost(models, selection.pixels)}
-        tried.append(entry)
-        log(f"  {gate['verdict']} on {len(selection.y_true)} validation images; "
-            f"{entry['cost']['ms_per_image']} ms per image, {entry['cost']['size_bytes']:,} bytes")
-        if gate["verdict"] == PASS:
-            chosen = (candidate, models, entry)
+def run(deployed: dict, float32: dict[str, bytes], calibration: np.ndarray,
+        more_calibration: Callable[[], np.ndarray], selection: Selection, log) -> SearchResult:
+    """Judge the int8 candidates in order, then, if none passed, the wider ones group by group, until one passes on
+    the validation images; the best one if none does.
+
+    Within a group the twin measured faster is judged first (float16 on a tie): a layer's cost out of int8
+    depends on the layer and the kernels. On alexnet-edge here, int16 activations on the first convolution made the
+    model 37 times slower (XNNPACK has no int16 kernels; the Pi's neither) where float16 made it faster than int8
+    (python -m benchmarks.search_costs)."""
+    start, judged = time.perf_counter(), _Judge(selection, log)
+    for candidate in int8_candidates(deployed, float32, calibration, more_calibration):
+        if judged.judge(candidate, _build(candidate, judged, log)):
             break
-        if best is None or _better(entry, best[2]):
-            best = (candidate, models, entry)
-    found = chosen is not None
-    candidate, models, entry = chosen if found else best
-    report = {"candidates_tried": len(tried), "found": found, "chosen": candidate.name,
-              "seconds": round(time.perf_counter() - start, 1), "candidates": tried,
-              "float32_cost": cost(float32, selection.pixels),
+    else:
+        log("ranking the layers by the quantization debugger's per-layer error")
+        for group in wider_candidates(deployed, float32, calibration):
+            built = [(cost(models, selection.pixels), candidate, models) for candidate in group
+                     if (models := _build(candidate, judged, log)) is not None]
+            for measured, candidate, models in _cheapest_first(built):
+                if judged.chosen is None:
+                    judged.judge(candidate, models, measured)
+                else:
+                    judged.entries.append({**_describe(candidate), "cost": measured, "judged": False})
+            if judged.chosen is not None:
+                break
+    found = judged.chosen is not None
+    candidate, models, _ = judged.chosen if found else judged.best
+    report = {"candidates_tried": sum(e.get("judged", False) for e in judged.entries), "found": found,
+              "chosen": candidate.name, "seconds": round(time.perf_counter() - start, 1),
+              "candidates": judged.entries, "float32_cost": cost(float32, selection.pixels),
               "images": {"split": "val", "count": len(selection.files), "files": selection.files}}
     return SearchResult(models, candidate.quantization, found, report)
+
+
+def _cheapest_first(built: list) -> Iterator:
+    """(cost, candidate, models) by time per image, a tie (within TIME_TIE) going to the one built first."""
+    remaining = list(built)
+    while remaining:
+        fastest = min(b[0]["ms_per_image"] for b in remaining)
+        pick = next(b for b in remaining if b[0]["ms_per_image"] <= fastest * (1 + TIME_TIE))
+        remaining.remove(pick)
+        yield pick
+
+
+def _build(candidate: Candidate, judged: "_Judge", log) -> dict[str, bytes] | None:
+    log(f"candidate: {candidate.name}")
+    try:
+        return candidate.build()
+    except ValueError as exc:  # a recipe ai-edge-quantizer cannot apply: say so, go on
+        judged.entries.append({**_describe(candidate), "skipped": str(exc), "judged": False})
+        log(f"  skipped: {exc}")
+        return None
+
+
+class _Judge:
+    """The gate on the validation images, candidate by candidate; keeps the report's entries and the best so far."""
+
+    def __init__(self, selection: Selection, log):
+        self.selection, self.log = selection, log
+        self.labels = cascade_labels(selection.reference, selection.threshold)
+        self.entries: list[dict] = []
+        self.chosen = self.best = None
+
+    def judge(self, candidate: Candidate, models: dict | None, measured: dict | None = None) -> bool:
+        if models is None:
+            return False
+        sel = self.selection
+        predictions = predict_tflite(models["stage1"], models["stage2"], sel.pixels)
+        gate = evaluate_gate(sel.y_true, self.labels, cascade_labels(predictions, sel.threshold), sel.limits,
+                             sel.bootstrap_samples, sel.seed, candidate.name)
+        entry = {**_describe(candidate), "validation": _summary(gate), "cost": measured or cost(models, sel.pixels),
+                 "judged": True}
+        self.entries.append(entry)
+        self.log(f"  {gate['verdict']} on {len(sel.y_true)} validation images; {entry['cost']['ms_per_image']} ms "
+                 f"per image, {entry['cost']['size_bytes']:,} bytes")
+        if gate["verdict"] == PASS:
+            self.chosen = (candidate, models, entry)
+        elif self.best is None or _better(entry, self.best[2]):
+            self.best = (candidate, models, entry)
+        return self.chosen is not None
 
 
 def _describe(candidate: Candidate) -> dict:
@@ -210,8 +269,9 @@ def search_markdown(report: dict, verdict_images: str) -> list[str]:
     """parity.md's search section: every candidate tried, its verdict on the validation images and its cost."""
     f32 = report["float32_cost"]
     lines = ["## Quantization search", "",
-             f"{report['candidates_tried']} candidates tried in {report['seconds']:g} s, in order of cost on the box, "
-             f"each judged by the gate on the {report['images']['count']} validation images only. "
+             f"{report['candidates_tried']} candidates judged in {report['seconds']:g} s, cheapest on the box first "
+             f"(full int8, then layers out of int8, then float), each by the gate on the "
+             f"{report['images']['count']} validation images only. "
              + (f"Chosen: **{report['chosen']}**, the first to pass. " if report["found"] else
                 f"**None passed**: the best, {report['chosen']}, is written below, NOT DEPLOYABLE. ")
              + f"The verdict below was measured on {verdict_images}, which no choice depended on.", "",
@@ -221,6 +281,11 @@ def search_markdown(report: dict, verdict_images: str) -> list[str]:
         layers = ", ".join(f"{x['stage']} {x['layer']}" for x in c["layers"]) or "none"
         if "skipped" in c:
             lines.append(f"| {i} | {c['name']} | {layers} | skipped: {c['skipped']} | | | | |")
+            continue
+        if not c["judged"]:
+            lines.append(f"| {i} | {c['name']} | {layers} | not judged: its cheaper twin passed | | "
+                         f"{c['cost']['size_bytes']:,} B | {c['cost']['ms_per_image']:.2f} | "
+                         f"{c['cost']['peak_memory_mb']:.0f} MB |")
             continue
         acc, cost_ = c["validation"]["checks"][0], c["cost"]
         lines.append(f"| {i} | {c['name']} | {layers} | {c['validation']['verdict']} | {acc['estimate']:+.4f} "
