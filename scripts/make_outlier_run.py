@@ -1,4 +1,4 @@
-"""A hand-set run that full int8 breaks, for `cxr-convert --search` (docs/convert.md, "When int8 fails"): stage 1
+"""A hand-set run that full int8 breaks, for `cxr-convert --search` (docs/conversion.md, "When int8 fails"): stage 1
 reads the image's brightness through a layer with one output a thousand times the others (scripts/handmade.py,
 outlier_models). Plain int8 FAILs the gate on it; keeping that layer and its reader in float passes.
 
