@@ -287,6 +287,9 @@ def _search(deployed: dict, float32: dict, calibration, float_run: tuple, record
 
     (stage1, stage2, threshold), (data_dir, size) = float_run, data
     val = select(records, "val")
+    if not val:
+        raise ConvertError("--search chooses on the run's validation images, and its split has none: convert "
+                           "without --search, or train with a validation split (--val-fraction)")
     try:
         pixels = load_pixels(data_dir, val, size)
     except DatasetError as exc:

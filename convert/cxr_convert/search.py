@@ -88,11 +88,12 @@ def int8_candidates(deployed: dict, float32: dict[str, bytes], calibration: np.n
                                     f"{recipe.weight_ranges} weight ranges (ai-edge-quantizer)")
 
 
-def wider_candidates(deployed: dict, float32: dict[str, bytes], calibration: np.ndarray) -> Iterator[list[Candidate]]:
+def wider_candidates(deployed: dict, float32: dict[str, bytes], calibration: np.ndarray,
+                     log) -> Iterator[list[Candidate]]:
     """Groups of candidates, each dearer than the one before: the debugger's worst layers out of int8, one more at a
     time (twins: float16 and int16), then float16, then float32."""
     kept_before: set = set()
-    for k, layers in enumerate(_layers_out_of_int8(deployed, float32, calibration), start=1):
+    for k, layers in enumerate(_layers_out_of_int8(deployed, float32, calibration, log), start=1):
         if layers == kept_before:
             continue  # the next layer was already out of int8, as an input of one before it
         kept_before = layers
@@ -128,11 +129,14 @@ def ranked_layers(deployed: dict, float32: dict[str, bytes], calibration: np.nda
     return sorted(rows, key=lambda r: -r[0])
 
 
-def _layers_out_of_int8(deployed, float32, calibration) -> Iterator[set[tuple[str, str]]]:
+def _layers_out_of_int8(deployed, float32, calibration, log) -> Iterator[set[tuple[str, str]]]:
     """The growing sets of (stage, layer) out of int8: the worst layer with its inputs' layers, then the next."""
     graphs = {s: precision.graph(float32[s]) for s in STAGES}
     kept: set = set()
-    for _, stage, name in ranked_layers(deployed, float32, calibration)[:MAX_LAYERS]:
+    ranked = ranked_layers(deployed, float32, calibration)
+    if not ranked:  # the debugger names tensors as the converter does; should that change, say so
+        log("  the debugger's layers match none of the float32 models': no layer can be kept out of int8")
+    for _, stage, name in ranked[:MAX_LAYERS]:
         kept |= {(stage, layer) for layer in precision.with_inputs(graphs[stage], name)}
         yield set(kept)
 
@@ -152,7 +156,7 @@ def run(deployed: dict, float32: dict[str, bytes], calibration: np.ndarray,
             break
     else:
         log("ranking the layers by the quantization debugger's per-layer error")
-        for group in wider_candidates(deployed, float32, calibration):
+        for group in wider_candidates(deployed, float32, calibration, log):
             built = [(cost(models, selection.pixels), candidate, models) for candidate in group
                      if (models := _build(candidate, judged, log)) is not None]
             for measured, candidate, models in _cheapest_first(built):
