@@ -35,14 +35,11 @@ def candidates(layer_counts: list[int]) -> dict[str, dict[str, bytes]]:
                             for i in range(8) for lb in LABELS])
     float32 = {s: convert(m, "float32") for s, m in deployed.items()}
     rows = {"int8": {s: convert(m, "int8", calibration) for s, m in deployed.items()}}
-    graphs = {s: precision.graph(float32[s]) for s in float32}
-    ranked = search.ranked_layers(deployed, float32, calibration)
+    sets = list(search.layers_out_of_int8(deployed, float32, calibration))
     for k in layer_counts:
-        kept: dict[str, set] = {s: set() for s in float32}
-        for _, stage, name in ranked[:k]:
-            kept[stage] |= set(precision.with_inputs(graphs[stage], name))
         for kind in precision.LAYER_PRECISIONS:
-            recipes = {s: precision.Recipe(layers={n: kind for n in kept[s]}) for s in float32}
+            recipes = {s: precision.Recipe(layers={n: kind for stage, n in sets[k - 1] if stage == s})
+                       for s in float32}
             rows[f"int8, worst {k} layers {kind}"] = {s: precision.quantize(float32[s], calibration, recipes[s])
                                                       for s in float32}
     rows["float16"] = {s: convert(m, "float16") for s, m in deployed.items()}

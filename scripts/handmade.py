@@ -15,7 +15,7 @@ def hand_set_model(features, n_out: int, weights, bias, name: str, size: int = 6
 
     inputs = keras.Input((size, size, 1))
     x = keras.layers.Flatten()(features(keras.layers.Rescaling(1 / 255)(inputs)))
-    model = keras.Model(inputs, keras.layers.Dense(n_out, activation="softmax")(x), name=name)
+    model = keras.Model(inputs, keras.layers.Dense(n_out, activation="softmax", name="head")(x), name=name)
     model.layers[-1].set_weights([np.asarray(weights, np.float32), np.asarray(bias, np.float32)])
     return model
 

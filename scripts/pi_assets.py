@@ -50,6 +50,7 @@ def make_bundle(out: Path, mixed: bool = False) -> None:
     from cxr_edge.bundle.load import FORMAT_VERSION
     from cxr_edge.inputs.images import IMAGE_CONTRACT_VERSION, RESIZE_FILTER, to_model_input
     from cxr_edge.labels import LABELS
+    from cxr_edge.models.interpreter import TFLiteModel
     from cxr_train.alexnet import build_model
     from cxr_train.synth import image_rng, make_image
 
@@ -61,11 +62,11 @@ def make_bundle(out: Path, mixed: bool = False) -> None:
         models = {f"{s}.tflite": _mixed(convert(m, "float32"), calibration) for s, m in stages.items()}
     else:
         models = {f"{s}.tflite": convert(m, "int8", calibration) for s, m in stages.items()}
+    dtype = TFLiteModel(models["stage1.tflite"]).input.dtype.name
     write_bundle(out, models, {"format_version": FORMAT_VERSION, "cxr_edge_version": __version__,
                                "image_contract": {"version": IMAGE_CONTRACT_VERSION, "resize_filter": RESIZE_FILTER},
                                "labels": list(LABELS), "quantization": "int8+float16+int16" if mixed else "int8",
-                               "input": {"size": 227, "channels": 1,
-                                         "dtype": "int8" if mixed else "uint8"}, "stage1_threshold": 0.5,
+                               "input": {"size": 227, "channels": 1, "dtype": dtype}, "stage1_threshold": 0.5,
                                "min_confidence": 0.6, "deployable": False,
                                "training_data": {"name": "untrained pi-check model", "synthetic": True}})
 

@@ -203,18 +203,20 @@ def build_bundle(run_dir: os.PathLike | str, out: os.PathLike | str, options: Co
     pixels = np.concatenate([p for p, _ in parts.values()])
     y_true = np.concatenate([y for _, y in parts.values()])
     images = {"split": "test" if options.search else options.parity_split, "parity_data": options.parity_data,
-              "counts": {name: len(y) for name, (_, y) in parts.items()},
-              "files": {name: [r.path for r in part] for name, (_, part) in verdict_records.items()}}
+              "counts": {name: len(y) for name, (_, y) in parts.items()}}
+    if options.search:  # which images chose and which judged, so that anyone can check they differ
+        images["files"] = {name: [r.path for r in part] for name, (_, part) in verdict_records.items()}
 
     start = time.perf_counter()
-    log(f"converting both stages to TFLite float32 and {options.quantization} ({len(calibration)} calibration images)")
+    log(f"converting both stages to TFLite float32 and {'candidates' if options.search else options.quantization} "
+        f"({len(calibration)} calibration images)")
     deployed = (("stage1", with_features(stage1)), ("stage2", stage2))
     float32 = {s: convert(m, "float32") for s, m in deployed}
     search_report = None
     if options.search:
-        found = _search(dict(deployed), float32, calibration, (stage1, stage2, threshold), records,
-                        (data_dir, size), options, log)
-        quantized, quantization, search_report = found.models, found.quantization, found.report
+        searched = _search(dict(deployed), float32, calibration, (stage1, stage2, threshold), records,
+                           (data_dir, size), options, log)
+        quantized, quantization, search_report = searched.models, searched.quantization, searched.report
     else:
         quantization = options.quantization
         quantized = float32 if quantization == "float32" else {
@@ -227,6 +229,10 @@ def build_bundle(run_dir: os.PathLike | str, out: os.PathLike | str, options: Co
               "quantized": compare(y_true, threshold, reference, deployed_pred)}
     gate = evaluate_gate(y_true, cascade_labels(reference, threshold), cascade_labels(deployed_pred, threshold),
                          options.limits, options.bootstrap_samples, options.seed, quantization)
+    if search_report is not None and not search_report["found"]:  # a pass here would be chosen on the test images
+        gate.update(passed=False, search_found=False, failures=[*gate["failures"], (
+            f"no candidate of the {search_report['candidates_tried']} the search judged passed on the validation "
+            f"images; this bundle holds the best, {search_report['chosen']}, for inspection only")])
     calibration_figures = {"float": model_reliability(y_true, threshold, reference),
                            "quantized": model_reliability(y_true, threshold, deployed_pred)}
     parity = {"quantization": quantization, "n_images": len(y_true), "images": images,
@@ -260,7 +266,7 @@ def build_bundle(run_dir: os.PathLike | str, out: os.PathLike | str, options: Co
         "run": {"preset": config.get("preset"), "seed": config.get("seed"), "run_dir": str(run.resolve()),
                 "trained_on": config.get("parallel")},
         "metrics": {"float": _summary(models["keras_float"]), "quantized": _summary(models["quantized"])},
-        "parity_gate": parity["gate"], "deployable": gate["passed"] and (search_report or {}).get("found", True),
+        "parity_gate": parity["gate"], "deployable": gate["passed"],
         # what a run on the box is compared with when no site file says otherwise (cxr_edge.site.site_file.monitor)
         "expected": {"flagged_abnormal": float(test_flagged.mean()), "split": "test", "images": len(test_flagged)},
     }

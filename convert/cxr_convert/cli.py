@@ -95,10 +95,6 @@ def main(run_dir: Path, out: Path, quantization, calibration_samples, max_accura
     click.echo(verdict_line(gate))
     for failure in gate["failures"]:
         click.echo(f"  {failure}")
-    found = manifest.get("search", {})
-    if found and not found["found"]:
-        click.echo(f"  the search tried {found['candidates_tried']} candidates and none passed on the validation "
-                   f"images; the bundle holds the best, {found['chosen']}")
     if not manifest["deployable"]:
         click.echo(f"bundle written to {out} with \"deployable\": false")
         sys.exit(1)

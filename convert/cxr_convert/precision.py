@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -27,12 +28,12 @@ INPUT_RANGE = (0.0, 255.0)  # the image contract's raw pixels: the input's range
 
 @dataclass(frozen=True)
 class Op:
-    index: int
     kind: str  # the TFLite op, e.g. CONV_2D
     name: str  # its output tensors' names, joined with ";"
     inputs: tuple[int, ...]  # tensor indices
     outputs: tuple[int, ...]
     output_names: tuple[str, ...]
+    computes_float: bool  # its outputs are float32 (not shape arithmetic in int32): a layer int8 can change
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,16 @@ class Recipe:
     weight_ranges: str = "min-max"
     layers: dict[str, str] = field(default_factory=dict)
 
+    def __post_init__(self):
+        for value, allowed in ((self.activation_ranges, ACTIVATION_RANGES), (self.weight_ranges, WEIGHT_RANGES),
+                               *((p, LAYER_PRECISIONS) for p in self.layers.values())):
+            if value not in allowed:
+                raise ValueError(f"unknown choice {value!r}: choose one of {', '.join(allowed)}")
+
 
 def graph(model: bytes) -> list[Op]:
     """The model's ops, in execution order."""
-    from ai_edge_quantizer.qtyping import BuiltinOperator
+    from ai_edge_quantizer.qtyping import BuiltinOperator, TensorType
     from ai_edge_quantizer.utils import tfl_flatbuffer_utils as fb
 
     kinds = {code: kind for kind, code in vars(BuiltinOperator).items() if not kind.startswith("_")}
@@ -53,20 +60,35 @@ def graph(model: bytes) -> list[Op]:
     subgraph = flat.subgraphs[0]
     names = [fb.get_tensor_name(t) for t in subgraph.tensors]
     ops = []
-    for i, op in enumerate(subgraph.operators):
+    for op in subgraph.operators:
         code = flat.operatorCodes[op.opcodeIndex].builtinCode
         outputs = tuple(int(t) for t in op.outputs)
         output_names = tuple(names[t] for t in outputs)
-        ops.append(Op(i, kinds.get(code, str(code)), ";".join(output_names),
-                      tuple(int(t) for t in op.inputs if t >= 0), outputs, output_names))
+        computes_float = all(subgraph.tensors[t].type == TensorType.FLOAT32 for t in outputs)
+        ops.append(Op(kinds.get(code, str(code)), ";".join(output_names), tuple(int(t) for t in op.inputs if t >= 0),
+                      outputs, output_names, computes_float))
     return ops
 
 
 def with_inputs(ops: list[Op], name: str) -> list[str]:
-    """Layer `name` and the layers that produce its activation inputs (weights and biases have no producer)."""
+    """Layer `name` and the layers that produce its activation inputs (weights and biases have no producer, nor
+    has the model's input; a reshape's target shape is int32 arithmetic, not an activation)."""
     producer = {t: op for op in ops for t in op.outputs}
     layer = next(op for op in ops if op.name == name)
-    return [name] + [producer[t].name for t in layer.inputs if t in producer and producer[t].name != name]
+    return [name] + [producer[t].name for t in layer.inputs
+                     if t in producer and producer[t].computes_float and producer[t].name != name]
+
+
+def upstream(ops: list[Op], name: str) -> set[str]:
+    """The layers whose outputs reach layer `name`'s, itself included."""
+    producer = {t: op for op in ops for t in op.outputs}
+    found, todo = set(), [next(op for op in ops if op.name == name)]
+    while todo:
+        op = todo.pop()
+        if op.name not in found:
+            found.add(op.name)
+            todo += [producer[t] for t in op.inputs if t in producer]
+    return found
 
 
 def quantize(float_model: bytes, calibration: np.ndarray, recipe: Recipe) -> bytes:
@@ -79,25 +101,25 @@ def quantize(float_model: bytes, calibration: np.ndarray, recipe: Recipe) -> byt
     from ai_edge_quantizer.utils import qsv_utils
 
     every = TFLOperationName.ALL_SUPPORTED
-    WEIGHTED = (TFLOperationName.CONV_2D, TFLOperationName.DEPTHWISE_CONV_2D, TFLOperationName.FULLY_CONNECTED)
+    weighted = (TFLOperationName.CONV_2D, TFLOperationName.DEPTHWISE_CONV_2D, TFLOperationName.FULLY_CONNECTED)
     rules = recipe_manager.RecipeManager()
     rules.add_static_config(".*", every, activation_num_bits=8, weight_num_bits=8)
     if recipe.weight_ranges == "mse":  # the layers with weights only: the rule would drop every other op from int8
-        for kind in WEIGHTED:
+        for kind in weighted:
             rules.add_static_config(".*", kind, activation_num_bits=8, weight_num_bits=8,
                                     algorithm_key=AlgorithmName.MSE)
     for name, precision in recipe.layers.items():
         scope = f"^{re.escape(name)};$"  # an op's scope is its output names, each followed by ";"
         if precision == "float16":  # float arithmetic; the weights, where the op has any, stored in float16
             rules.add_quantization_config(scope, every, algorithm_key=AlgorithmName.NO_QUANTIZE)
-            for kind in WEIGHTED:
+            for kind in weighted:
                 rules.add_weight_only_config(scope, kind, num_bits=16, algorithm_key=AlgorithmName.FLOAT_CASTING)
         else:
             rules.add_static_config(scope, every, activation_num_bits=16, weight_num_bits=8)
     update = qsv_utils.min_max_update if recipe.activation_ranges == "min-max" else qsv_utils.moving_average_update
     signature, input_name, tensor_name = _signature(float_model)
     with _quiet():
-        calib = calibrator.Calibrator(float_model, num_threads=2, qsv_update_func=update)
+        calib = calibrator.Calibrator(float_model, num_threads=os.cpu_count() or 1, qsv_update_func=update)
         calib.calibrate({signature: [{input_name: image[np.newaxis].astype(np.float32)} for image in calibration]},
                         rules)
         ranges = calib.get_model_qsvs()

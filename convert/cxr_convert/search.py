@@ -1,12 +1,12 @@
-"""`cxr-convert --search`: quantization candidates, cheapest on the box first, each judged by the parity gate on
-the validation images, stopping at the first that passes.
+"""`cxr-convert --search`: quantization candidates, cheapest first, each judged by the parity gate on the
+validation images, stopping at the first that passes.
 
 First full int8 (the cheapest kind): as today, with more calibration images, with other range algorithms. Then the
 quantization debugger's worst layers out of int8, one more at a time, each set as twins (float arithmetic with
-float16 weights, int16 activations; the one measured faster judged first); last float16, then float32. Trying many
-variants on one set of images turns the gate into a search target (one passes by chance), so the search sees the
-validation images only, and the chosen candidate's verdict is measured afterwards on the test images, which no
-choice depended on (bundle.py).
+float16 weights, int16 activations), the one measured faster judged first; an int16 twin slower than whole-model
+float is not judged. Last float16 and float32. Trying many variants on one set of images turns the gate into a search target
+(one passes by chance), so the search sees the validation images only, and the chosen candidate's verdict is
+measured afterwards on the test images, which no choice depended on (bundle.py).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 
 from cxr_edge.models.interpreter import TFLiteModel
 from cxr_edge.run.bench import per_image_ms
-from cxr_edge.site.gate import PASS, evaluate_gate
+from cxr_edge.site.gate import PASS, Limits, evaluate_gate
 
 from . import precision
 from .parity import Predictions, cascade_labels, predict_tflite
@@ -56,7 +56,7 @@ class Selection:
     y_true: np.ndarray
     reference: Predictions
     threshold: float
-    limits: object
+    limits: Limits
     bootstrap_samples: int
     seed: int
     files: list[str]
@@ -88,12 +88,11 @@ def int8_candidates(deployed: dict, float32: dict[str, bytes], calibration: np.n
                                     f"{recipe.weight_ranges} weight ranges (ai-edge-quantizer)")
 
 
-def wider_candidates(deployed: dict, float32: dict[str, bytes], calibration: np.ndarray,
+def layer_candidates(deployed: dict, float32: dict[str, bytes], calibration: np.ndarray,
                      log) -> Iterator[list[Candidate]]:
-    """Groups of candidates, each dearer than the one before: the debugger's worst layers out of int8, one more at a
-    time (twins: float16 and int16), then float16, then float32."""
+    """Twins (float16, int16) for the debugger's worst layers out of int8, one more layer at a time."""
     kept_before: set = set()
-    for k, layers in enumerate(_layers_out_of_int8(deployed, float32, calibration, log), start=1):
+    for k, layers in enumerate(layers_out_of_int8(deployed, float32, calibration, log), start=1):
         if layers == kept_before:
             continue  # the next layer was already out of int8, as an input of one before it
         kept_before = layers
@@ -108,8 +107,11 @@ def wider_candidates(deployed: dict, float32: dict[str, bytes], calibration: np.
                                     for s, name in sorted(layers)],
                                    f"{len(calibration)} images, min-max ranges (ai-edge-quantizer)"))
         yield twins
-    yield [Candidate("float16", "float16", lambda: {s: convert(m, "float16") for s, m in deployed.items()})]
-    yield [Candidate("float32", "float32", lambda: dict(float32))]
+
+
+def float_candidates(deployed: dict, float32: dict[str, bytes]) -> list[Candidate]:
+    return [Candidate("float16", "float16", lambda: {s: convert(m, "float16") for s, m in deployed.items()}),
+            Candidate("float32", "float32", lambda: dict(float32))]
 
 
 def _quantize(float32: dict[str, bytes], calibration: np.ndarray, recipes: dict) -> dict[str, bytes]:
@@ -117,19 +119,30 @@ def _quantize(float32: dict[str, bytes], calibration: np.ndarray, recipes: dict)
 
 
 def ranked_layers(deployed: dict, float32: dict[str, bytes], calibration: np.ndarray) -> list[tuple[float, str, str]]:
-    """(per-layer mean squared error, stage, layer name), worst first, for the layers of the float32 models."""
+    """(error, stage, layer name), worst first, for the float32 models' layers that lead to the class
+    probabilities (not those that feed only the out-of-distribution features, which the gate cannot see).
+    The error is the debugger's per-layer root mean squared error in steps of the layer's int8 scale, as
+    TensorFlow's guide to the debugger reads it (about 0.29, 1/sqrt(12), is rounding alone): a raw squared
+    error would rank layers by the size of their values."""
     rows = []
     for stage, model in deployed.items():
-        names = {op.name for op in precision.graph(float32[stage])}
+        ops = precision.graph(float32[stage])
+        probabilities = [op.name for op in ops if op.kind == "SOFTMAX"][-1]
+        names = {op.name for op in ops if op.computes_float} & precision.upstream(ops, probabilities)
         with warnings.catch_warnings():  # TensorFlow's debugger runs tf.lite.Interpreter, which warns it is deprecated
             warnings.simplefilter("ignore")
             errors = debug_quantization(model, calibration)
-        rows += [(float(r.get("mean_squared_error") or 0), stage, r["tensor_name"])
-                 for r in errors if r.get("tensor_name") in names]
+        rows += [(_steps(r), stage, r["tensor_name"]) for r in errors if r.get("tensor_name") in names]
     return sorted(rows, key=lambda r: -r[0])
 
 
-def _layers_out_of_int8(deployed, float32, calibration, log) -> Iterator[set[tuple[str, str]]]:
+def _steps(row: dict) -> float:
+    rmse = float(row.get("mean_squared_error") or 0) ** 0.5
+    scale = float(row.get("scale") or 0)
+    return rmse / scale if scale > 0 else rmse
+
+
+def layers_out_of_int8(deployed, float32, calibration, log=print) -> Iterator[set[tuple[str, str]]]:
     """The growing sets of (stage, layer) out of int8: the worst layer with its inputs' layers, then the next."""
     graphs = {s: precision.graph(float32[s]) for s in STAGES}
     kept: set = set()
@@ -143,36 +156,49 @@ def _layers_out_of_int8(deployed, float32, calibration, log) -> Iterator[set[tup
 
 def run(deployed: dict, float32: dict[str, bytes], calibration: np.ndarray,
         more_calibration: Callable[[], np.ndarray], selection: Selection, log) -> SearchResult:
-    """Judge the int8 candidates in order, then, if none passed, the wider ones group by group, until one passes on
-    the validation images; the best one if none does.
-
-    Within a group the twin measured faster is judged first (float16 on a tie): a layer's cost out of int8
-    depends on the layer and the kernels. On alexnet-edge here, int16 activations on the first convolution made the
-    model 37 times slower (XNNPACK has no int16 kernels; the Pi's neither) where float16 made it faster than int8
-    (python -m benchmarks.search_costs)."""
-    start, judged = time.perf_counter(), _Judge(selection, log)
+    """Judge the int8 candidates in order; if none passes, the layer candidates, then float16 and float32, until
+    one passes on the validation images. The result is the best candidate when none does."""
+    start, judge = time.perf_counter(), _Judge(selection, log)
     for candidate in int8_candidates(deployed, float32, calibration, more_calibration):
-        if judged.judge(candidate, _build(candidate, judged, log)):
+        if judge.judge(candidate, _build(candidate, judge, log)) or judge.hopeless:
             break
     else:
-        log("ranking the layers by the quantization debugger's per-layer error")
-        for group in wider_candidates(deployed, float32, calibration, log):
-            built = [(cost(models, selection.pixels), candidate, models) for candidate in group
-                     if (models := _build(candidate, judged, log)) is not None]
-            for measured, candidate, models in _cheapest_first(built):
-                if judged.chosen is None:
-                    judged.judge(candidate, models, measured)
-                else:
-                    judged.entries.append({**_describe(candidate), "cost": measured, "judged": False})
-            if judged.chosen is not None:
-                break
-    found = judged.chosen is not None
-    candidate, models, _ = judged.chosen if found else judged.best
-    report = {"candidates_tried": sum(e.get("judged", False) for e in judged.entries), "found": found,
+        _wider(deployed, float32, calibration, judge, log)
+    found = judge.chosen is not None
+    candidate, models, _ = judge.chosen if found else judge.best
+    report = {"candidates_tried": sum(e["judged"] for e in judge.entries), "found": found,
               "chosen": candidate.name, "seconds": round(time.perf_counter() - start, 1),
-              "candidates": judged.entries, "float32_cost": cost(float32, selection.pixels),
+              "candidates": judge.entries, "float32_cost": cost(float32, selection.pixels),
               "images": {"split": "val", "count": len(selection.files), "files": selection.files}}
     return SearchResult(models, candidate.quantization, found, report)
+
+
+def _wider(deployed, float32, calibration, judge: "_Judge", log) -> None:
+    """The layer candidates group by group, the twin measured faster first (float16 on a tie), then float16 and
+    float32 by time. An int16 twin slower than whole-model float is not judged: float passes wherever it does, and
+    costs less. int16 can cost far more: on alexnet-edge here, int16 activations on the first convolution made the
+    model 37 times slower than int8 (XNNPACK has no int16 kernels, nor on the Pi) where float16 made it faster
+    (python -m benchmarks.search_costs). A float16 twin is judged whatever its time: its float arithmetic is part of
+    whole-model float's, and on models as small as the tests' every time is overhead and noise."""
+    pixels = judge.selection.pixels
+    fallback = [(cost(models, pixels), c, models) for c in float_candidates(deployed, float32)
+                if (models := _build(c, judge, log)) is not None]
+    ceiling = min(b[0]["ms_per_image"] for b in fallback) * (1 + TIME_TIE)
+    log("ranking the layers by the quantization debugger's per-layer error")
+    for group in layer_candidates(deployed, float32, calibration, log):
+        built = [(cost(models, pixels), c, models) for c in group if (models := _build(c, judge, log)) is not None]
+        for measured, candidate, models in _cheapest_first(built):
+            if candidate.quantization == "int8+int16" and measured["ms_per_image"] > ceiling:
+                judge.pass_over(candidate, measured, "slower than whole-model float")
+            elif judge.chosen is None:
+                judge.judge(candidate, models, measured)
+            else:
+                judge.pass_over(candidate, measured, "its faster twin passed")
+        if judge.chosen is not None:
+            return
+    for measured, candidate, models in _cheapest_first(fallback):
+        if judge.chosen is None:
+            judge.judge(candidate, models, measured)
 
 
 def _cheapest_first(built: list) -> Iterator:
@@ -185,12 +211,16 @@ def _cheapest_first(built: list) -> Iterator:
         yield pick
 
 
-def _build(candidate: Candidate, judged: "_Judge", log) -> dict[str, bytes] | None:
+# What ai-edge-quantizer raises for a recipe it cannot apply to a model; one candidate's failure skips it only.
+QUANTIZER_ERRORS = (ValueError, KeyError, RuntimeError, NotImplementedError)
+
+
+def _build(candidate: Candidate, judge: "_Judge", log) -> dict[str, bytes] | None:
     log(f"candidate: {candidate.name}")
     try:
         return candidate.build()
-    except ValueError as exc:  # a recipe ai-edge-quantizer cannot apply: say so, go on
-        judged.entries.append({**_describe(candidate), "skipped": str(exc), "judged": False})
+    except QUANTIZER_ERRORS as exc:
+        judge.entries.append({**_describe(candidate), "skipped": f"{type(exc).__name__}: {exc}", "judged": False})
         log(f"  skipped: {exc}")
         return None
 
@@ -203,6 +233,7 @@ class _Judge:
         self.labels = cascade_labels(selection.reference, selection.threshold)
         self.entries: list[dict] = []
         self.chosen = self.best = None
+        self.hopeless = False  # the float model itself is no better than chance: no quantization can pass
 
     def judge(self, candidate: Candidate, models: dict | None, measured: dict | None = None) -> bool:
         if models is None:
@@ -216,11 +247,15 @@ class _Judge:
         self.entries.append(entry)
         self.log(f"  {gate['verdict']} on {len(sel.y_true)} validation images; {entry['cost']['ms_per_image']} ms "
                  f"per image, {entry['cost']['size_bytes']:,} bytes")
-        if gate["verdict"] == PASS:
+        self.hopeless = not gate["float_model"]["learned"]
+        if gate["passed"]:
             self.chosen = (candidate, models, entry)
         elif self.best is None or _better(entry, self.best[2]):
             self.best = (candidate, models, entry)
         return self.chosen is not None
+
+    def pass_over(self, candidate: Candidate, measured: dict, why: str) -> None:
+        self.entries.append({**_describe(candidate), "cost": measured, "judged": False, "not_judged": why})
 
 
 def _describe(candidate: Candidate) -> dict:
@@ -273,21 +308,21 @@ def search_markdown(report: dict, verdict_images: str) -> list[str]:
     """parity.md's search section: every candidate tried, its verdict on the validation images and its cost."""
     f32 = report["float32_cost"]
     lines = ["## Quantization search", "",
-             f"{report['candidates_tried']} candidates judged in {report['seconds']:g} s, cheapest on the box first "
-             f"(full int8, then layers out of int8, then float), each by the gate on the "
-             f"{report['images']['count']} validation images only. "
+             f"{report['candidates_tried']} candidates judged in {report['seconds']:g} s, each by the gate on the "
+             f"{report['images']['count']} validation images only: full int8 first, then layers out of int8, then "
+             "float, the faster first where the kind does not settle it (times measured on this machine, not a Pi). "
              + (f"Chosen: **{report['chosen']}**, the first to pass. " if report["found"] else
                 f"**None passed**: the best, {report['chosen']}, is written below, NOT DEPLOYABLE. ")
              + f"The verdict below was measured on {verdict_images}, which no choice depended on.", "",
              "| # | candidate | layers out of int8 | validation verdict | accuracy drop (95% interval) | size | "
-             "ms per image | peak memory |", "|---|---|---|---|---|---|---|---|"]
+             "ms per image | peak memory of a process |", "|---|---|---|---|---|---|---|---|"]
     for i, c in enumerate(report["candidates"], start=1):
         layers = ", ".join(f"{x['stage']} {x['layer']}" for x in c["layers"]) or "none"
         if "skipped" in c:
             lines.append(f"| {i} | {c['name']} | {layers} | skipped: {c['skipped']} | | | | |")
             continue
         if not c["judged"]:
-            lines.append(f"| {i} | {c['name']} | {layers} | not judged: its cheaper twin passed | | "
+            lines.append(f"| {i} | {c['name']} | {layers} | not judged: {c['not_judged']} | | "
                          f"{c['cost']['size_bytes']:,} B | {c['cost']['ms_per_image']:.2f} | "
                          f"{c['cost']['peak_memory_mb']:.0f} MB |")
             continue
@@ -301,7 +336,8 @@ def search_markdown(report: dict, verdict_images: str) -> list[str]:
     int8 = report["candidates"][0]
     if "cost" in int8 and chosen is not int8:
         ratio = lambda key, other: chosen["cost"][key] / other[key]  # noqa: E731
-        lines += ["", f"The chosen candidate against full int8 and float32, measured in this run on this machine: "
+        what = "The chosen candidate" if report["found"] else "The candidate written (not chosen)"
+        lines += ["", f"{what} against full int8 and float32, measured in this run on this machine: "
                       f"size x{ratio('size_bytes', int8['cost']):.2f} and x{ratio('size_bytes', f32):.2f}, "
                       f"time per image x{ratio('ms_per_image', int8['cost']):.2f} and "
                       f"x{ratio('ms_per_image', f32):.2f}."]

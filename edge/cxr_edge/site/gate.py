@@ -219,6 +219,8 @@ def failure_lines(gate: dict, name: str) -> list[str]:
 def verdict_line(gate: dict) -> str:
     """The gate's verdict in one line, with what to do when it is not a pass."""
     n = gate["n_images"]
+    if gate.get("search_found") is False:  # cxr-convert --search: nothing passed on the validation images
+        return "NOT DEPLOYABLE: no quantization the search tried passed on the validation images (see above)"
     if gate["verdict"] == PASS and gate["passed"]:
         return f"PASS: deployable (every check's 95% interval is within its limit on {n} images)"
     if gate["verdict"] == PASS:
