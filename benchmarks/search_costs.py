@@ -1,7 +1,8 @@
 """What each kind of `cxr-convert --search` candidate costs on alexnet-edge (227 px, both stages), side by side in
 one run: size, milliseconds per image at batch 1 and the peak memory of a process that loads both stages and
 classifies one image (cxr_convert.search.cost, what parity.md's search table shows). The layers kept out of int8
-are the quantization debugger's worst, as the search ranks them.
+are the quantization debugger's worst, as the search ranks them, and the first convolution (a layer whose cost
+depends most on its precision).
 
 Run: .venv/bin/python -m benchmarks.search_costs [--layers 1 2 4] [--rounds 3]
 
@@ -36,12 +37,16 @@ def candidates(layer_counts: list[int]) -> dict[str, dict[str, bytes]]:
     float32 = {s: convert(m, "float32") for s, m in deployed.items()}
     rows = {"int8": {s: convert(m, "int8", calibration) for s, m in deployed.items()}}
     sets = list(search.layers_out_of_int8(deployed, float32, calibration))
-    for k in layer_counts:
+    graphs = {s: precision.graph(float32[s]) for s in float32}
+    first_conv = {(s, name) for s in float32
+                  for name in precision.with_inputs(graphs[s], next(op.name for op in graphs[s] if op.kind == "CONV_2D"))}
+    kept = {f"worst {k} layers": sets[k - 1] for k in layer_counts} | {"the first convolution": first_conv}
+    for what, layers in kept.items():
+        print(f"{what}: {', '.join(f'{s} {name}' for s, name in sorted(layers))}")
         for kind in precision.LAYER_PRECISIONS:
-            recipes = {s: precision.Recipe(layers={n: kind for stage, n in sets[k - 1] if stage == s})
-                       for s in float32}
-            rows[f"int8, worst {k} layers {kind}"] = {s: precision.quantize(float32[s], calibration, recipes[s])
-                                                      for s in float32}
+            recipes = {s: precision.Recipe(layers={n: kind for stage, n in layers if stage == s}) for s in float32}
+            rows[f"int8, {what} {kind}"] = {s: precision.quantize(float32[s], calibration, recipes[s])
+                                            for s in float32}
     rows["float16"] = {s: convert(m, "float16") for s, m in deployed.items()}
     rows["float32"] = float32
     return rows

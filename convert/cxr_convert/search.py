@@ -177,7 +177,7 @@ def _wider(deployed, float32, calibration, judge: "_Judge", log) -> None:
     """The layer candidates group by group, the twin measured faster first (float16 on a tie), then float16 and
     float32 by time. An int16 twin slower than whole-model float is not judged: float passes wherever it does, and
     costs less. int16 can cost far more: on alexnet-edge here, int16 activations on the first convolution made the
-    model 37 times slower than int8 (XNNPACK has no int16 kernels, nor on the Pi) where float16 made it faster
+    model 50 times slower than int8 (XNNPACK has no int16 kernels, nor on the Pi) where float16 made it faster
     (python -m benchmarks.search_costs). A float16 twin is judged whatever its time: its float arithmetic is part of
     whole-model float's, and on models as small as the tests' every time is overhead and noise."""
     pixels = judge.selection.pixels
