@@ -202,3 +202,28 @@ def test_a_layer_the_quantizer_cannot_keep_is_an_error_not_a_silent_int8():
     shape = next(op.name for op in precision.graph(float32) if op.kind == "SHAPE")
     with pytest.raises(ValueError, match="cannot keep .*Shape in float16"):
         precision.quantize(float32, calibration, precision.Recipe(layers={shape: "float16"}))
+
+
+@pytest.mark.parametrize("times, chosen", [
+    ({"int16": 0.01, "float16": 1.0, "float": 0.5}, "int16"),  # int16 faster than its twin beyond the tie: first
+    ({"int16": 0.7, "float16": 1.0, "float": 0.5}, "float16"),  # faster than its twin, slower than float: not judged
+])
+def test_twins_are_judged_by_time_and_a_slow_int16_one_not_at_all(runs, tmp_path, monkeypatch, times, chosen):
+    """Costs set by what each model holds (int16 tensors, float16 weights, no int8 at all), so that the order
+    depends on the rules alone, not on this machine's timing noise."""
+    from cxr_convert import search
+
+    def kind(models):
+        types = set(precision.tensor_types(models["stage1"]).values())
+        return ("int16" if "int16" in types else "float16" if "int8" in types and "float16" in types
+                else "int8" if "int8" in types else "float")
+
+    monkeypatch.setattr(search, "cost", lambda models, pixels: {
+        "size_bytes": 1, "ms_per_image": times.get(kind(models), 0.1), "peak_memory_mb": 1.0})
+    result, parity = convert(runs["outlier"], tmp_path / "b", "--search")
+    assert result.exit_code == 0, result.output
+    twins = [c for c in parity["search"]["candidates"] if c["quantization"].startswith("int8+")]
+    assert parity["search"]["chosen"] == f"int8, worst 1 layer {chosen}"
+    if chosen == "float16":
+        assert twins[0]["layers"][0]["precision"] == "int16"
+        assert twins[0]["not_judged"] == "slower than whole-model float"
