@@ -38,8 +38,8 @@ def candidates(layer_counts: list[int]) -> dict[str, dict[str, bytes]]:
     rows = {"int8": {s: convert(m, "int8", calibration) for s, m in deployed.items()}}
     sets = list(search.layers_out_of_int8(deployed, float32, calibration))
     graphs = {s: precision.graph(float32[s]) for s in float32}
-    first_conv = {(s, name) for s in float32
-                  for name in precision.with_inputs(graphs[s], next(op.name for op in graphs[s] if op.kind == "CONV_2D"))}
+    first_conv = {(s, name) for s in float32 for name in
+                  precision.with_inputs(graphs[s], next(op.name for op in graphs[s] if op.kind == "CONV_2D"))}
     kept = {f"worst {k} layers": sets[k - 1] for k in layer_counts} | {"the first convolution": first_conv}
     for what, layers in kept.items():
         print(f"{what}: {', '.join(f'{s} {name}' for s, name in sorted(layers))}")

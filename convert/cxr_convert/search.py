@@ -4,9 +4,9 @@ validation images, stopping at the first that passes.
 First full int8 (the cheapest kind): as today, with more calibration images, with other range algorithms. Then the
 quantization debugger's worst layers out of int8, one more at a time, each set as twins (float arithmetic with
 float16 weights, int16 activations), the one measured faster judged first; an int16 twin slower than whole-model
-float is not judged. Last float16 and float32. Trying many variants on one set of images turns the gate into a search target
-(one passes by chance), so the search sees the validation images only, and the chosen candidate's verdict is
-measured afterwards on the test images, which no choice depended on (bundle.py).
+float is not judged. Last float16 and float32. Trying many variants on one set of images turns the gate into a
+search target (one passes by chance), so the search sees the validation images only, and the chosen candidate's
+verdict is measured afterwards on the test images, which no choice depended on (bundle.py).
 """
 
 from __future__ import annotations
