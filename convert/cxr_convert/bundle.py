@@ -214,8 +214,8 @@ def build_bundle(run_dir: os.PathLike | str, out: os.PathLike | str, options: Co
     float32 = {s: convert(m, "float32") for s, m in deployed}
     search_report = None
     if options.search:
-        searched = _search(dict(deployed), float32, calibration, (stage1, stage2, threshold), records,
-                           (data_dir, size), options, log)
+        searched = _search(dict(deployed), float32, calibration, stage1, stage2, threshold, records, data_dir, size,
+                           options, log)
         quantized, quantization, search_report = searched.models, searched.quantization, searched.report
     else:
         quantization = options.quantization
@@ -286,12 +286,11 @@ def build_bundle(run_dir: os.PathLike | str, out: os.PathLike | str, options: Co
     return manifest
 
 
-def _search(deployed: dict, float32: dict, calibration, float_run: tuple, records, data: tuple,
-            options: ConvertOptions, log):
+def _search(deployed: dict, float32: dict, calibration, stage1, stage2, threshold: float, records, data_dir,
+            size: int, options: ConvertOptions, log):
     """The search's candidates judged on the validation images (cxr_convert.search)."""
     from . import search
 
-    (stage1, stage2, threshold), (data_dir, size) = float_run, data
     val = select(records, "val")
     if not val:
         raise ConvertError("--search chooses on the run's validation images, and its split has none: convert "

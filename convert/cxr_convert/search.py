@@ -66,8 +66,7 @@ class Selection:
 class SearchResult:
     models: dict[str, bytes]
     quantization: str
-    passed: bool
-    report: dict
+    report: dict  # "found": whether a candidate passed on the validation images
 
 
 def int8_candidates(deployed: dict, float32: dict[str, bytes], calibration: np.ndarray,
@@ -158,28 +157,29 @@ def run(deployed: dict, float32: dict[str, bytes], calibration: np.ndarray,
         more_calibration: Callable[[], np.ndarray], selection: Selection, log) -> SearchResult:
     """Judge the int8 candidates in order; if none passes, the layer candidates, then float16 and float32, until
     one passes on the validation images. The result is the best candidate when none does."""
-    start, judge = time.perf_counter(), _Judge(selection, log)
+    start, judge, float32_cost = time.perf_counter(), _Judge(selection, log), None
     for candidate in int8_candidates(deployed, float32, calibration, more_calibration):
         if judge.judge(candidate, _build(candidate, judge, log)) or judge.hopeless:
             break
     else:
-        _wider(deployed, float32, calibration, judge, log)
+        float32_cost = _wider(deployed, float32, calibration, judge, log)
     found = judge.chosen is not None
     candidate, models, _ = judge.chosen if found else judge.best
     report = {"candidates_tried": sum(e["judged"] for e in judge.entries), "found": found,
               "chosen": candidate.name, "seconds": round(time.perf_counter() - start, 1),
-              "candidates": judge.entries, "float32_cost": cost(float32, selection.pixels),
+              "candidates": judge.entries, "float32_cost": float32_cost or cost(float32, selection.pixels),
               "images": {"split": "val", "count": len(selection.files), "files": selection.files}}
-    return SearchResult(models, candidate.quantization, found, report)
+    return SearchResult(models, candidate.quantization, report)
 
 
-def _wider(deployed, float32, calibration, judge: "_Judge", log) -> None:
+def _wider(deployed, float32, calibration, judge: "_Judge", log) -> dict:
     """The layer candidates group by group, the twin measured faster first (float16 on a tie), then float16 and
     float32 by time. An int16 twin slower than whole-model float is not judged: float passes wherever it does, and
     costs less. int16 can cost far more: on alexnet-edge here, int16 activations on the first convolution made the
     model 50 times slower than int8 (XNNPACK has no int16 kernels, nor on the Pi) where float16 made it faster
     (python -m benchmarks.search_costs). A float16 twin is judged whatever its time: its float arithmetic is part of
-    whole-model float's, and on models as small as the tests' every time is overhead and noise."""
+    whole-model float's, and on models as small as the tests' every time is overhead and noise. Returns the
+    float32 model's cost, measured on the way."""
     pixels = judge.selection.pixels
     fallback = [(cost(models, pixels), c, models) for c in float_candidates(deployed, float32)
                 if (models := _build(c, judge, log)) is not None]
@@ -195,10 +195,12 @@ def _wider(deployed, float32, calibration, judge: "_Judge", log) -> None:
             else:
                 judge.pass_over(candidate, measured, "its faster twin passed")
         if judge.chosen is not None:
-            return
-    for measured, candidate, models in _cheapest_first(fallback):
-        if judge.chosen is None:
-            judge.judge(candidate, models, measured)
+            break
+    else:
+        for measured, candidate, models in _cheapest_first(fallback):
+            if judge.chosen is None:
+                judge.judge(candidate, models, measured)
+    return next(measured for measured, candidate, _ in fallback if candidate.quantization == "float32")
 
 
 def _cheapest_first(built: list) -> Iterator:

@@ -159,7 +159,7 @@ def test_nothing_passing_on_validation_is_not_deployable_even_when_the_test_imag
 
     def none_found(*args, **kwargs):
         result = real(*args, **kwargs)
-        return search.SearchResult(result.models, result.quantization, False, {**result.report, "found": False})
+        return search.SearchResult(result.models, result.quantization, {**result.report, "found": False})
 
     monkeypatch.setattr(search, "run", none_found)
     out = tmp_path / "bundle"
